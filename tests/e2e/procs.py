@@ -1,0 +1,270 @@
+"""Child processes of the e2e harness: start, wait on events, stop, reap, audit sockets.
+
+Every process is started in its own session (so a Ctrl-C in a terminal reaches only the
+harness, which then tears down in order) with stdout+stderr going to a log file.  Stopping
+is by PID only: SIGTERM, then SIGKILL after a grace period; descendants (the managed PT a
+client tor launched) are snapshotted *before* their parent is signalled and reaped after it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+POLL_INTERVAL_S = 0.05  # condition polling where no event exists (files written by tor)
+TERM_GRACE_S = 5.0  # tor sometimes needs > 10 s after SIGTERM; we do not wait that long
+
+
+class WaitTimeout(TimeoutError):
+    """A condition did not become true before its deadline."""
+
+
+class ProcessDied(RuntimeError):
+    """A child exited while we were waiting for it to become ready."""
+
+
+def wait_until(
+    condition: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    *,
+    alive: Callable[[], None] | None = None,
+) -> float:
+    """Poll `condition` until true; return the elapsed seconds.
+
+    `alive` is called on every round and should raise (ProcessDied) when waiting is pointless.
+    """
+    start = time.monotonic()
+    deadline = start + timeout_s
+    while True:
+        if condition():
+            return time.monotonic() - start
+        if alive is not None:
+            alive()
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(f"timed out after {timeout_s:.0f}s waiting for {what}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(read_text(path).splitlines()[-lines:])
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def check_alive(self) -> None:
+        code = self.popen.poll()
+        if code is not None:
+            raise ProcessDied(
+                f"{self.name} (pid {self.pid}) exited with {code}; output tail:\n"
+                f"{tail(self.log_path)}"
+            )
+
+
+# ---- /proc helpers -------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (index 0 = state)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rfind(")") + 2 :].split()
+
+
+def _identity(pid: int) -> tuple[int, str] | None:
+    """(pid, start time): guards against signalling a recycled PID."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (pid, fields[19])
+
+
+def descendants(roots: Iterable[int]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: list[int] = []
+    todo = list(roots)
+    while todo:
+        for kid in children.get(todo.pop(), []):
+            found.append(kid)
+            todo.append(kid)
+    return found
+
+
+def _is_live(ident: tuple[int, str]) -> bool:
+    fields = _stat_fields(ident[0])
+    return fields is not None and fields[19] == ident[1] and fields[0] not in ("Z", "X")
+
+
+def _signal(ident: tuple[int, str], sig: signal.Signals) -> None:
+    if _is_live(ident):
+        try:
+            os.kill(ident[0], sig)
+        except ProcessLookupError:
+            pass
+
+
+# ---- the group -----------------------------------------------------------------------------
+
+
+@dataclass
+class ProcessGroup:
+    """The processes one harness object started; stop_all() leaves none behind."""
+
+    children: list[Child] = field(default_factory=list)
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Child:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        child = Child(name, popen, log_path)
+        self.children.append(child)
+        return child
+
+    def pids(self) -> list[int]:
+        """Live PIDs of our children and all their descendants."""
+        roots = [c.pid for c in self.children if c.running()]
+        return roots + descendants(roots)
+
+    def stop(self, child: Child, grace_s: float = TERM_GRACE_S) -> None:
+        self._stop([child], grace_s)
+        self.children.remove(child)
+
+    def stop_all(self, grace_s: float = TERM_GRACE_S) -> None:
+        self._stop(list(self.children), grace_s)
+        self.children.clear()
+
+    @staticmethod
+    def _stop(children: list[Child], grace_s: float) -> None:
+        live = [c for c in children if c.running()]
+        kin = [i for i in map(_identity, descendants(c.pid for c in live)) if i is not None]
+        for c in live:
+            c.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for c in live:
+            try:
+                c.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"[e2e] {c.name} (pid {c.pid}) ignored SIGTERM for {grace_s:.0f}s; SIGKILL",
+                      file=sys.stderr, flush=True)
+                c.popen.kill()
+                c.popen.wait(timeout=10)
+        # Orphaned descendants (e.g. the PT of a SIGKILLed tor) belong to init now: no waitpid,
+        # so poll until they are gone or zombies.
+        for ident in kin:
+            _signal(ident, signal.SIGTERM)
+        try:
+            wait_until(lambda: not any(map(_is_live, kin)), grace_s, "descendants to exit")
+        except WaitTimeout:
+            for ident in kin:
+                _signal(ident, signal.SIGKILL)
+            wait_until(lambda: not any(map(_is_live, kin)), 5.0, "descendants to die")
+
+
+# ---- socket audit --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SocketEntry:
+    pid: int
+    proto: str
+    local: str
+    remote: str
+
+
+_LOOPBACK_V4 = ipaddress.IPv4Address("127.0.0.1")
+_UNSPECIFIED = (ipaddress.IPv4Address("0.0.0.0"), ipaddress.IPv6Address("::"))
+_SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
+
+
+def _decode_addr(hex_addr: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    host, port = hex_addr.split(":")
+    raw = bytes.fromhex(host)
+    # /proc/net/tcp* prints the address as native-endian 32-bit words.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    ip = ipaddress.ip_address(words)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped, int(port, 16)
+    return ip, int(port, 16)
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes: set[str] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except (FileNotFoundError, PermissionError):
+        return inodes
+    for fd in fds:
+        try:
+            m = _SOCKET_LINK.fullmatch(os.readlink(fd))
+        except OSError:
+            continue
+        if m:
+            inodes.add(m.group(1))
+    return inodes
+
+
+def foreign_sockets(pids: Iterable[int]) -> list[SocketEntry]:
+    """Internet sockets of `pids` whose local or remote side is not 127.0.0.1.
+
+    An unconnected socket (remote 0.0.0.0:0) counts as foreign only if bound elsewhere.
+    """
+    bad: list[SocketEntry] = []
+    for pid in pids:
+        inodes = _socket_inodes(pid)
+        for proto in ("tcp", "tcp6", "udp", "udp6"):
+            for line in read_text(Path(f"/proc/{pid}/net/{proto}")).splitlines()[1:]:
+                cols = line.split()
+                if len(cols) < 10 or cols[9] not in inodes:
+                    continue
+                (lip, lport), (rip, rport) = _decode_addr(cols[1]), _decode_addr(cols[2])
+                remote_ok = rip == _LOOPBACK_V4 or (rip in _UNSPECIFIED and rport == 0)
+                if lip != _LOOPBACK_V4 or not remote_ok:
+                    bad.append(SocketEntry(pid, proto, f"{lip}:{lport}", f"{rip}:{rport}"))
+    return bad

@@ -1,0 +1,3 @@
+from webtunnel_pt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Command line: ``webtunnel-pt`` (managed mode when tor runs it) and its options.
+
+Exit status: 0 after a clean stop, 1 on a configuration error reported to tor, 2 on a usage
+error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from webtunnel_pt import __version__
+
+EXIT_OK = 0
+EXIT_CONFIG = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webtunnel-pt",
+        description=(
+            "Tor pluggable transport client for WebTunnel. tor starts it through "
+            "'ClientTransportPlugin webtunnel exec webtunnel-pt' and talks to it over the "
+            "TOR_PT_* environment, stdout and a loopback SOCKS5 listener."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"webtunnel-pt {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="notice",
+        choices=["error", "warn", "warning", "notice", "info", "debug"],
+        help="least severe messages to log (default: notice)",
+    )
+    parser.add_argument("--log-file", help="write the text log here instead of stderr")
+    parser.add_argument(
+        "--unsafe-logging",
+        action="store_true",
+        help="log bridge URL paths and fingerprints (secrets) instead of scrubbing them",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from webtunnel_pt.logs import PtStdout, configure_logging
+
+    if "TOR_PT_MANAGED_TRANSPORT_VER" not in os.environ:
+        print(
+            "webtunnel-pt: not started by tor (TOR_PT_MANAGED_TRANSPORT_VER is not set).\n"
+            "Use it from torrc:  ClientTransportPlugin webtunnel exec "
+            f"{sys.argv[0] or 'webtunnel-pt'}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    out = PtStdout()
+    try:
+        configure_logging(
+            args.log_level, log_file=args.log_file, unsafe=args.unsafe_logging, pt_stdout=out
+        )
+    except OSError as exc:
+        print(f"webtunnel-pt: cannot open log file: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from webtunnel_pt import managed
+
+    try:
+        return managed.run(os.environ, out)
+    except KeyboardInterrupt:
+        return EXIT_OK

@@ -1,0 +1,169 @@
+"""The exception tree of webtunnel-pt and its mapping to SOCKS replies and PT LOG severities.
+
+    WebtunnelError
+    ├─ ConfigError                          bad TOR_PT_* environment or command line
+    │  ├─ VersionError                      no common managed-proxy version (VERSION-ERROR)
+    │  ├─ EnvError                          malformed TOR_PT_* variable (ENV-ERROR)
+    │  └─ ProxyConfigError                  TOR_PT_PROXY refused (PROXY-ERROR)
+    ├─ BridgeArgsError (also ValueError)    bad bridge arguments: url=, servername=, addr=, ...
+    ├─ ProtocolError
+    │  ├─ LocalProtocolError                we were asked to do something illegal (a bug)
+    │  └─ RemoteProtocolError               a peer sent something illegal
+    │     ├─ SocksProtocolError             tor's SOCKS client (carries the reply to send)
+    │     ├─ UpgradeRejected                the web server answered something other than 101
+    │     └─ UpgradeError                   the web server's answer was not valid HTTP
+    ├─ BridgeConnectError (also ConnectionError)
+    │  ├─ BridgeUnreachable                 DNS or TCP failed (carries the SOCKS reply)
+    │  └─ TlsError                          outer TLS handshake or verification failed
+    └─ HandshakeTimeout (also TimeoutError) a deadline passed (SOCKS, TCP, TLS, upgrade)
+
+Every class knows the SOCKS5 reply code (RFC 1928 §6) it maps to and the severity of the PT
+``LOG`` line that reports it (pt-spec §3.3.4). :func:`describe_failure` is the one place that
+turns any exception into that triple.
+"""
+
+from __future__ import annotations
+
+import errno
+import ssl
+from enum import IntEnum
+from typing import Literal
+
+LogSeverity = Literal["error", "warning", "notice", "info", "debug"]
+
+
+class SocksReply(IntEnum):
+    """SOCKS5 reply field REP (RFC 1928 §6)."""
+
+    SUCCEEDED = 0x00
+    GENERAL_FAILURE = 0x01
+    NOT_ALLOWED = 0x02
+    NETWORK_UNREACHABLE = 0x03
+    HOST_UNREACHABLE = 0x04
+    CONNECTION_REFUSED = 0x05
+    TTL_EXPIRED = 0x06
+    COMMAND_NOT_SUPPORTED = 0x07
+    ADDRESS_TYPE_NOT_SUPPORTED = 0x08
+
+
+class WebtunnelError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    socks_reply: SocksReply = SocksReply.GENERAL_FAILURE
+    log_severity: LogSeverity = "warning"
+
+
+class ConfigError(WebtunnelError):
+    """The environment or command line given to the program is unusable."""
+
+    log_severity: LogSeverity = "error"
+
+
+class VersionError(ConfigError):
+    """TOR_PT_MANAGED_TRANSPORT_VER names no version we speak."""
+
+
+class EnvError(ConfigError):
+    """A TOR_PT_* variable is missing or malformed."""
+
+
+class ProxyConfigError(ConfigError):
+    """TOR_PT_PROXY is malformed or names an unsupported proxy."""
+
+
+class BridgeArgsError(WebtunnelError, ValueError):
+    """The bridge line's arguments are missing, malformed or contradictory."""
+
+
+class ProtocolError(WebtunnelError):
+    """A protocol was violated."""
+
+
+class LocalProtocolError(ProtocolError):
+    """Our own code asked a protocol core for something illegal: a bug."""
+
+    log_severity: LogSeverity = "error"
+
+
+class RemoteProtocolError(ProtocolError):
+    """A peer sent bytes that violate the protocol."""
+
+
+class SocksProtocolError(RemoteProtocolError):
+    """tor's SOCKS client sent something we cannot accept."""
+
+    def __init__(self, message: str, reply: SocksReply = SocksReply.GENERAL_FAILURE) -> None:
+        super().__init__(message)
+        self.socks_reply = reply
+
+
+class UpgradeRejected(RemoteProtocolError):
+    """The web server answered the upgrade with something other than a usable 101."""
+
+    def __init__(self, status: int, reason: str, detail: str = "") -> None:
+        text = f"web server refused the upgrade: HTTP {status} {reason}".rstrip()
+        if detail:
+            text = f"{text} ({detail})"
+        super().__init__(text)
+        self.status = status
+        self.reason = reason
+
+
+class UpgradeError(RemoteProtocolError):
+    """The web server's answer to the upgrade is not well-formed HTTP/1.1."""
+
+
+class BridgeConnectError(WebtunnelError, ConnectionError):
+    """The bridge's web server could not be reached or authenticated."""
+
+
+class BridgeUnreachable(BridgeConnectError):
+    """DNS resolution or every TCP connection attempt failed."""
+
+    def __init__(self, message: str, reply: SocksReply = SocksReply.GENERAL_FAILURE) -> None:
+        super().__init__(message)
+        self.socks_reply = reply
+
+
+class TlsError(BridgeConnectError):
+    """The outer TLS handshake failed or the server could not be verified."""
+
+
+class HandshakeTimeout(WebtunnelError, TimeoutError):
+    """A handshake step did not finish before its deadline."""
+
+    socks_reply = SocksReply.TTL_EXPIRED
+
+
+_ERRNO_REPLIES: dict[int, SocksReply] = {
+    errno.ECONNREFUSED: SocksReply.CONNECTION_REFUSED,
+    errno.ECONNRESET: SocksReply.CONNECTION_REFUSED,
+    errno.ENETUNREACH: SocksReply.NETWORK_UNREACHABLE,
+    errno.EHOSTUNREACH: SocksReply.HOST_UNREACHABLE,
+    errno.ETIMEDOUT: SocksReply.TTL_EXPIRED,
+    errno.EADDRNOTAVAIL: SocksReply.ADDRESS_TYPE_NOT_SUPPORTED,
+}
+
+
+def reply_for_os_error(exc: OSError) -> SocksReply:
+    """The SOCKS reply for a failed TCP connect, as lyrebird's ErrorToReplyCode maps errno."""
+    if exc.errno is None:
+        return SocksReply.GENERAL_FAILURE
+    return _ERRNO_REPLIES.get(exc.errno, SocksReply.GENERAL_FAILURE)
+
+
+def describe_failure(exc: BaseException) -> tuple[SocksReply, LogSeverity, str]:
+    """Map any exception to (SOCKS reply, LOG severity, message without secrets).
+
+    Messages of our own errors are written so that they never contain the bridge URL path or
+    fingerprint; foreign exceptions are summarised by type and text.
+    """
+    if isinstance(exc, WebtunnelError):
+        return exc.socks_reply, exc.log_severity, str(exc)
+    if isinstance(exc, TimeoutError):
+        return SocksReply.TTL_EXPIRED, "warning", "timed out"
+    if isinstance(exc, ssl.SSLError):
+        return SocksReply.GENERAL_FAILURE, "warning", f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, OSError):
+        return reply_for_os_error(exc), "warning", exc.strerror or str(exc) or type(exc).__name__
+    return SocksReply.GENERAL_FAILURE, "error", f"internal error: {type(exc).__name__}: {exc}"

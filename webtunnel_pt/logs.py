@@ -1,0 +1,171 @@
+"""Logging: PT ``LOG`` lines to tor, a text log to stderr or a file, and redaction of secrets.
+
+Two sinks share one logger tree (``webtunnel_pt.*``):
+
+- :class:`PtStdout` owns stdout, the control channel to tor. Every line is written whole and
+  flushed at once; records at ``info`` and above also become ``LOG`` lines there.
+- A text handler (stderr by default, ``--log-file`` otherwise) at the selected level.
+
+Secrets are the bridge URL path and fingerprints. Messages are written without them in the
+first place (see :meth:`BridgeConfig.describe`); :class:`RedactingFilter` is the safety net: it
+scrubs every registered secret and anything shaped like a fingerprint from every record unless
+unsafe logging was asked for. It runs only when a record is emitted, never on the data path.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from typing import Final, TextIO
+
+from webtunnel_pt import pt_messages
+
+NOTICE: Final = 25
+logging.addLevelName(NOTICE, "NOTICE")
+LOGGER_NAME = "webtunnel_pt"
+LEVELS: Final = {
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "notice": NOTICE,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+REDACTED: Final = "[scrubbed]"
+_FINGERPRINT = re.compile(r"\b[0-9A-Fa-f]{40}\b")
+#: Secrets registered at most; older ones are dropped first (one per distinct bridge URL).
+MAX_SECRETS = 1024
+
+
+def severity_for(levelno: int) -> str:
+    if levelno >= logging.ERROR:
+        return "error"
+    if levelno >= logging.WARNING:
+        return "warning"
+    if levelno >= NOTICE:
+        return "notice"
+    if levelno >= logging.INFO:
+        return "info"
+    return "debug"
+
+
+class PtStdout:
+    """The PT's stdout: one writer, whole lines, flushed each time, safe across threads."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stdout
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def write_line(self, line: str) -> None:
+        if "\n" in line or "\r" in line:
+            raise ValueError("PT stdout lines must be single lines")
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                self._stream.write(line + "\n")
+                self._stream.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                # tor went away; nobody is left to read. Stop writing, keep running to shut down.
+                self.closed = True
+
+
+class Redactor:
+    """Remembers secrets and removes them from text."""
+
+    def __init__(self, unsafe: bool = False) -> None:
+        self.unsafe = unsafe
+        self._secrets: dict[str, None] = {}
+        self._lock = threading.Lock()
+
+    def add(self, *secrets: str) -> None:
+        if self.unsafe:
+            return
+        with self._lock:
+            for secret in secrets:
+                # Short strings such as "/" would scrub harmless text and protect nothing.
+                if len(secret) >= 4:
+                    self._secrets[secret] = None
+            while len(self._secrets) > MAX_SECRETS:
+                del self._secrets[next(iter(self._secrets))]
+
+    def scrub(self, text: str) -> str:
+        if self.unsafe:
+            return text
+        with self._lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for secret in secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return _FINGERPRINT.sub(REDACTED, text)
+
+
+REDACTOR = Redactor()
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg = self._redactor.scrub(message)
+        record.args = None
+        if record.exc_info and not self._redactor.unsafe:
+            record.exc_text = None
+            record.exc_info = None
+        return True
+
+
+class PtLogHandler(logging.Handler):
+    """Turns records into ``LOG SEVERITY=... MESSAGE=...`` lines for tor."""
+
+    def __init__(self, stdout: PtStdout, level: int) -> None:
+        super().__init__(level)
+        self._stdout = stdout
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._stdout.write_line(
+                pt_messages.log(severity_for(record.levelno), self.format(record))
+            )
+        except Exception:  # pragma: no cover - logging must never kill the program
+            self.handleError(record)
+
+
+def configure_logging(
+    level_name: str = "notice",
+    *,
+    log_file: str | None = None,
+    unsafe: bool = False,
+    pt_stdout: PtStdout | None = None,
+) -> Redactor:
+    """Set up the logger tree once per process; return the redactor to register secrets with."""
+    level = LEVELS[level_name]
+    REDACTOR.unsafe = unsafe
+    root = logging.getLogger(LOGGER_NAME)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel(level)
+    root.propagate = False
+    redacting = RedactingFilter(REDACTOR)
+    text: logging.Handler
+    if log_file:
+        text = logging.FileHandler(log_file, encoding="utf-8")
+    else:
+        text = logging.StreamHandler(sys.stderr)
+    text.setFormatter(
+        logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    )
+    text.addFilter(redacting)
+    root.addHandler(text)
+    if pt_stdout is not None:
+        pt_handler = PtLogHandler(pt_stdout, max(level, logging.INFO))
+        pt_handler.addFilter(redacting)
+        root.addHandler(pt_handler)
+    return REDACTOR

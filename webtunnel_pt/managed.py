@@ -1,0 +1,163 @@
+"""Managed mode: the life of the PT as tor's child (pt-spec §3).
+
+    VERSION 1 → STATUS TYPE=version → [PROXY DONE] → CMETHOD webtunnel socks5 127.0.0.1:<port>
+    → CMETHODS DONE → serve until SIGTERM, SIGINT or (if asked) EOF on stdin → exit 0
+
+Configuration errors print ``VERSION-ERROR`` / ``ENV-ERROR`` / ``PROXY-ERROR`` and exit 1.
+``CMETHOD`` is printed only once its listener is bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Mapping
+
+from webtunnel_pt import __version__, pt_messages
+from webtunnel_pt.dial import DialOptions
+from webtunnel_pt.errors import ConfigError, EnvError, ProxyConfigError, VersionError
+from webtunnel_pt.logs import PtStdout
+from webtunnel_pt.pt_env import (
+    TRANSPORT_NAME,
+    ClientEnvironment,
+    negotiate_version,
+    parse_client_environment,
+)
+from webtunnel_pt.socks_server import ServerOptions, SocksServer
+
+log = logging.getLogger(__name__)
+IMPLEMENTATION = "webtunnel-pt"
+
+
+def configure(env: Mapping[str, str], out: PtStdout) -> ClientEnvironment:
+    """Negotiate and validate, writing the protocol lines; raise :class:`ConfigError`."""
+    try:
+        version = negotiate_version(env)
+    except VersionError:
+        out.write_line(pt_messages.version_error("no-version"))
+        raise
+    except EnvError as exc:
+        out.write_line(pt_messages.env_error(str(exc)))
+        raise
+    out.write_line(pt_messages.version(version))
+    out.write_line(pt_messages.status_version(IMPLEMENTATION, __version__))
+    try:
+        config = parse_client_environment(env)
+    except EnvError as exc:
+        out.write_line(pt_messages.env_error(str(exc)))
+        raise
+    if config.proxy is not None:
+        message = "TOR_PT_PROXY is not supported yet by webtunnel-pt"
+        out.write_line(pt_messages.proxy_error(message))
+        raise ProxyConfigError(message)
+    if config.state_location is not None:
+        try:
+            os.makedirs(config.state_location, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            message = f"cannot create TOR_PT_STATE_LOCATION: {exc.strerror}"
+            out.write_line(pt_messages.env_error(message))
+            raise EnvError(message) from exc
+    return config
+
+
+class StopSignal:
+    """Set by SIGTERM/SIGINT or EOF on stdin; what ended the run is kept for the log."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        if not self.event.is_set():
+            self.reason = reason
+            self.event.set()
+
+
+def _watch_signals(loop: asyncio.AbstractEventLoop, stop: StopSignal) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set, signal.Signals(signum).name)
+
+
+def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: StopSignal) -> None:
+    """EOF (or an error) on stdin means tor is gone (pt-spec §3.4, TOR_PT_EXIT_ON_STDIN_CLOSE)."""
+    fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    if fd < 0:
+        stop.set("stdin closed")
+        return
+
+    def on_readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set("stdin closed")
+
+    try:
+        loop.add_reader(fd, on_readable)
+    except (ValueError, OSError, NotImplementedError):
+        # Not pollable (a regular file): read it in a thread instead.
+        def drain() -> None:
+            with contextlib.suppress(OSError):
+                while os.read(fd, 4096):
+                    pass
+            loop.call_soon_threadsafe(stop.set, "stdin closed")
+
+        loop.run_in_executor(None, drain)
+
+
+async def serve(
+    env: Mapping[str, str], out: PtStdout, server_options: ServerOptions | None = None
+) -> int:
+    """Run managed mode until told to stop; return the exit status."""
+    try:
+        config = configure(env, out)
+    except ConfigError as exc:
+        log.error("configuration refused: %s", exc)
+        return 1
+    loop = asyncio.get_running_loop()
+    stop = StopSignal()
+    _watch_signals(loop, stop)
+    if config.exit_on_stdin_close:
+        _watch_stdin(loop, stop)
+
+    for name in config.unsupported:
+        out.write_line(pt_messages.cmethod_error(name, "no such method"))
+    options = server_options or ServerOptions(
+        dial=DialOptions(bind_v4=config.bind_v4, bind_v6=config.bind_v6)
+    )
+    servers: list[SocksServer] = []
+    try:
+        for name in config.transports:
+            server = SocksServer(options)
+            try:
+                host, port = await server.start("127.0.0.1", 0)
+            except OSError as exc:
+                out.write_line(pt_messages.cmethod_error(name, f"cannot listen: {exc.strerror}"))
+                continue
+            servers.append(server)
+            out.write_line(pt_messages.cmethod(name, host, port))
+            log.info("%s SOCKS listener on %s:%d", name, host, port)
+        out.write_line(pt_messages.cmethods_done())
+        if not servers:
+            log.error("no transport could be started")
+            return 1
+        await stop.event.wait()
+        log.info("stopping: %s", stop.reason)
+    finally:
+        await asyncio.gather(*(server.aclose() for server in servers))
+    return 0
+
+
+def run(env: Mapping[str, str] | None = None, out: PtStdout | None = None) -> int:
+    """Synchronous entry point for the CLI."""
+    return asyncio.run(serve(os.environ if env is None else env, out or PtStdout()))
+
+
+__all__ = ["IMPLEMENTATION", "TRANSPORT_NAME", "configure", "run", "serve"]
