@@ -13,6 +13,7 @@ import base64
 import hashlib
 import ipaddress
 import logging
+import os
 import socket
 import ssl
 import time
@@ -208,14 +209,14 @@ async def _connect(
         except TimeoutError:
             last = BridgeUnreachable(f"TCP connect to {shown} timed out", SocksReply.TTL_EXPIRED)
         except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
+            reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or type(exc).__name__)
             last = BridgeUnreachable(
                 f"TCP connect to {shown} failed: {reason}", reply_for_os_error(exc)
             )
         else:
             report.peer = shown
             return sock
-        log.info("%s", last)
+        log.debug("%s", last)
     assert last is not None  # addresses is never empty
     raise last
 

@@ -25,6 +25,7 @@ turns any exception into that triple.
 from __future__ import annotations
 
 import errno
+import os
 import ssl
 from enum import IntEnum
 from typing import Literal
@@ -165,5 +166,6 @@ def describe_failure(exc: BaseException) -> tuple[SocksReply, LogSeverity, str]:
     if isinstance(exc, ssl.SSLError):
         return SocksReply.GENERAL_FAILURE, "warning", f"TLS error: {exc.reason or exc}"
     if isinstance(exc, OSError):
-        return reply_for_os_error(exc), "warning", exc.strerror or str(exc) or type(exc).__name__
+        text = os.strerror(exc.errno) if exc.errno else (str(exc) or type(exc).__name__)
+        return reply_for_os_error(exc), "warning", text
     return SocksReply.GENERAL_FAILURE, "error", f"internal error: {type(exc).__name__}: {exc}"

@@ -97,6 +97,10 @@ class SocksServer:
         conn_id = next(self._ids)
         try:
             await Connection(conn_id, reader, writer, self.options, self._redactor).serve()
+        except asyncio.CancelledError:
+            # Only aclose() cancels connections. Ending the task normally keeps asyncio's stream
+            # callback from reporting the cancellation as an error.
+            pass
         finally:
             self._connections.discard(task)
 

@@ -1,0 +1,42 @@
+# webtunnel-pt — common tasks. `make install` then `make test` is all a newcomer needs.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: install deps system-deps test unit integration e2e lint demo clean
+
+## System packages the tests use: tor and nginx (Debian), socat for benchmarks.
+system-deps:
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tor nginx-light socat >/dev/null; \
+	else echo "install tor and nginx with your package manager"; fi
+
+## Install the package (editable) with its test and lint tools.
+install:
+	$(PIP) install -q -e '.[test,lint,builtin]'
+
+deps: system-deps install
+
+test:
+	$(PYTHON) -m pytest -q
+
+unit:
+	$(PYTHON) -m pytest -q tests/unit
+
+integration:
+	$(PYTHON) -m pytest -q tests/integration
+
+e2e:
+	$(PYTHON) -m pytest -q -m e2e tests/e2e
+
+lint:
+	ruff check webtunnel_pt tests
+	ruff format --check webtunnel_pt tests
+	mypy
+
+demo:
+	$(PYTHON) -m tests.e2e.demo
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from tests.support.certs import TestPki, make_pki
+from tests.support.pt_process import PtProcess, tor_environment
+from tests.support.upgrade_server import ScriptedWebServer
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def tls_server(pki: TestPki) -> Iterator[ScriptedWebServer]:
+    server = ScriptedWebServer(pki.server_context)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def plain_server() -> Iterator[ScriptedWebServer]:
+    server = ScriptedWebServer(None)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def untrusted_server() -> Iterator[ScriptedWebServer]:
+    """A server whose certificate comes from a CA the PT does not trust."""
+    other_ca = trustme.CA()
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    other_ca.issue_cert("bridge.test", "127.0.0.1").configure_cert(ctx)
+    server = ScriptedWebServer(ctx)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def pt(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtProcess]:
+    state: Path = tmp_path_factory.mktemp("pt_state")
+    process = PtProcess(
+        tor_environment(state, SSL_CERT_FILE=str(pki.ca_file)), ["--log-level", "info"]
+    )
+    process.socks_port()
+    yield process
+    process.stop()

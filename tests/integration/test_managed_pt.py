@@ -1,0 +1,275 @@
+"""The PT as tor runs it (subprocess, TOR_PT_* env, stdout protocol) against real TLS servers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from tests.support.pt_process import PtProcess, tor_environment
+from tests.support.socks_client import recv_exactly, socks_connect
+from tests.support.upgrade_server import EARLY_PAYLOAD, TALK_BYTES, ScriptedWebServer, pattern
+
+SECRET = "s3cr3tPathXq7Lk"
+
+
+def url(server: ScriptedWebServer, path: str, scheme: str = "https") -> str:
+    return f"{scheme}://127.0.0.1:{server.port}{path}"
+
+
+def echo_roundtrip(sock: socket.socket, payload: bytes) -> bytes:
+    sock.sendall(payload)
+    return recv_exactly(sock, len(payload))
+
+
+def test_startup_lines_follow_the_protocol(pt: PtProcess) -> None:
+    lines = [line for line in pt.lines if not line.startswith("LOG ")]
+    assert lines[0] == "VERSION 1"
+    assert lines[1].startswith("STATUS TYPE=version IMPLEMENTATION=webtunnel-pt VERSION=")
+    assert lines[2].startswith("CMETHOD webtunnel socks5 127.0.0.1:")
+    assert lines[3] == "CMETHODS DONE"
+
+
+def test_echo_through_tls_upgrade(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
+    rep, sock = socks_connect(
+        pt.socks_port(), {"url": url(tls_server, f"/echo-{SECRET}"), "ver": "0.0.3"}
+    )
+    assert rep == 0
+    with sock:
+        assert echo_roundtrip(sock, b"hello through the tunnel") == b"hello through the tunnel"
+    head = tls_server.request_heads[-1]
+    assert (
+        head
+        == (
+            f"GET /echo-{SECRET} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\n"
+            "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
+        ).encode()
+    )
+
+
+def test_64_mib_each_way_with_checksum(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
+    size = 64 * 1024 * 1024
+    rng = random.Random(1234)
+    block = rng.randbytes(1024 * 1024)
+    sent = hashlib.sha256()
+    received = hashlib.sha256()
+    rep, sock = socks_connect(pt.socks_port(), {"url": url(tls_server, "/echo")})
+    assert rep == 0
+    count = [0]
+
+    def reader() -> None:
+        while count[0] < size:
+            chunk = sock.recv(min(1 << 20, size - count[0]))
+            if not chunk:
+                break
+            received.update(chunk)
+            count[0] += len(chunk)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    with sock:
+        for _ in range(size // len(block)):
+            sock.sendall(block)
+            sent.update(block)
+        thread.join(timeout=120)
+    assert count[0] == size
+    assert received.hexdigest() == sent.hexdigest()
+
+
+def test_payload_in_the_same_write_as_the_101_is_delivered_first(
+    pt: PtProcess, tls_server: ScriptedWebServer
+) -> None:
+    rep, sock = socks_connect(pt.socks_port(), {"url": url(tls_server, "/early")})
+    assert rep == 0
+    with sock:
+        assert recv_exactly(sock, len(EARLY_PAYLOAD)) == EARLY_PAYLOAD
+        assert echo_roundtrip(sock, b"after") == b"after"
+
+
+def test_100_continue_before_101(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
+    rep, sock = socks_connect(pt.socks_port(), {"url": url(tls_server, "/continue")})
+    assert rep == 0
+    with sock:
+        assert echo_roundtrip(sock, b"x" * 1000) == b"x" * 1000
+
+
+def test_half_close_tls_bridge_keeps_talking_after_tor_eof(
+    pt: PtProcess, tls_server: ScriptedWebServer
+) -> None:
+    """tor ends its sending side; what the bridge still sends must reach tor in full."""
+    rep, sock = socks_connect(pt.socks_port(), {"url": url(tls_server, "/talk-after-eof")})
+    assert rep == 0
+    with sock:
+        sock.sendall(b"ping")
+        sock.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    assert bytes(data) == pattern(TALK_BYTES)
+
+
+def test_half_close_plain_http_propagates_eof(
+    pt: PtProcess, plain_server: ScriptedWebServer
+) -> None:
+    """Over plain TCP the bridge sees tor's EOF (write_eof) and its answer still flows back."""
+    rep, sock = socks_connect(pt.socks_port(), {"url": url(plain_server, "/echo", "http")})
+    assert rep == 0
+    with sock:
+        sock.sendall(b"last words")
+        sock.shutdown(socket.SHUT_WR)
+        data = bytearray()
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert bytes(data) == b"last wordsBYE"
+
+
+REFUSALS = [
+    ("/status/404", 1, "HTTP 404"),
+    ("/status/200", 1, "HTTP 200"),
+    ("/status/301", 1, "HTTP 301"),
+    ("/status/403", 1, "HTTP 403"),
+    ("/status/502", 1, "HTTP 502"),
+    ("/no-upgrade", 1, "Upgrade header"),
+    ("/h2c", 1, "h2c"),
+    ("/no-connection", 1, "Connection header"),
+    ("/http10", 1, "HTTP/1.0"),
+    ("/garbage", 1, "invalid HTTP response"),
+    ("/huge-head", 1, "exceeds"),
+    ("/close-mid-head", 1, "closed"),
+]
+
+
+@pytest.mark.parametrize(("path", "reply", "reason"), REFUSALS)
+def test_refused_upgrade_gets_socks_reply_and_log(
+    pt: PtProcess, tls_server: ScriptedWebServer, path: str, reply: int, reason: str
+) -> None:
+    rep, _ = socks_connect(
+        pt.socks_port(), {"url": url(tls_server, path + "-" + SECRET if path == "/x" else path)}
+    )
+    assert rep == reply
+    pt.wait_for_log(reason)
+    # The PT keeps serving.
+    rep, sock = socks_connect(pt.socks_port(), {"url": url(tls_server, "/echo")})
+    assert rep == 0
+    with sock:
+        assert echo_roundtrip(sock, b"still alive") == b"still alive"
+
+
+def test_untrusted_certificate_is_refused(
+    pt: PtProcess, untrusted_server: ScriptedWebServer
+) -> None:
+    rep, _ = socks_connect(pt.socks_port(), {"url": url(untrusted_server, f"/echo-{SECRET}")})
+    assert rep == 1
+    pt.wait_for_log("certificate")
+    assert untrusted_server.request_heads == []  # nothing was sent to an unverified server
+
+
+def test_wrong_hostname_is_refused(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
+    args = {
+        "url": f"https://wrong.test:{tls_server.port}/echo",
+        "addr": f"127.0.0.1:{tls_server.port}",
+    }
+    rep, _ = socks_connect(pt.socks_port(), args)
+    assert rep == 1
+    pt.wait_for_log("wrong.test")
+
+
+def test_servername_and_addr(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
+    args = {
+        "url": f"https://bridge.test:{tls_server.port}/echo",
+        "addr": f"127.0.0.1:{tls_server.port}",
+        "servername": "bridge.test",
+    }
+    rep, sock = socks_connect(pt.socks_port(), args)
+    assert rep == 0
+    with sock:
+        assert echo_roundtrip(sock, b"sni") == b"sni"
+    assert b"\r\nHost: bridge.test\r\n" in tls_server.request_heads[-1]
+
+
+def test_connection_refused_maps_to_reply_5(pt: PtProcess) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: connections are refused
+        rep, _ = socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:{port}/x"})
+    assert rep == 5
+    pt.wait_for_log("Connection refused")
+
+
+def test_missing_url_and_bad_escapes(pt: PtProcess) -> None:
+    rep, _ = socks_connect(pt.socks_port(), {"ver": "0.0.3"})
+    assert rep == 1
+    pt.wait_for_log("no url=")
+    rep, _ = socks_connect(pt.socks_port(), "url=https://a.example/p;")  # trailing ';'
+    assert rep == -1  # refused at the RFC 1929 step
+    rep, _ = socks_connect(pt.socks_port(), None)  # no arguments at all
+    assert rep == 1
+
+
+def test_secrets_never_logged(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
+    for path in (f"/status/404?{SECRET}", f"/echo-{SECRET}"):
+        _, sock = socks_connect(pt.socks_port(), {"url": url(tls_server, path)})
+        sock.close()
+    socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:1/{SECRET}"})
+    pt.wait_for_log("127.0.0.1:1")
+    assert SECRET not in pt.all_output()
+
+
+@pytest.mark.parametrize("how", ["stdin", "sigterm"])
+def test_shutdown_with_a_live_tunnel(
+    pki, tls_server: ScriptedWebServer, tmp_path, how: str
+) -> None:
+    proc = PtProcess(tor_environment(tmp_path, SSL_CERT_FILE=str(pki.ca_file)))
+    try:
+        rep, sock = socks_connect(proc.socks_port(), {"url": url(tls_server, "/echo")})
+        assert rep == 0
+        assert echo_roundtrip(sock, b"x") == b"x"
+        started = time.monotonic()
+        if how == "stdin":
+            proc.close_stdin()
+        else:
+            proc.proc.send_signal(signal.SIGTERM)
+        code = proc.proc.wait(timeout=10)
+        elapsed = time.monotonic() - started
+        assert code == 0
+        assert sock.recv(100) == b""  # the PT closed the tunnel on its way out
+        sock.close()
+    finally:
+        proc.stop()
+    assert b"Traceback" not in proc.stderr
+    print(f"shutdown via {how} took {elapsed * 1000:.0f} ms")
+
+
+def test_env_errors_exit_1(tmp_path) -> None:
+    env = tor_environment(tmp_path)
+    env["TOR_PT_MANAGED_TRANSPORT_VER"] = "2"
+    proc = PtProcess(env)
+    assert proc.proc.wait(timeout=10) == 1
+    proc.stop()
+    assert proc.lines[0] == "VERSION-ERROR no-version"
+
+    env = tor_environment(tmp_path)
+    del env["TOR_PT_CLIENT_TRANSPORTS"]
+    proc = PtProcess(env)
+    assert proc.proc.wait(timeout=10) == 1
+    proc.stop()
+    assert proc.lines[:2] == ["VERSION 1", proc.lines[1]]
+    assert "ENV-ERROR no TOR_PT_CLIENT_TRANSPORTS environment variable" in proc.lines
+
+
+def test_state_location_is_created(tmp_path, pki) -> None:
+    state = tmp_path / "deep" / "pt_state"
+    proc = PtProcess(tor_environment(state, SSL_CERT_FILE=str(pki.ca_file)))
+    try:
+        proc.socks_port()
+        assert state.is_dir()
+        assert oct(state.stat().st_mode & 0o777) == oct(0o700)
+    finally:
+        proc.stop()
+    assert os.path.exists(state)

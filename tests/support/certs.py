@@ -1,0 +1,41 @@
+"""Certificates made for the test run with trustme: a test CA and server certificates."""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+
+SERVER_NAMES = ("bridge.test", "127.0.0.1", "::1")
+
+
+@dataclass
+class TestPki:
+    ca: trustme.CA
+    ca_file: Path
+    server_context: ssl.SSLContext
+
+    def server_context_for(self, *names: str, expired: bool = False) -> ssl.SSLContext:
+        kwargs = {}
+        if expired:
+            now = datetime.datetime.now(datetime.UTC)
+            kwargs = {
+                "not_before": now - datetime.timedelta(days=30),
+                "not_after": now - datetime.timedelta(days=1),
+            }
+        cert = self.ca.issue_cert(*names, **kwargs)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(ctx)
+        return ctx
+
+
+def make_pki(directory: Path) -> TestPki:
+    ca = trustme.CA()
+    ca_file = directory / "test-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*SERVER_NAMES).configure_cert(ctx)
+    return TestPki(ca, ca_file, ctx)

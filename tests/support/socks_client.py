@@ -1,0 +1,49 @@
+"""A SOCKS5 client that speaks exactly like tor does to a client PT (pt-protocol.md §6.1)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from webtunnel_pt.pt_args import encode_socks_credentials, escape_args
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def socks_connect(
+    port: int, args: str | dict[str, str] | None, timeout: float = 60.0
+) -> tuple[int, socket.socket]:
+    """Run tor's SOCKS5 handshake; return (REP, socket). The socket is open only if REP == 0."""
+    if isinstance(args, dict):
+        args = escape_args(args.items())
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        if args:
+            sock.sendall(b"\x05\x02\x00\x02")
+            assert recv_exactly(sock, 2) == b"\x05\x02"
+            user, password = encode_socks_credentials(args)
+            sock.sendall(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
+            auth = recv_exactly(sock, 2)
+            if auth != b"\x01\x00":
+                sock.close()
+                return -1, sock
+        else:
+            sock.sendall(b"\x05\x01\x00")
+            assert recv_exactly(sock, 2) == b"\x05\x00"
+        # The bridge line's placeholder address, as tor sends it (ATYP 01).
+        sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("192.0.2.3") + struct.pack(">H", 443))
+        reply = recv_exactly(sock, 10)
+    except BaseException:
+        sock.close()
+        raise
+    if reply[1] != 0:
+        sock.close()
+    return reply[1], sock
