@@ -6,18 +6,18 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.support.certs import TestPki, make_pki
+from tests.support.certs import Pki, make_pki
 from tests.support.pt_process import PtProcess, tor_environment
 from tests.support.upgrade_server import ScriptedWebServer
 
 
 @pytest.fixture(scope="session")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")
-def tls_server(pki: TestPki) -> Iterator[ScriptedWebServer]:
+def tls_server(pki: Pki) -> Iterator[ScriptedWebServer]:
     server = ScriptedWebServer(pki.server_context)
     server.start()
     yield server
@@ -47,7 +47,7 @@ def untrusted_server() -> Iterator[ScriptedWebServer]:
 
 
 @pytest.fixture(scope="module")
-def pt(pki: TestPki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtProcess]:
+def pt(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtProcess]:
     state: Path = tmp_path_factory.mktemp("pt_state")
     process = PtProcess(
         tor_environment(state, SSL_CERT_FILE=str(pki.ca_file)), ["--log-level", "info"]

@@ -13,7 +13,7 @@ SERVER_NAMES = ("bridge.test", "127.0.0.1", "::1")
 
 
 @dataclass
-class TestPki:
+class Pki:
     ca: trustme.CA
     ca_file: Path
     server_context: ssl.SSLContext
@@ -32,10 +32,10 @@ class TestPki:
         return ctx
 
 
-def make_pki(directory: Path) -> TestPki:
+def make_pki(directory: Path) -> Pki:
     ca = trustme.CA()
     ca_file = directory / "test-ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(*SERVER_NAMES).configure_cert(ctx)
-    return TestPki(ca, ca_file, ctx)
+    return Pki(ca, ca_file, ctx)
