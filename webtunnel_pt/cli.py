@@ -30,13 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"webtunnel-pt {__version__}")
     parser.add_argument(
         "--log-level",
+        "-logLevel",
         default="notice",
+        type=str.lower,
         choices=["error", "warn", "warning", "notice", "info", "debug"],
         help="least severe messages to log (default: notice)",
     )
     parser.add_argument("--log-file", help="write the text log here instead of stderr")
     parser.add_argument(
         "--unsafe-logging",
+        "-unsafeLogging",
         action="store_true",
         help="log bridge URL paths and fingerprints (secrets) instead of scrubbing them",
     )
