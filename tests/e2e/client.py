@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import struct
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,16 +23,18 @@ PT_ENV_VAR = "WEBTUNNEL_PT"
 PT_NAME = "webtunnel-pt"
 BOOTSTRAP_TIMEOUT_S = 90.0  # measured ≈ 3.5 s on this kind of machine
 SOCKS_TIMEOUT_S = 60.0
-MAX_PAGE_BYTES = 1 << 20
+MAX_PAGE_BYTES = 16 << 20
 BOOTSTRAP_LINE = re.compile(r"Bootstrapped \d+%.*")
 
 
 def find_pt() -> str | None:
-    """`$WEBTUNNEL_PT` (e.g. a PyInstaller binary) or `webtunnel-pt` on PATH, absolute."""
+    """`$WEBTUNNEL_PT` (e.g. a PyInstaller binary), else `webtunnel-pt` next to this Python
+    (pyenv/venv scripts dir, often not on PATH) or on PATH; as an absolute path."""
     explicit = os.environ.get(PT_ENV_VAR)
     if explicit:
         return os.path.abspath(explicit)
-    found = shutil.which(PT_NAME)
+    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    found = shutil.which(PT_NAME, path=search)
     return os.path.abspath(found) if found else None
 
 
@@ -98,21 +101,31 @@ def start_client(
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     socks_port = free_port()
     torrc = net.write_client_torrc(
-        data_dir / "torrc", data_dir, socks_port=socks_port, bridge_lines=bridge_lines,
-        pt_argv=pt_argv, log_path=data_dir / "tor.log",
+        data_dir / "torrc",
+        data_dir,
+        socks_port=socks_port,
+        bridge_lines=bridge_lines,
+        pt_argv=pt_argv,
+        log_path=data_dir / "tor.log",
     )
     full_env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}
     full_env.update(env or {})
     processes = ProcessGroup()
-    child = processes.start("client-tor", net.tor_argv(torrc), log_path=data_dir / "stdout.log",
-                            env=full_env)
+    child = processes.start(
+        "client-tor", net.tor_argv(torrc), log_path=data_dir / "stdout.log", env=full_env
+    )
     return TorClient(data_dir, socks_port, child, processes)
 
 
 @contextmanager
-def running_client(net: TorNetwork, data_dir: Path, bridge_lines: Sequence[str],
-                   pt_argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-                   ) -> Iterator[TorClient]:
+def running_client(
+    net: TorNetwork,
+    data_dir: Path,
+    bridge_lines: Sequence[str],
+    pt_argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[TorClient]:
     client = start_client(net, data_dir, bridge_lines, pt_argv, env=env)
     try:
         yield client
@@ -141,8 +154,9 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def socks5_connect(socks_port: int, host: str, port: int,
-                   timeout_s: float = SOCKS_TIMEOUT_S) -> socket.socket:
+def socks5_connect(
+    socks_port: int, host: str, port: int, timeout_s: float = SOCKS_TIMEOUT_S
+) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", socks_port), timeout=timeout_s)
     try:
         sock.sendall(b"\x05\x01\x00")  # version 5, one method: no authentication

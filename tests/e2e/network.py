@@ -246,12 +246,17 @@ def _bridge_torrc(net: TorNetwork, node: Node) -> list[str]:
 
 def _run(argv: Sequence[str], *, stdin: bytes = b"", cwd: Path | None = None) -> str:
     done = subprocess.run(
-        list(argv), input=stdin, capture_output=True, cwd=cwd, timeout=KEYGEN_TIMEOUT_S,
+        list(argv),
+        input=stdin,
+        capture_output=True,
+        cwd=cwd,
+        timeout=KEYGEN_TIMEOUT_S,
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{argv[0]} failed ({done.returncode}): {done.stderr.decode()}"
-                           f"{done.stdout.decode()}")
+        raise RuntimeError(
+            f"{argv[0]} failed ({done.returncode}): {done.stderr.decode()}{done.stdout.decode()}"
+        )
     return done.stdout.decode()
 
 
@@ -260,9 +265,22 @@ def _make_authority_cert(node: Node) -> str:
     keys = node.data_dir / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     _run(
-        [TOR_GENCERT, "--create-identity-key", "-m", "12", "-a", f"{LOOPBACK}:{node.dir_port}",
-         "-i", str(keys / "authority_identity_key"), "-s", str(keys / "authority_signing_key"),
-         "-c", str(keys / "authority_certificate"), "--passphrase-fd", "0"],
+        [
+            TOR_GENCERT,
+            "--create-identity-key",
+            "-m",
+            "12",
+            "-a",
+            f"{LOOPBACK}:{node.dir_port}",
+            "-i",
+            str(keys / "authority_identity_key"),
+            "-s",
+            str(keys / "authority_signing_key"),
+            "-c",
+            str(keys / "authority_certificate"),
+            "--passphrase-fd",
+            "0",
+        ],
         stdin=b"e2e-test-passphrase\n",
         cwd=keys,
     )
@@ -274,21 +292,30 @@ def _make_authority_cert(node: Node) -> str:
 
 def _list_fingerprints(net: TorNetwork, nodes: Sequence[Node]) -> list[str]:
     """Generate each node's relay keys with `tor --list-fingerprint` (in parallel)."""
-    placeholder = (f"DirAuthority keygen orport=1 no-v2 v3ident={'0' * 40} "
-                   f"{LOOPBACK}:1 {'0' * 40}")
+    placeholder = f"DirAuthority keygen orport=1 no-v2 v3ident={'0' * 40} {LOOPBACK}:1 {'0' * 40}"
     procs = []
     for node in nodes:
         torrc = node.data_dir / "torrc.keygen"
-        torrc.write_text("\n".join([
-            *common_torrc_lines(node.data_dir, [placeholder]),
-            f"Nickname {node.nickname}",
-            f"Address {LOOPBACK}",
-            f"ORPort {LOOPBACK}:{node.or_port}",
-            "SocksPort 0",
-            "Log warn stderr",
-        ]) + "\n")
-        procs.append(subprocess.Popen(net.tor_argv(torrc, "--list-fingerprint"),
-                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        torrc.write_text(
+            "\n".join(
+                [
+                    *common_torrc_lines(node.data_dir, [placeholder]),
+                    f"Nickname {node.nickname}",
+                    f"Address {LOOPBACK}",
+                    f"ORPort {LOOPBACK}:{node.or_port}",
+                    "SocksPort 0",
+                    "Log warn stderr",
+                ]
+            )
+            + "\n"
+        )
+        procs.append(
+            subprocess.Popen(
+                net.tor_argv(torrc, "--list-fingerprint"),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
     fingerprints = []
     for node, proc in zip(nodes, procs, strict=True):
         out, _ = proc.communicate(timeout=KEYGEN_TIMEOUT_S)
@@ -332,11 +359,16 @@ def wait_ready(net: TorNetwork, timeout_s: float) -> None:
         return BOOTSTRAPPED_100 in read_text(net.bridge.log_path)
 
     deadline = time.monotonic() + timeout_s
-    t = wait_until(bridge_bootstrapped, timeout_s, "the bridge to bootstrap", alive=lambda: _all_alive(net))
+    t = wait_until(
+        bridge_bootstrapped, timeout_s, "the bridge to bootstrap", alive=lambda: _all_alive(net)
+    )
     net.timings["bridge_bootstrapped_s"] = t
-    t += wait_until(lambda: _consensus_complete(net), max(1.0, deadline - time.monotonic()),
-                    "a bridge microdesc consensus listing every relay",
-                    alive=lambda: _all_alive(net))
+    t += wait_until(
+        lambda: _consensus_complete(net),
+        max(1.0, deadline - time.monotonic()),
+        "a bridge microdesc consensus listing every relay",
+        alive=lambda: _all_alive(net),
+    )
     net.timings["consensus_complete_s"] = t
 
 
@@ -351,8 +383,9 @@ def start_network(
     base_dir.mkdir(parents=True, exist_ok=True)
 
     def node(nick: str, *, dir_port: bool = False, is_exit: bool = False) -> Node:
-        return Node(nick, base_dir / nick, free_port(), free_port() if dir_port else None,
-                    is_exit=is_exit)
+        return Node(
+            nick, base_dir / nick, free_port(), free_port() if dir_port else None, is_exit=is_exit
+        )
 
     auths = [node(f"auth{i}", dir_port=True) for i in range(3)]
     relays = [node(f"exit{i}", is_exit=True) for i in range(exits)]
@@ -372,11 +405,15 @@ def start_network(
     _log(f"keys generated in {net.timings['keys_s']:.1f}s; bridge {net.bridge.fingerprint}")
 
     try:
-        for n, render in [*((a, _authority_torrc) for a in net.authorities),
-                          *((r, _relay_torrc) for r in net.relays),
-                          (net.bridge, _bridge_torrc)]:
+        for n, render in [
+            *((a, _authority_torrc) for a in net.authorities),
+            *((r, _relay_torrc) for r in net.relays),
+            (net.bridge, _bridge_torrc),
+        ]:
             n.torrc.write_text("\n".join(render(net, n)) + "\n")
-            net.processes.start(n.nickname, net.tor_argv(n.torrc), log_path=n.data_dir / "stdout.log")
+            net.processes.start(
+                n.nickname, net.tor_argv(n.torrc), log_path=n.data_dir / "stdout.log"
+            )
         wait_ready(net, max(1.0, timeout_s - (time.monotonic() - t0)))
     except BaseException:
         net.stop()

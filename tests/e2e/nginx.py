@@ -71,8 +71,9 @@ class Nginx:
         return f"https://{host}:{self.port}/{self.secret_path if path is None else path}"
 
 
-def render_conf(prefix: Path, *, port: int, secret_path: str, upstream_port: int,
-                tls: TestCA) -> str:
+def render_conf(
+    prefix: Path, *, port: int, secret_path: str, upstream_port: int, tls: TestCA
+) -> str:
     temp = prefix / "temp"
     # As root, workers would drop to `nobody` and could not read the 0700 test dirs.
     user = "user root root;\n" if os.geteuid() == 0 else ""
@@ -114,15 +115,29 @@ http {{
 """
 
 
-def start_nginx(processes: ProcessGroup, prefix: Path, *, upstream_port: int, tls: TestCA,
-                secret_path: str | None = None, port: int | None = None) -> Nginx:
+def start_nginx(
+    processes: ProcessGroup,
+    prefix: Path,
+    *,
+    upstream_port: int,
+    tls: TestCA,
+    secret_path: str | None = None,
+    port: int | None = None,
+) -> Nginx:
     """Start nginx in the foreground as a child of `processes`; return once it accepts."""
     nginx = Nginx(prefix, port or free_port(), secret_path or random_secret_path(), tls)
     for sub in ("html", "temp"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
     (prefix / "html" / "index.html").write_text(INDEX_HTML)
-    nginx.conf_path.write_text(render_conf(prefix, port=nginx.port, secret_path=nginx.secret_path,
-                                           upstream_port=upstream_port, tls=tls))
+    nginx.conf_path.write_text(
+        render_conf(
+            prefix,
+            port=nginx.port,
+            secret_path=nginx.secret_path,
+            upstream_port=upstream_port,
+            tls=tls,
+        )
+    )
     argv = [NGINX, "-p", str(prefix), "-c", str(nginx.conf_path), "-e", str(nginx.error_log)]
     nginx.child = processes.start("nginx", argv, log_path=prefix / "stdout.log")
     wait_accepting(nginx.port, START_TIMEOUT_S, "nginx", alive=nginx.child.check_alive)

@@ -37,5 +37,6 @@ def accepts(port: int, host: str = LOOPBACK) -> bool:
 def wait_accepting(
     port: int, timeout_s: float, what: str, *, alive: Callable[[], None] | None = None
 ) -> float:
-    return wait_until(lambda: accepts(port), timeout_s, f"{what} to accept on port {port}",
-                      alive=alive)
+    return wait_until(
+        lambda: accepts(port), timeout_s, f"{what} to accept on port {port}", alive=alive
+    )

@@ -121,6 +121,12 @@ def descendants(roots: Iterable[int]) -> list[int]:
     return found
 
 
+def is_running(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
 def _is_live(ident: tuple[int, str]) -> bool:
     fields = _stat_fields(ident[0])
     return fields is not None and fields[19] == ident[1] and fields[0] not in ("Z", "X")
@@ -142,6 +148,9 @@ class ProcessGroup:
     """The processes one harness object started; stop_all() leaves none behind."""
 
     children: list[Child] = field(default_factory=list)
+    # PIDs of descendants that did not exit by themselves after their parent and had to be
+    # signalled by us (a PT that ignores tor's SIGTERM and stdin EOF ends up here).
+    stragglers: list[int] = field(default_factory=list)
 
     def start(
         self,
@@ -180,8 +189,7 @@ class ProcessGroup:
         self._stop(list(self.children), grace_s)
         self.children.clear()
 
-    @staticmethod
-    def _stop(children: list[Child], grace_s: float) -> None:
+    def _stop(self, children: list[Child], grace_s: float) -> None:
         live = [c for c in children if c.running()]
         kin = [i for i in map(_identity, descendants(c.pid for c in live)) if i is not None]
         for c in live:
@@ -191,20 +199,28 @@ class ProcessGroup:
             try:
                 c.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"[e2e] {c.name} (pid {c.pid}) ignored SIGTERM for {grace_s:.0f}s; SIGKILL",
-                      file=sys.stderr, flush=True)
+                _log(f"{c.name} (pid {c.pid}) ignored SIGTERM for {grace_s:.0f}s; SIGKILL")
                 c.popen.kill()
                 c.popen.wait(timeout=10)
-        # Orphaned descendants (e.g. the PT of a SIGKILLed tor) belong to init now: no waitpid,
-        # so poll until they are gone or zombies.
-        for ident in kin:
-            _signal(ident, signal.SIGTERM)
-        try:
-            wait_until(lambda: not any(map(_is_live, kin)), grace_s, "descendants to exit")
-        except WaitTimeout:
-            for ident in kin:
-                _signal(ident, signal.SIGKILL)
-            wait_until(lambda: not any(map(_is_live, kin)), 5.0, "descendants to die")
+        # Descendants (the PT of a client tor) should exit on their own once tor is gone: tor
+        # SIGTERMs them and closes their stdin.  Orphans belong to init now (no waitpid), so
+        # poll until they are gone or zombies, then signal the stragglers and say so.
+        for sig in (None, signal.SIGTERM, signal.SIGKILL):
+            if sig is not None:
+                for ident in filter(_is_live, kin):
+                    _log(f"descendant pid {ident[0]} still running; sending {sig.name}")
+                    self.stragglers.append(ident[0])
+                    _signal(ident, sig)
+            try:
+                wait_until(lambda: not any(map(_is_live, kin)), grace_s, "descendants to exit")
+                return
+            except WaitTimeout:
+                continue
+        raise WaitTimeout(f"descendants survived SIGKILL: {[i for i in kin if _is_live(i)]}")
+
+
+def _log(msg: str) -> None:
+    print(f"[e2e] {msg}", file=sys.stderr, flush=True)
 
 
 # ---- socket audit --------------------------------------------------------------------------
@@ -214,16 +230,17 @@ class ProcessGroup:
 class SocketEntry:
     pid: int
     proto: str
-    local: str
-    remote: str
+    local: tuple[IPAddress, int]
+    remote: tuple[IPAddress, int]
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _LOOPBACK_V4 = ipaddress.IPv4Address("127.0.0.1")
 _UNSPECIFIED = (ipaddress.IPv4Address("0.0.0.0"), ipaddress.IPv6Address("::"))
 _SOCKET_LINK = re.compile(r"socket:\[(\d+)\]")
 
 
-def _decode_addr(hex_addr: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+def _decode_addr(hex_addr: str) -> tuple[IPAddress, int]:
     host, port = hex_addr.split(":")
     raw = bytes.fromhex(host)
     # /proc/net/tcp* prints the address as native-endian 32-bit words.
@@ -250,21 +267,25 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
-def foreign_sockets(pids: Iterable[int]) -> list[SocketEntry]:
-    """Internet sockets of `pids` whose local or remote side is not 127.0.0.1.
-
-    An unconnected socket (remote 0.0.0.0:0) counts as foreign only if bound elsewhere.
-    """
-    bad: list[SocketEntry] = []
+def inet_sockets(pids: Iterable[int]) -> list[SocketEntry]:
+    """Every TCP/UDP socket (IPv4 and IPv6) the processes `pids` hold open."""
+    found: list[SocketEntry] = []
     for pid in pids:
         inodes = _socket_inodes(pid)
         for proto in ("tcp", "tcp6", "udp", "udp6"):
             for line in read_text(Path(f"/proc/{pid}/net/{proto}")).splitlines()[1:]:
                 cols = line.split()
-                if len(cols) < 10 or cols[9] not in inodes:
-                    continue
-                (lip, lport), (rip, rport) = _decode_addr(cols[1]), _decode_addr(cols[2])
-                remote_ok = rip == _LOOPBACK_V4 or (rip in _UNSPECIFIED and rport == 0)
-                if lip != _LOOPBACK_V4 or not remote_ok:
-                    bad.append(SocketEntry(pid, proto, f"{lip}:{lport}", f"{rip}:{rport}"))
-    return bad
+                if len(cols) >= 10 and cols[9] in inodes:
+                    local, remote = _decode_addr(cols[1]), _decode_addr(cols[2])
+                    found.append(SocketEntry(pid, proto, local, remote))
+    return found
+
+
+def _on_loopback(end: tuple[IPAddress, int]) -> bool:
+    """127.0.0.1, or unspecified with port 0 (not yet bound / not connected)."""
+    return end[0] == _LOOPBACK_V4 or (end[0] in _UNSPECIFIED and end[1] == 0)
+
+
+def foreign_sockets(pids: Iterable[int]) -> list[SocketEntry]:
+    """Sockets of `pids` bound or connected anywhere but 127.0.0.1."""
+    return [s for s in inet_sockets(pids) if not (_on_loopback(s.local) and _on_loopback(s.remote))]

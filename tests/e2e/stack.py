@@ -8,7 +8,9 @@ local HTTP page with random content to fetch through tor.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 import sys
 import threading
 import time
@@ -25,6 +27,11 @@ from .ports import LOOPBACK, free_port, wait_accepting
 from .procs import SocketEntry, foreign_sockets
 
 WEBTUNNEL_SERVER_START_TIMEOUT_S = 20.0
+REQUIRED_BINARIES = ("tor", "tor-gencert", "nginx")
+
+
+def missing_binaries() -> list[str]:
+    return [name for name in REQUIRED_BINARIES if shutil.which(name) is None]
 
 
 @dataclass
@@ -61,17 +68,27 @@ def running_stack(base_dir: Path) -> Iterator[Stack]:
         wt_port = free_port()
         wt = net.processes.start(
             "webtunnel-server",
-            [sys.executable, webtunnel_server.__file__, "--listen", f"{LOOPBACK}:{wt_port}",
-             "--target", net.bridge.or_address],
+            [
+                sys.executable,
+                webtunnel_server.__file__,
+                "--listen",
+                f"{LOOPBACK}:{wt_port}",
+                "--target",
+                net.bridge.or_address,
+            ],
             log_path=base_dir / "webtunnel-server.log",
         )
-        wait_accepting(wt_port, WEBTUNNEL_SERVER_START_TIMEOUT_S, "webtunnel server",
-                       alive=wt.check_alive)
+        wait_accepting(
+            wt_port, WEBTUNNEL_SERVER_START_TIMEOUT_S, "webtunnel server", alive=wt.check_alive
+        )
         tls = make_test_ca(base_dir / "tls")
         nginx = start_nginx(net.processes, base_dir / "nginx", upstream_port=wt_port, tls=tls)
         stack = Stack(base_dir, net, nginx, wt_port, make_test_ca(base_dir / "other-tls"))
-        print(f"[e2e] stack ready in {time.monotonic() - t0:.1f}s: nginx {nginx.url('…')}",
-              file=sys.stderr, flush=True)
+        print(
+            f"[e2e] stack ready in {time.monotonic() - t0:.1f}s: nginx {nginx.url('…')}",
+            file=sys.stderr,
+            flush=True,
+        )
         yield stack
     finally:
         net.stop()
@@ -83,7 +100,8 @@ def running_stack(base_dir: Path) -> Iterator[Stack]:
 @dataclass(frozen=True)
 class Page:
     port: int
-    body: bytes
+    body: bytes  # served at /
+    big_body: bytes  # served at /big: enough to exercise flow control in tor and the PT
 
     @property
     def url(self) -> str:
@@ -91,26 +109,28 @@ class Page:
 
 
 @contextmanager
-def serving_page(size: int = 4096) -> Iterator[Page]:
-    """A thread serving `size` random hex bytes at every path of http://127.0.0.1:<port>/."""
+def serving_page(size: int = 4096, big_size: int = 3 << 20) -> Iterator[Page]:
+    """A thread serving random content on http://127.0.0.1:<port>/ and /big."""
     body = secrets.token_hex(size // 2).encode()
+    big_body = os.urandom(big_size)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            data = big_body if self.path == "/big" else body
             self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     thread = threading.Thread(target=server.serve_forever, name="e2e-page", daemon=True)
     thread.start()
     try:
-        yield Page(server.server_address[1], body)
+        yield Page(server.server_address[1], body, big_body)
     finally:
         server.shutdown()
         server.server_close()

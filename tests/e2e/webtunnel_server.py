@@ -25,10 +25,7 @@ REQUEST_HEAD_TIMEOUT_S = 10.0  # a client that cannot send 16 KiB in 10 s is not
 CONNECT_TIMEOUT_S = 10.0
 COPY_CHUNK_BYTES = 64 * 1024
 SWITCHING_PROTOCOLS = (
-    b"HTTP/1.1 101 Switching Protocols\r\n"
-    b"Connection: upgrade\r\n"
-    b"Upgrade: websocket\r\n"
-    b"\r\n"
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
 )
 BAD_REQUEST = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 BAD_GATEWAY = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -64,8 +61,10 @@ def parse_request_head(head: bytes) -> tuple[str, dict[str, str]]:
 
 
 def is_upgrade(headers: dict[str, str]) -> bool:
-    return (headers.get("connection", "").lower() == "upgrade"
-            and headers.get("upgrade", "").lower() == "websocket")
+    return (
+        headers.get("connection", "").lower() == "upgrade"
+        and headers.get("upgrade", "").lower() == "websocket"
+    )
 
 
 async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
@@ -103,15 +102,17 @@ class WebtunnelServer:
             writer.close()
             self._tasks.discard(task)
 
-    async def _serve_logged(self, cid: int, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
+    async def _serve_logged(
+        self, cid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             await self._serve(cid, reader, writer)
         except* (OSError, asyncio.IncompleteReadError) as group:
             log(f"#{cid} ended: {group.exceptions!r}")
 
-    async def _serve(self, cid: int, reader: asyncio.StreamReader,
-                     writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, cid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_HEAD_TIMEOUT_S)
             target, headers = parse_request_head(head[:-4])
@@ -130,14 +131,15 @@ class WebtunnelServer:
             return
         try:
             up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(*self.target), CONNECT_TIMEOUT_S)
+                asyncio.open_connection(*self.target), CONNECT_TIMEOUT_S
+            )
         except (OSError, TimeoutError) as exc:
             log(f"#{cid} cannot reach target {self.target}: {exc}")
             writer.write(BAD_GATEWAY)
             await writer.drain()
             return
         writer.write(SWITCHING_PROTOCOLS)
-        log(f"#{cid} upgraded {target}; {len(reader._buffer)} early bytes")  # noqa: SLF001
+        log(f"#{cid} upgraded {target}; {len(reader._buffer)} early bytes")
         try:
             async with asyncio.TaskGroup() as tasks:
                 sent = tasks.create_task(_copy(reader, up_writer))
@@ -160,8 +162,7 @@ def _host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def serve(listen: tuple[str, int], target: tuple[str, int],
-                stop: asyncio.Event) -> None:
+async def serve(listen: tuple[str, int], target: tuple[str, int], stop: asyncio.Event) -> None:
     app = WebtunnelServer(target)
     server = await asyncio.start_server(app.handle, *listen, limit=MAX_REQUEST_HEAD_BYTES)
     log(f"listening on {listen[0]}:{listen[1]}, target {target[0]}:{target[1]}")

@@ -54,4 +54,6 @@ def pt(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtProcess
     )
     process.socks_port()
     yield process
-    process.stop()
+    assert process.stop() == 0
+    # Whatever a module threw at it, the PT never printed a traceback.
+    assert b"Traceback" not in process.stderr, process.stderr.decode(errors="replace")

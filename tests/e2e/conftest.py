@@ -1,0 +1,46 @@
+"""Session fixtures for the end-to-end suite: one private Tor network + nginx + webtunnel
+server for the whole session, a local page to fetch, and the PT command.
+
+Skipped (with the reason) only when `tor`, `tor-gencert` or `nginx` is not installed; CI
+installs them, so there the suite must run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .client import PT_ENV_VAR, PT_NAME, find_pt
+from .stack import Page, Stack, missing_binaries, running_stack, serving_page
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    missing = missing_binaries()
+    if missing:
+        pytest.skip(f"e2e needs {', '.join(missing)} on PATH (apt-get install tor nginx-light)")
+    with running_stack(tmp_path_factory.mktemp("e2e")) as stack:
+        yield stack
+        leaks = stack.foreign_sockets()
+        assert not leaks, f"sockets left loopback during the session: {leaks}"
+
+
+@pytest.fixture(scope="session")
+def pt_command() -> str:
+    pt = find_pt()
+    if pt is None:
+        pytest.fail(f"no PT: set {PT_ENV_VAR} or install the package (`{PT_NAME}` script)")
+    return pt
+
+
+@pytest.fixture(scope="session")
+def page() -> Iterator[Page]:
+    with serving_page() as served:
+        yield served
+
+
+@pytest.fixture
+def client_dir(tmp_path: Path) -> Path:
+    return tmp_path / "client"
