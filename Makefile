@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install deps system-deps test unit integration e2e lint demo clean
+.PHONY: install deps system-deps test unit integration e2e stress lint demo clean bench binary binary-onedir
 
 ## System packages the tests use: tor and nginx (Debian), socat for benchmarks.
 system-deps:
@@ -30,10 +30,27 @@ integration:
 e2e:
 	$(PYTHON) -m pytest -q -m e2e tests/e2e
 
+stress:
+	$(PYTHON) -m pytest -q -s -m stress tests/stress
+
 lint:
-	ruff check webtunnel_pt tests
-	ruff format --check webtunnel_pt tests
+	ruff check webtunnel_pt tests bench
+	ruff format --check webtunnel_pt tests bench
 	mypy
+
+## Throughput, set-up time, start-up and memory against a socat baseline (docs/performance.md).
+bench:
+	$(PYTHON) -m bench.run $(BENCH_ARGS)
+
+## One-file executable dist/webtunnel-pt (PyInstaller; `pip install -e '.[build]'`).
+PYINSTALLER = $(PYTHON) -m PyInstaller --noconfirm --clean --log-level WARN \
+	--workpath build/pyinstaller --specpath build --name webtunnel-pt
+binary:
+	$(PYINSTALLER) --onefile --distpath dist webtunnel_pt/__main__.py
+
+## The same as a folder (dist/onedir/webtunnel-pt/webtunnel-pt): starts faster, see docs/performance.md.
+binary-onedir:
+	$(PYINSTALLER) --onedir --distpath dist/onedir webtunnel_pt/__main__.py
 
 demo:
 	$(PYTHON) -m tests.e2e.demo

@@ -118,7 +118,7 @@ def validate_hostname(name: str, what: str) -> str:
 
 
 def parse_port(text: str, what: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
         raise BridgeArgsError(f"{what} has an invalid port")
     return int(text)
 
@@ -168,8 +168,8 @@ def escape_path(path: str) -> str:
 
 
 def _parse_url(url: str) -> tuple[bool, str, int, str]:
-    if any(c in url for c in " \t\r\n\x00"):
-        raise BridgeArgsError("url= contains whitespace or control characters")
+    if any(not c.isprintable() for c in url):
+        raise BridgeArgsError("url= contains control characters")
     try:
         parts = urlsplit(url)
         port = parts.port

@@ -43,6 +43,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log bridge URL paths and fingerprints (secrets) instead of scrubbing them",
     )
+    parser.add_argument(
+        "--half-close-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="after one side of a tunnel has ended, close it once the other side has been "
+        "silent this long (default: 10)",
+    )
     return parser
 
 
@@ -69,6 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from webtunnel_pt import managed
 
     try:
-        return managed.run(os.environ, out)
+        return managed.run(os.environ, out, half_closed_idle_s=args.half_close_idle)
     except KeyboardInterrupt:
         return EXIT_OK

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from webtunnel_pt import proxy_dial
 from webtunnel_pt.bridge import BridgeConfig
 from webtunnel_pt.errors import (
     BridgeUnreachable,
@@ -30,6 +31,7 @@ from webtunnel_pt.errors import (
     UpgradeError,
     reply_for_os_error,
 )
+from webtunnel_pt.proxy import ProxyConfig
 from webtunnel_pt.upgrade import MAX_RESPONSE_HEAD_BYTES, UpgradeAccepted, UpgradeClient
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,8 @@ class DialOptions:
     bind_v6: ipaddress.IPv6Address | None = None
     #: Replaceable for tests: (host, port) -> list of addresses in resolver order.
     resolver: Callable[[str, int], Any] | None = None
+    #: ``TOR_PT_PROXY``: when set, TCP goes through it and no DNS is done for the bridge.
+    proxy: ProxyConfig | None = None
 
 
 @dataclass
@@ -248,29 +252,60 @@ async def _read_upgrade(reader: asyncio.StreamReader, client: UpgradeClient) -> 
 
 def _tls_error(exc: BaseException, config: BridgeConfig) -> TlsError:
     if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or exc.reason or "verification failed"
+        detail = exc.verify_message or getattr(exc, "reason", None) or "verification failed"
         return TlsError(f"TLS certificate of {config.server_name} not accepted: {detail}")
     if isinstance(exc, ssl.SSLError):
-        return TlsError(f"TLS handshake with {config.server_name} failed: {exc.reason or exc}")
+        return TlsError(
+            f"TLS handshake with {config.server_name} failed: {getattr(exc, 'reason', None) or exc}"
+        )
     if isinstance(exc, ConnectionError | EOFError):
         return TlsError(f"TLS handshake with {config.server_name} failed: connection closed")
     return TlsError(f"TLS handshake with {config.server_name} failed: {exc}")
+
+
+async def _connect_via_proxy(
+    proxy: ProxyConfig,
+    config: BridgeConfig,
+    options: DialOptions,
+    report: DialReport,
+    stage: list[str],
+) -> socket.socket:
+    """TCP to the proxy (connect timeout and bind addresses as for a direct dial), then its
+    handshake for the bridge host as written: no local DNS for the bridge."""
+    mark = time.monotonic()
+    sock, _ = await proxy_dial.connect_via_proxy(
+        proxy,
+        config.dial_host,
+        config.dial_port,
+        lambda addresses, port: _connect(addresses, port, options, report),
+        stage,
+    )
+    report.peer = f"{_host_port(config.dial_host, config.dial_port)} via {proxy.describe()}"
+    report.timings["proxy"] = time.monotonic() - mark
+    return sock
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _dial(
     config: BridgeConfig, options: DialOptions, report: DialReport, stage: list[str]
 ) -> Tunnel:
     clock = time.monotonic
-    start = clock()
-    stage[0] = "DNS"
-    addresses = await _resolve(config, options, report)
-    report.addresses = addresses
-    report.timings["dns"] = clock() - start
+    if options.proxy is not None:
+        sock = await _connect_via_proxy(options.proxy, config, options, report, stage)
+    else:
+        start = clock()
+        stage[0] = "DNS"
+        addresses = await _resolve(config, options, report)
+        report.addresses = addresses
+        report.timings["dns"] = clock() - start
 
-    stage[0] = "TCP connect"
-    mark = clock()
-    sock = await _connect(addresses, config.dial_port, options, report)
-    report.timings["tcp"] = clock() - mark
+        stage[0] = "TCP connect"
+        mark = clock()
+        sock = await _connect(addresses, config.dial_port, options, report)
+        report.timings["tcp"] = clock() - mark
 
     stage[0] = "TLS handshake"
     mark = clock()

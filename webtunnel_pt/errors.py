@@ -164,7 +164,8 @@ def describe_failure(exc: BaseException) -> tuple[SocksReply, LogSeverity, str]:
     if isinstance(exc, TimeoutError):
         return SocksReply.TTL_EXPIRED, "warning", "timed out"
     if isinstance(exc, ssl.SSLError):
-        return SocksReply.GENERAL_FAILURE, "warning", f"TLS error: {exc.reason or exc}"
+        reason = getattr(exc, "reason", None) or exc
+        return SocksReply.GENERAL_FAILURE, "warning", f"TLS error: {reason}"
     if isinstance(exc, OSError):
         text = os.strerror(exc.errno) if exc.errno else (str(exc) or type(exc).__name__)
         return reply_for_os_error(exc), "warning", text

@@ -153,6 +153,13 @@ def configure_logging(
         handler.close()
     root.setLevel(level)
     root.propagate = False
+    # asyncio reports resource trouble (e.g. accept() out of descriptors) through its logger:
+    # it must reach tor as a LOG line, not stderr as a traceback.
+    asyncio_logger = logging.getLogger("asyncio")
+    for handler in list(asyncio_logger.handlers):
+        asyncio_logger.removeHandler(handler)
+    asyncio_logger.setLevel(max(level, logging.WARNING))
+    asyncio_logger.propagate = False
     redacting = RedactingFilter(REDACTOR)
     text: logging.Handler
     if log_file:
@@ -164,8 +171,10 @@ def configure_logging(
     )
     text.addFilter(redacting)
     root.addHandler(text)
+    asyncio_logger.addHandler(text)
     if pt_stdout is not None:
         pt_handler = PtLogHandler(pt_stdout, max(level, logging.INFO))
         pt_handler.addFilter(redacting)
         root.addHandler(pt_handler)
+        asyncio_logger.addHandler(pt_handler)
     return REDACTOR

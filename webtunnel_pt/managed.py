@@ -21,19 +21,23 @@ from webtunnel_pt import __version__, pt_messages
 from webtunnel_pt.dial import DialOptions
 from webtunnel_pt.errors import ConfigError, EnvError, ProxyConfigError, VersionError
 from webtunnel_pt.logs import PtStdout
+from webtunnel_pt.proxy import ProxyConfig, parse_proxy_uri
 from webtunnel_pt.pt_env import (
     TRANSPORT_NAME,
     ClientEnvironment,
     negotiate_version,
     parse_client_environment,
 )
+from webtunnel_pt.relay import HALF_CLOSED_IDLE_S
 from webtunnel_pt.socks_server import ServerOptions, SocksServer
 
 log = logging.getLogger(__name__)
 IMPLEMENTATION = "webtunnel-pt"
 
 
-def configure(env: Mapping[str, str], out: PtStdout) -> ClientEnvironment:
+def configure(
+    env: Mapping[str, str], out: PtStdout
+) -> tuple[ClientEnvironment, ProxyConfig | None]:
     """Negotiate and validate, writing the protocol lines; raise :class:`ConfigError`."""
     try:
         version = negotiate_version(env)
@@ -50,10 +54,7 @@ def configure(env: Mapping[str, str], out: PtStdout) -> ClientEnvironment:
     except EnvError as exc:
         out.write_line(pt_messages.env_error(str(exc)))
         raise
-    if config.proxy is not None:
-        message = "TOR_PT_PROXY is not supported yet by webtunnel-pt"
-        out.write_line(pt_messages.proxy_error(message))
-        raise ProxyConfigError(message)
+    proxy = _configure_proxy(config.proxy, out)
     if config.state_location is not None:
         try:
             os.makedirs(config.state_location, mode=0o700, exist_ok=True)
@@ -61,7 +62,23 @@ def configure(env: Mapping[str, str], out: PtStdout) -> ClientEnvironment:
             message = f"cannot create TOR_PT_STATE_LOCATION: {exc.strerror}"
             out.write_line(pt_messages.env_error(message))
             raise EnvError(message) from exc
-    return config
+    return config, proxy
+
+
+def _configure_proxy(uri: str | None, out: PtStdout) -> ProxyConfig | None:
+    """``TOR_PT_PROXY`` → ``PROXY DONE`` or ``PROXY-ERROR`` (pt-spec §3.3.2). No message is
+    built from the password, so it is not given to the redactor: a short one would scrub
+    ordinary words from every log line."""
+    if uri is None:
+        return None
+    try:
+        proxy = parse_proxy_uri(uri)
+    except ProxyConfigError as exc:
+        out.write_line(pt_messages.proxy_error(str(exc)))
+        raise
+    out.write_line(pt_messages.proxy_done())
+    log.info("bridges are reached through the %s", proxy.describe())
+    return proxy
 
 
 class StopSignal:
@@ -112,15 +129,34 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: StopSignal) -> None:
         loop.run_in_executor(None, drain)
 
 
+def raise_fd_limit() -> None:
+    """Each tunnel holds two descriptors; lift the soft limit to the hard one as tor does."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    with contextlib.suppress(ValueError, OSError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = max(soft, 65536)
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 async def serve(
-    env: Mapping[str, str], out: PtStdout, server_options: ServerOptions | None = None
+    env: Mapping[str, str],
+    out: PtStdout,
+    server_options: ServerOptions | None = None,
+    *,
+    half_closed_idle_s: float | None = None,
 ) -> int:
     """Run managed mode until told to stop; return the exit status."""
     try:
-        config = configure(env, out)
+        config, proxy = configure(env, out)
     except ConfigError as exc:
         log.error("configuration refused: %s", exc)
         return 1
+    raise_fd_limit()
     loop = asyncio.get_running_loop()
     stop = StopSignal()
     _watch_signals(loop, stop)
@@ -130,7 +166,8 @@ async def serve(
     for name in config.unsupported:
         out.write_line(pt_messages.cmethod_error(name, "no such method"))
     options = server_options or ServerOptions(
-        dial=DialOptions(bind_v4=config.bind_v4, bind_v6=config.bind_v6)
+        dial=DialOptions(bind_v4=config.bind_v4, bind_v6=config.bind_v6, proxy=proxy),
+        half_closed_idle_s=half_closed_idle_s or HALF_CLOSED_IDLE_S,
     )
     servers: list[SocksServer] = []
     try:
@@ -155,9 +192,15 @@ async def serve(
     return 0
 
 
-def run(env: Mapping[str, str] | None = None, out: PtStdout | None = None) -> int:
+def run(
+    env: Mapping[str, str] | None = None,
+    out: PtStdout | None = None,
+    *,
+    half_closed_idle_s: float | None = None,
+) -> int:
     """Synchronous entry point for the CLI."""
-    return asyncio.run(serve(os.environ if env is None else env, out or PtStdout()))
+    env = os.environ if env is None else env
+    return asyncio.run(serve(env, out or PtStdout(), half_closed_idle_s=half_closed_idle_s))
 
 
 __all__ = ["IMPLEMENTATION", "TRANSPORT_NAME", "configure", "run", "serve"]

@@ -13,12 +13,14 @@ which tor's kvline parser accepts (``pt-protocol.md`` §4.1).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import get_args
 
 from webtunnel_pt.errors import LocalProtocolError, LogSeverity
 
 _TOKEN = re.compile(r"[!-~]+\Z")  # printable ASCII without space
+_C_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SEVERITIES: frozenset[str] = frozenset(get_args(LogSeverity))
 
 
@@ -29,8 +31,11 @@ def _token(value: str, what: str) -> str:
 
 
 def _text(message: str) -> str:
-    """A free-text tail: one line, printable, never empty."""
-    cleaned = "".join(c if c.isprintable() else " " for c in message).strip()
+    """A free-text tail: one line of printable US-ASCII (pt-spec §3), never empty."""
+    cleaned = "".join(
+        c if " " <= c <= "~" else (" " if c.isspace() or not c.isprintable() else "?")
+        for c in message
+    ).strip()
     return cleaned or "unspecified error"
 
 
@@ -68,15 +73,27 @@ def proxy_error(message: str) -> str:
     return f"PROXY-ERROR {_text(message)}"
 
 
+def _transport(name: str) -> str:
+    if not _C_IDENTIFIER.match(name):
+        raise LocalProtocolError(f"transport names are C identifiers: {name!r}")
+    return name
+
+
 def cmethod(transport: str, host: str, port: int, kind: str = "socks5") -> str:
     if kind not in ("socks4", "socks5"):
         raise LocalProtocolError(f"unknown CMETHOD proxy kind {kind!r}")
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"CMETHOD {_token(transport, 'transport')} {kind} {address}"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise LocalProtocolError(f"CMETHOD address must be an IP literal: {host!r}") from exc
+    if not 0 < port < 65536:
+        raise LocalProtocolError(f"CMETHOD port out of range: {port}")
+    address = f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+    return f"CMETHOD {_transport(transport)} {kind} {address}"
 
 
 def cmethod_error(transport: str, message: str) -> str:
-    return f"CMETHOD-ERROR {_token(transport, 'transport')} {_text(message)}"
+    return f"CMETHOD-ERROR {_transport(transport)} {_text(message)}"
 
 
 def cmethods_done() -> str:

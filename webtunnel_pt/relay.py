@@ -22,8 +22,10 @@ import logging
 log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 64 * 1024
-#: How long the remaining direction may stay silent once the other has ended.
-HALF_CLOSED_IDLE_S = 60.0
+#: How long the remaining direction may stay silent once the other has ended. tor closes whole
+#: connections rather than half-closing them, and a TLS bridge connection cannot pass a
+#: half-close on, so this is also how long a tunnel outlives tor's close when the bridge is quiet.
+HALF_CLOSED_IDLE_S = 10.0
 #: Closing politely (TLS close_notify) must not take longer than this.
 CLOSE_TIMEOUT_S = 2.0
 

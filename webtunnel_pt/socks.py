@@ -118,11 +118,11 @@ class SocksServerHandshake:
         if self._state is not _State.AWAIT_REPLY:
             raise LocalProtocolError(f"cannot reply in state {self._state.name}")
         if self._version == 4:
-            status = 0x5A if code is SocksReply.SUCCEEDED else 0x5B
+            status = 0x5A if code == SocksReply.SUCCEEDED else 0x5B
             self._outgoing += bytes([0x00, status]) + bytes(6)
         else:
             self._outgoing += bytes([0x05, code, 0x00, AddressType.IPV4]) + bytes(6)
-        self._state = _State.DONE if code is SocksReply.SUCCEEDED else _State.FAILED
+        self._state = _State.DONE if code == SocksReply.SUCCEEDED else _State.FAILED
 
     @property
     def awaiting_reply(self) -> bool:

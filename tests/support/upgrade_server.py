@@ -18,6 +18,7 @@ Paths:
     /close-mid-head  half a head, then close
     /close-after-101 101, then close
     /silent          read the request and say nothing
+    /flood           101, then pattern bytes as fast as the client takes them
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class ScriptedWebServer:
         self.ssl_context = ssl_context
         self.request_heads: list[bytes] = []
         self.open_connections = 0
+        self.flood_sent = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
@@ -163,6 +165,13 @@ class ScriptedWebServer:
             writer.write(b"HTTP/1.1 101 Switching Protocols\r\nConnection: up")
         elif path == "/close-after-101":
             writer.write(SWITCHING)
+        elif path == "/flood":
+            writer.write(SWITCHING)
+            block = pattern(64 * 1024)
+            while True:
+                writer.write(block)
+                await writer.drain()
+                self.flood_sent += len(block)
         elif path == "/silent":
             await reader.read()
         else:

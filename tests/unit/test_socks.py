@@ -300,6 +300,20 @@ def test_failure_reply_drops_trailing_data(code):
     assert hs.trailing_data == b""
 
 
+@pytest.mark.parametrize("version", [5, 4])
+def test_plain_int_success_code_means_success(version):
+    # SocksReply is an IntEnum; reply(0) must not send "granted" bytes while dropping the
+    # tunnel's first bytes (SOCKS5), nor send 5B for a success (SOCKS4).
+    data = (
+        greeting(0) + connect("192.0.2.3", 443) if version == 5 else socks4("192.0.2.3", 443, b"")
+    )
+    run = drive(data + b"payload", None)
+    run.handshake.reply(0)
+    expected = REPLY_OK if version == 5 else b"\x00\x5a" + bytes(6)
+    assert run.handshake.data_to_send() == expected
+    assert run.handshake.trailing_data == b"payload"
+
+
 def test_reply_before_request_is_a_local_error():
     hs = SocksServerHandshake()
     with pytest.raises(LocalProtocolError):
