@@ -2,14 +2,15 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install deps system-deps test unit integration e2e stress lint demo clean bench binary binary-onedir
+.PHONY: install deps system-deps test unit integration e2e stress fuzz lint demo clean bench binary binary-onedir
 
-## System packages the tests use: tor and nginx (Debian), socat for benchmarks.
+## System packages the tests use: tor and nginx (Debian), socat for benchmarks,
+## microsocks, dante-server and tinyproxy as upstream proxies (TOR_PT_PROXY tests).
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tor nginx-light socat >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tor nginx-light socat microsocks dante-server tinyproxy >/dev/null; \
 	else echo "install tor and nginx with your package manager"; fi
 
 ## Install the package (editable) with its test and lint tools.
@@ -32,6 +33,18 @@ e2e:
 
 stress:
 	$(PYTHON) -m pytest -q -s -m stress tests/stress
+
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS = args socks upgrade bridge env
+fuzz:
+	$(PIP) install -q atheris
+	@mkdir -p build/fuzz; for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+	  if $(PYTHON) -m fuzz.targets $$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	      -artifact_prefix=build/fuzz/$$t- >build/fuzz/$$t.log 2>&1; then \
+	    grep -E "^stat::(number_of_executed_units|peak_rss_mb)" build/fuzz/$$t.log; \
+	  else tail -40 build/fuzz/$$t.log; exit 1; fi; \
+	done
 
 lint:
 	ruff check webtunnel_pt tests bench

@@ -8,7 +8,16 @@ import trustme
 
 from tests.support.certs import Pki, make_pki
 from tests.support.pt_process import PtProcess, tor_environment
+from tests.support.secrets import leaks
 from tests.support.upgrade_server import ScriptedWebServer
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_pt_logs() -> Iterator[None]:
+    """After the whole run: no registered bridge secret in any PT output the tests saw."""
+    yield
+    found = leaks()
+    assert not found, "bridge secrets leaked into PT output: " + "; ".join(found[:5])
 
 
 @pytest.fixture(scope="session")

@@ -95,9 +95,11 @@ def start_client(
     pt_argv: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
+    torrc_lines: Sequence[str] = (),
 ) -> TorClient:
     """Start tor with `UseBridges 1` and our PT; `env` is added to this process's environment
-    (tor hands its environment on to the PT, so `SSL_CERT_FILE` goes here)."""
+    (tor hands its environment on to the PT, so `SSL_CERT_FILE` goes here); `torrc_lines` are
+    appended to the client's torrc."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     socks_port = free_port()
     torrc = net.write_client_torrc(
@@ -107,6 +109,7 @@ def start_client(
         bridge_lines=bridge_lines,
         pt_argv=pt_argv,
         log_path=data_dir / "tor.log",
+        extra_lines=torrc_lines,
     )
     full_env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}
     full_env.update(env or {})
@@ -125,8 +128,9 @@ def running_client(
     pt_argv: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
+    torrc_lines: Sequence[str] = (),
 ) -> Iterator[TorClient]:
-    client = start_client(net, data_dir, bridge_lines, pt_argv, env=env)
+    client = start_client(net, data_dir, bridge_lines, pt_argv, env=env, torrc_lines=torrc_lines)
     try:
         yield client
     finally:

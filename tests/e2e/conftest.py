@@ -7,6 +7,7 @@ installs them, so there the suite must run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def pt_command() -> str:
     pt = find_pt()
     if pt is None:
         pytest.fail(f"no PT: set {PT_ENV_VAR} or install the package (`{PT_NAME}` script)")
+    if not os.access(pt, os.X_OK):
+        pytest.fail(f"PT {pt} is not an executable file")
     return pt
 
 

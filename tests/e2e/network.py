@@ -13,6 +13,8 @@ including the key-generation runs, names only our local authorities, sets
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import subprocess
 import sys
 import time
@@ -22,7 +24,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .ports import LOOPBACK, free_port
-from .procs import ProcessGroup, SocketEntry, foreign_sockets, read_text, wait_until
+from .procs import (
+    ProcessGroup,
+    SocketEntry,
+    WaitTimeout,
+    foreign_sockets,
+    read_text,
+    tail,
+    wait_until,
+)
 
 TOR = "tor"
 TOR_GENCERT = "tor-gencert"
@@ -58,6 +68,13 @@ _EXIT_POLICY = [
     "OutboundBindAddressExit 127.0.0.1",
 ]
 _NO_EXIT = ["ExitRelay 0", "ExitPolicy reject *:*"]
+
+
+def synthetic_bridge_address(url: str) -> str:
+    """The placeholder a WebTunnel server publishes: 2001:db8::/32 + SHA-256("WEBTUNNEL+" + url)
+    bytes 4-15, port 443 (webtunnel-wire.md §2)."""
+    digest = hashlib.sha256(f"WEBTUNNEL+{url}".encode()).digest()
+    return f"[{ipaddress.IPv6Address(bytes.fromhex('20010db8') + digest[4:16])}]:443"
 
 
 def _log(msg: str) -> None:
@@ -163,7 +180,9 @@ class TorNetwork:
         pt_argv: Sequence[str],
         log_path: Path,
         log_level: str = "info",
+        extra_lines: Sequence[str] = (),
     ) -> str:
+        """`extra_lines` are appended as given (e.g. `Socks5Proxy 127.0.0.1:<port>`)."""
         lines = [
             *common_torrc_lines(data_dir, self.dir_authority_lines),
             f"SocksPort {LOOPBACK}:{socks_port}",
@@ -175,12 +194,34 @@ class TorNetwork:
             "ClientRejectInternalAddresses 0",
             "PathsNeededToBuildCircuits 0.67",
             f"OutboundBindAddressPT {LOOPBACK}",
+            *extra_lines,
         ]
         return "\n".join(lines) + "\n"
 
-    def write_client_torrc(self, path: Path, data_dir: Path, **kwargs: object) -> Path:
+    def write_client_torrc(
+        self,
+        path: Path,
+        data_dir: Path,
+        *,
+        socks_port: int,
+        bridge_lines: Sequence[str],
+        pt_argv: Sequence[str],
+        log_path: Path,
+        log_level: str = "info",
+        extra_lines: Sequence[str] = (),
+    ) -> Path:
+        """Write client_torrc(...) to `path` and return it."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.client_torrc(data_dir, **kwargs))  # type: ignore[arg-type]
+        text = self.client_torrc(
+            data_dir,
+            socks_port=socks_port,
+            bridge_lines=bridge_lines,
+            pt_argv=pt_argv,
+            log_path=log_path,
+            log_level=log_level,
+            extra_lines=extra_lines,
+        )
+        path.write_text(text)
         return path
 
     def foreign_sockets(self) -> list[SocketEntry]:
@@ -340,13 +381,16 @@ def consensus_flags(text: str) -> dict[str, set[str]]:
     return flags
 
 
-def _consensus_complete(net: TorNetwork) -> bool:
+def missing_from_consensus(net: TorNetwork) -> list[str]:
+    """Relays the bridge's microdesc consensus lacks or lists without a needed flag."""
     flags = consensus_flags(read_text(net.bridge.data_dir / "cached-microdesc-consensus"))
+    missing = []
     for node in (*net.authorities, *net.relays):
         need = {"Running", "Valid", *(["Exit"] if node.is_exit else [])}
-        if not need <= flags.get(node.nickname, set()):
-            return False
-    return True
+        lacking = need - flags.get(node.nickname, set())
+        if lacking:
+            missing.append(f"{node.nickname} lacks {'+'.join(sorted(lacking))}")
+    return missing
 
 
 def _all_alive(net: TorNetwork) -> None:
@@ -355,21 +399,24 @@ def _all_alive(net: TorNetwork) -> None:
 
 
 def wait_ready(net: TorNetwork, timeout_s: float) -> None:
-    def bridge_bootstrapped() -> bool:
-        return BOOTSTRAPPED_100 in read_text(net.bridge.log_path)
-
+    """Bridge bootstrapped and its microdesc consensus lists every relay usable."""
     deadline = time.monotonic() + timeout_s
-    t = wait_until(
-        bridge_bootstrapped, timeout_s, "the bridge to bootstrap", alive=lambda: _all_alive(net)
-    )
-    net.timings["bridge_bootstrapped_s"] = t
-    t += wait_until(
-        lambda: _consensus_complete(net),
-        max(1.0, deadline - time.monotonic()),
-        "a bridge microdesc consensus listing every relay",
-        alive=lambda: _all_alive(net),
-    )
-    net.timings["consensus_complete_s"] = t
+    try:
+        net.timings["bridge_bootstrapped_s"] = t = wait_until(
+            lambda: BOOTSTRAPPED_100 in read_text(net.bridge.log_path),
+            timeout_s,
+            "the bridge to bootstrap",
+            alive=lambda: _all_alive(net),
+        )
+        net.timings["consensus_complete_s"] = t + wait_until(
+            lambda: not missing_from_consensus(net),
+            max(1.0, deadline - time.monotonic()),
+            "a bridge microdesc consensus listing every relay",
+            alive=lambda: _all_alive(net),
+        )
+    except WaitTimeout as exc:
+        detail = "; ".join(missing_from_consensus(net))
+        raise WaitTimeout(f"{exc} ({detail}); bridge log:\n{tail(net.bridge.log_path)}") from None
 
 
 # ---- bring-up ------------------------------------------------------------------------------
@@ -424,8 +471,10 @@ def start_network(
 
 
 @contextmanager
-def running_network(base_dir: Path, **kwargs: int | float) -> Iterator[TorNetwork]:
-    net = start_network(base_dir, **kwargs)  # type: ignore[arg-type]
+def running_network(
+    base_dir: Path, *, middles: int = 2, exits: int = 1, timeout_s: float = BRING_UP_TIMEOUT_S
+) -> Iterator[TorNetwork]:
+    net = start_network(base_dir, middles=middles, exits=exits, timeout_s=timeout_s)
     try:
         yield net
     finally:

@@ -8,6 +8,7 @@ client tor launched) are snapshotted *before* their parent is signalled and reap
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import os
 import re
@@ -140,6 +141,17 @@ def _signal(ident: tuple[int, str], sig: signal.Signals) -> None:
             pass
 
 
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the harness dies without tearing down (CI
+    cancellation, SIGKILL).  Linux ties this to the *thread* that started the child, so start
+    processes from a thread that outlives them (pytest and the demo use the main thread)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 # ---- the group -----------------------------------------------------------------------------
 
 
@@ -171,6 +183,7 @@ class ProcessGroup:
                 env=dict(env) if env is not None else None,
                 cwd=cwd,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         child = Child(name, popen, log_path)
         self.children.append(child)

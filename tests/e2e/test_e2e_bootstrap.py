@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from .client import TorClient, http_get_via_socks, pt_argv, running_client
-from .network import BOOTSTRAPPED_100
+from .network import BOOTSTRAPPED_100, synthetic_bridge_address
 from .nginx import TLS_NAME
 from .ports import LOOPBACK, free_port
-from .procs import foreign_sockets, is_running, read_text
+from .procs import foreign_sockets, inet_sockets, is_running, read_text
 from .stack import Page, Stack
 
 pytestmark = pytest.mark.e2e
@@ -46,6 +46,7 @@ def _assert_secret_not_logged(stack: Stack, client: TorClient) -> None:
 def test_bootstrap_and_fetch(
     e2e_stack: Stack, pt_command: str, page: Page, client_dir: Path
 ) -> None:
+    """The bridge line a user would paste; also a 3 MiB download and the loopback audit."""
     bridge = e2e_stack.bridge_line()
     with running_client(
         e2e_stack.network,
@@ -60,22 +61,37 @@ def test_bootstrap_and_fetch(
         assert http_get_via_socks(client.socks_port, LOOPBACK, page.port) == page.body
         assert http_get_via_socks(client.socks_port, LOOPBACK, page.port, "/big") == page.big_body
         pids = e2e_stack.network.processes.pids() + client.processes.pids()
+        assert inet_sockets(pt_pids), "audit sees no socket of the PT"
         assert foreign_sockets(pids) == []
     assert not any(map(is_running, pt_pids)), "PT outlived the harness"
     assert client.processes.stragglers == [], "PT did not exit by itself when tor stopped"
     _assert_secret_not_logged(e2e_stack, client)
 
 
-def test_bootstrap_with_servername_and_addr(
-    e2e_stack: Stack, pt_command: str, page: Page, client_dir: Path
+def _variant_bridge_line(stack: Stack, variant: str) -> str:
+    if variant == "synthetic-ipv6-address":  # the form real bridge lines have
+        return stack.bridge_line(address=synthetic_bridge_address(stack.url()))
+    if variant == "servername-and-addr":  # bridge.test is never resolved
+        return stack.bridge_line(
+            stack.url(host=TLS_NAME),
+            servername=TLS_NAME,
+            addr=f"{LOOPBACK}:{stack.nginx.port}",
+        )
+    if variant == "plain-http-no-proxy":  # http:// straight to the webtunnel server
+        return stack.bridge_line(f"http://{LOOPBACK}:{stack.webtunnel_port}/{stack.secret_path}")
+    if variant == "unknown-args":  # lyrebird-only / future keys are ignored
+        return stack.bridge_line(utls="HelloChrome_Auto", future="1")
+    raise AssertionError(variant)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    ["synthetic-ipv6-address", "servername-and-addr", "plain-http-no-proxy", "unknown-args"],
+)
+def test_bootstrap_variants(
+    e2e_stack: Stack, pt_command: str, page: Page, client_dir: Path, variant: str
 ) -> None:
-    """URL host `bridge.test` is never resolved: `addr=` gives the TCP endpoint and
-    `servername=` the SNI, certificate name and Host header."""
-    bridge = e2e_stack.bridge_line(
-        e2e_stack.url(host=TLS_NAME),
-        servername=TLS_NAME,
-        addr=f"{LOOPBACK}:{e2e_stack.nginx.port}",
-    )
+    bridge = _variant_bridge_line(e2e_stack, variant)
     with running_client(
         e2e_stack.network,
         client_dir,

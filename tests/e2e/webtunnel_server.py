@@ -60,6 +60,19 @@ def parse_request_head(head: bytes) -> tuple[str, dict[str, str]]:
     return parts[1], headers
 
 
+async def read_request_head(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """(request head without the blank line, bytes that came after it in the same reads)."""
+    buf = b""
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        if len(buf) > MAX_REQUEST_HEAD_BYTES:
+            raise BadRequest(f"request head larger than {MAX_REQUEST_HEAD_BYTES} bytes")
+        chunk = await reader.read(COPY_CHUNK_BYTES)
+        if not chunk:
+            raise asyncio.IncompleteReadError(buf, None)
+        buf += chunk
+    return buf[:end], buf[end + 4 :]
+
+
 def is_upgrade(headers: dict[str, str]) -> bool:
     return (
         headers.get("connection", "").lower() == "upgrade"
@@ -75,7 +88,9 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> i
         await writer.drain()
         total += len(chunk)
     if writer.can_write_eof() and not writer.is_closing():
-        writer.write_eof()
+        # ENOTCONN if the peer is already gone entirely; the other direction will notice.
+        with contextlib.suppress(OSError):
+            writer.write_eof()
     return total
 
 
@@ -114,12 +129,12 @@ class WebtunnelServer:
         self, cid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_HEAD_TIMEOUT_S)
-            target, headers = parse_request_head(head[:-4])
+            head, early = await asyncio.wait_for(read_request_head(reader), REQUEST_HEAD_TIMEOUT_S)
+            target, headers = parse_request_head(head)
         except asyncio.IncompleteReadError as exc:
             log(f"#{cid} closed after {len(exc.partial)} bytes, before a full request head")
             return
-        except (BadRequest, asyncio.LimitOverrunError, TimeoutError) as exc:
+        except (BadRequest, TimeoutError) as exc:
             log(f"#{cid} rejected: {exc}")
             writer.write(BAD_REQUEST)
             await writer.drain()
@@ -139,12 +154,14 @@ class WebtunnelServer:
             await writer.drain()
             return
         writer.write(SWITCHING_PROTOCOLS)
-        log(f"#{cid} upgraded {target}; {len(reader._buffer)} early bytes")
+        log(f"#{cid} upgraded {target}; {len(early)} bytes arrived with the request head")
         try:
+            up_writer.write(early)  # the client may pipeline; never drop these
             async with asyncio.TaskGroup() as tasks:
                 sent = tasks.create_task(_copy(reader, up_writer))
                 received = tasks.create_task(_copy(up_reader, writer))
-            log(f"#{cid} closed: {sent.result()} bytes to target, {received.result()} back")
+            up = len(early) + sent.result()
+            log(f"#{cid} closed: {up} bytes to target, {received.result()} back")
         finally:
             up_writer.close()
 
@@ -162,10 +179,19 @@ def _host_port(value: str) -> tuple[str, int]:
     return host, int(port)
 
 
-async def serve(listen: tuple[str, int], target: tuple[str, int], stop: asyncio.Event) -> None:
+async def serve(
+    listen: tuple[str, int],
+    target: tuple[str, int],
+    stop: asyncio.Event,
+    ready: asyncio.Future[int] | None = None,
+) -> None:
+    """Serve until `stop` is set; `ready` gets the bound port (useful with port 0)."""
     app = WebtunnelServer(target)
-    server = await asyncio.start_server(app.handle, *listen, limit=MAX_REQUEST_HEAD_BYTES)
-    log(f"listening on {listen[0]}:{listen[1]}, target {target[0]}:{target[1]}")
+    server = await asyncio.start_server(app.handle, *listen)
+    port: int = server.sockets[0].getsockname()[1]
+    log(f"listening on {listen[0]}:{port}, target {target[0]}:{target[1]}")
+    if ready is not None:
+        ready.set_result(port)
     async with server:
         await stop.wait()
         server.close()

@@ -13,10 +13,12 @@ import time
 import pytest
 
 from tests.support.pt_process import PtProcess, tor_environment
+from tests.support.secrets import register_secret
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import EARLY_PAYLOAD, TALK_BYTES, ScriptedWebServer, pattern
 
 SECRET = "s3cr3tPathXq7Lk"
+register_secret(SECRET)
 
 
 def url(server: ScriptedWebServer, path: str, scheme: str = "https") -> str:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from tests.support.secrets import record_output
+
 
 def pt_command() -> list[str]:
     """``WEBTUNNEL_PT`` (e.g. a PyInstaller binary), else the installed ``webtunnel-pt``."""
@@ -48,6 +50,7 @@ class PtProcess:
             stderr=subprocess.PIPE,
         )
         self.lines: list[str] = []
+        self._recorded = False
         self.stderr = bytearray()
         self._cond = threading.Condition()
         self._readers = [
@@ -111,6 +114,9 @@ class PtProcess:
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None and not stream.closed:
                 stream.close()
+        if not self._recorded:
+            self._recorded = True
+            record_output(f"PT pid {self.proc.pid} {self.proc.args!r}", self.all_output())
         return code
 
     def all_output(self) -> str:

@@ -8,6 +8,8 @@ handshake allows (``max_read_bytes``), which must never pass the end of the prox
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from webtunnel_pt.errors import LocalProtocolError, ProxyConfigError, SocksReply
 from webtunnel_pt.proxy import (
@@ -134,6 +136,33 @@ def test_errors_never_show_the_password(uri: str) -> None:
         parse_proxy_uri(uri)
     assert SECRET not in str(info.value)
     assert info.value.__cause__ is None or SECRET not in str(info.value.__cause__)
+
+
+_VISIBLE = st.characters(min_codepoint=0x21, max_codepoint=0x7E)
+
+
+@given(
+    user=st.text(_VISIBLE.filter(lambda c: c != ":"), min_size=1, max_size=40),
+    password=st.text(_VISIBLE, min_size=1, max_size=40),
+)
+def test_user_info_round_trips_as_tor_writes_it(user: str, password: str) -> None:
+    """tor pastes user and password in unescaped; only a ':' in the user name is ambiguous."""
+    config = parse_proxy_uri(f"socks5://{user}:{password}@[::1]:1080")
+    assert (config.username, config.password, config.host, config.port) == (
+        user,
+        password,
+        "::1",
+        1080,
+    )
+
+
+@given(st.text(max_size=80))
+def test_parse_raises_only_proxy_config_errors(text: str) -> None:
+    for uri in (text, "socks5://" + text, "http://u:p@" + text):
+        try:
+            parse_proxy_uri(uri)
+        except ProxyConfigError:
+            pass
 
 
 def test_config_hides_the_password() -> None:

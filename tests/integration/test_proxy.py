@@ -1,0 +1,524 @@
+"""TOR_PT_PROXY against real proxy servers from Debian, each started here on 127.0.0.1 with its
+own configuration in a temporary directory: microsocks (SOCKS5, with and without RFC 1929
+auth), Dante's danted (SOCKS5 and SOCKS4), tinyproxy (HTTP CONNECT with Basic auth). Each
+success case carries a full tunnel (PT subprocess → proxy → TLS → upgrade → echo) with
+checked data; each failure case checks the SOCKS reply tor gets and the PT's LOG line.
+
+Dante 1.4.2 does not implement the SOCKS4a host-name extension: it takes ``0.0.0.1`` for an
+address and answers 0x5B. So danted carries SOCKS4 with an IP literal target, and its
+refusal of a host name is the "SOCKS4 0x5B" failure case; the SOCKS4a host-name form itself is
+covered byte for byte in ``tests/unit/test_proxy.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support.certs import Pki
+from tests.support.pt_process import PtProcess, tor_environment
+from tests.support.socks_client import recv_exactly, socks_connect
+from tests.support.upgrade_server import ScriptedWebServer
+from webtunnel_pt.bridge import bridge_config_from_args
+from webtunnel_pt.dial import DialOptions, dial_bridge
+from webtunnel_pt.errors import SocksReply
+from webtunnel_pt.proxy import parse_proxy_uri
+from webtunnel_pt.pt_args import BridgeArgs
+
+START_TIMEOUT_S = 10.0
+POLL_S = 0.02  # port polling while a proxy starts: it has no readiness signal we can wait on
+USER, PASSWORD = "wtuser", "Pr0xy-S3cret-pw"
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the proxies need theirs in the config file)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_accepting(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"proxy exited with {proc.returncode}: {log.read_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(POLL_S)
+    raise AssertionError(f"proxy did not listen on {port} within {START_TIMEOUT_S} s")
+
+
+@dataclass
+class ProxyServer:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(binary: str, argv: Callable[[int], list[str]], workdir: Path) -> Iterator[ProxyServer]:
+    if shutil.which(binary) is None:
+        pytest.skip(
+            f"{binary} is not installed (apt-get install microsocks dante-server tinyproxy)"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = workdir / f"{binary}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv(port), stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    server = ProxyServer(port, proc, log)
+    try:
+        wait_accepting(port, proc, log)
+        yield server
+    finally:
+        server.stop()
+
+
+def danted_config(directory: Path, port: int) -> list[str]:
+    conf = directory / "danted.conf"
+    conf.write_text(
+        f"logoutput: stderr\ninternal: 127.0.0.1 port = {port}\nexternal: 127.0.0.1\n"
+        "clientmethod: none\nsocksmethod: none\n"
+        "client pass {\n  from: 127.0.0.1/32 to: 0.0.0.0/0\n  log: error connect\n}\n"
+        "socks pass {\n  from: 127.0.0.1/32 to: 0.0.0.0/0\n  command: connect\n"
+        "  protocol: tcp\n  log: error connect\n}\n"
+    )
+    return ["danted", "-f", str(conf), "-p", str(directory / "danted.pid")]
+
+
+def tinyproxy_config(directory: Path, port: int, connect_ports: list[int]) -> list[str]:
+    conf = directory / "tinyproxy.conf"
+    lines = [
+        f"Port {port}",
+        "Listen 127.0.0.1",
+        "Timeout 30",
+        "MaxClients 20",
+        "LogLevel Info",
+        f"BasicAuth {USER} {PASSWORD}",
+        "DisableViaHeader Yes",
+        *(f"ConnectPort {p}" for p in connect_ports),
+    ]
+    conf.write_text("\n".join(lines) + "\n")
+    return ["tinyproxy", "-d", "-c", str(conf)]
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("proxies")
+
+
+@pytest.fixture(scope="module")
+def closed_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def microsocks(workdir: Path) -> Iterator[ProxyServer]:
+    def argv(port: int) -> list[str]:
+        return ["microsocks", "-i", "127.0.0.1", "-p", str(port)]
+
+    with running("microsocks", argv, workdir / "microsocks") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def microsocks_auth(workdir: Path) -> Iterator[ProxyServer]:
+    def argv(port: int) -> list[str]:
+        return ["microsocks", "-i", "127.0.0.1", "-p", str(port), "-u", USER, "-P", PASSWORD]
+
+    with running("microsocks", argv, workdir / "microsocks-auth") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def danted(workdir: Path) -> Iterator[ProxyServer]:
+    directory = workdir / "danted"
+    directory.mkdir()
+    with running("danted", lambda port: danted_config(directory, port), directory) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def tinyproxy(
+    workdir: Path, tls_server: ScriptedWebServer, closed_port: int
+) -> Iterator[ProxyServer]:
+    directory = workdir / "tinyproxy"
+    directory.mkdir()
+
+    def argv(port: int) -> list[str]:
+        return tinyproxy_config(directory, port, [tls_server.port, closed_port])
+
+    with running("tinyproxy", argv, directory) as server:
+        yield server
+
+
+@pytest.fixture
+def start_pt(pki: Pki, tmp_path: Path) -> Iterator[Callable[[str], PtProcess]]:
+    """Start the PT as tor would with ``TOR_PT_PROXY``; check its exit and output at the end."""
+    started: list[PtProcess] = []
+
+    def start(proxy_uri: str) -> PtProcess:
+        env = tor_environment(tmp_path, SSL_CERT_FILE=str(pki.ca_file), TOR_PT_PROXY=proxy_uri)
+        process = PtProcess(env, ["--log-level", "info"])
+        started.append(process)
+        process.socks_port()
+        protocol = [line for line in process.lines if not line.startswith("LOG ")]
+        assert protocol[0] == "VERSION 1"
+        assert protocol[1].startswith("STATUS TYPE=version ")
+        assert protocol[2] == "PROXY DONE"
+        assert protocol[3].startswith("CMETHOD webtunnel socks5 127.0.0.1:")
+        assert protocol[4] == "CMETHODS DONE"
+        return process
+
+    yield start
+    for process in started:
+        assert process.stop() == 0
+        output = process.all_output()
+        assert PASSWORD not in output, "proxy password reached the PT's output"
+        assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        (f"socks5://{USER}:{PASSWORD}@127.0.0.1:99999", "needs a port from 1 to 65535"),
+        (f"socks4a://{USER}:{PASSWORD}@127.0.0.1:1080", "takes a user id but no password"),
+        (f"https://{USER}:{PASSWORD}@127.0.0.1:443", "scheme 'https' is not supported"),
+    ],
+)
+def test_bad_proxy_uri_is_a_proxy_error(uri: str, reason: str, tmp_path: Path) -> None:
+    process = PtProcess(tor_environment(tmp_path, TOR_PT_PROXY=uri))
+    try:
+        line = process.wait_for_line(lambda line: line.startswith("PROXY-ERROR "))
+        assert reason in line
+        assert process.proc.wait(timeout=10) == 1
+    finally:
+        process.stop()
+    assert not any(line.startswith(("CMETHOD", "PROXY DONE")) for line in process.lines)
+    assert PASSWORD not in process.all_output()
+
+
+def url(server: ScriptedWebServer, host: str = "127.0.0.1", port: int | None = None) -> str:
+    return f"https://{host}:{server.port if port is None else port}/echo"
+
+
+def checked_echo(pt: PtProcess, bridge_url: str, size: int = 512 * 1024) -> None:
+    """A tunnel through the PT; ``size`` random bytes out and back, compared by hash."""
+    rep, sock = socks_connect(pt.socks_port(), {"url": bridge_url}, timeout=30)
+    assert rep == 0, f"SOCKS reply {rep}; {pt.all_output()}"
+    payload = random.Random(size).randbytes(size)
+    received = hashlib.sha256()
+    with sock:
+        reader = threading.Thread(
+            target=lambda: received.update(recv_exactly(sock, size)), daemon=True
+        )
+        reader.start()
+        sock.sendall(payload)
+        reader.join(timeout=30)
+        assert not reader.is_alive(), "echo did not come back within 30 s"
+    assert received.digest() == hashlib.sha256(payload).digest()
+
+
+def refused(pt: PtProcess, bridge_url: str, reply: SocksReply, log_text: str) -> None:
+    rep, _ = socks_connect(pt.socks_port(), {"url": bridge_url}, timeout=30)
+    assert rep == reply, f"expected SOCKS reply {reply:#04x}, got {rep}; {pt.all_output()}"
+    line = pt.wait_for_log(log_text)
+    assert "SEVERITY=warning" in line, line
+
+
+# -- microsocks (SOCKS5) ------------------------------------------------------------------------
+
+
+def test_microsocks_no_auth(
+    microsocks: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
+    checked_echo(pt, url(tls_server))
+    line = pt.wait_for_log("tunnel up")
+    assert f"127.0.0.1:{tls_server.port} via socks5 proxy 127.0.0.1:{microsocks.port}" in line
+
+
+def test_microsocks_resolves_the_bridge_host_name(
+    microsocks: ProxyServer, pki: Pki, start_pt: Callable[[str], PtProcess]
+) -> None:
+    """The URL host goes to the proxy as a name; microsocks resolves ``localhost`` itself."""
+    server = ScriptedWebServer(pki.server_context_for("localhost"))
+    server.start()
+    try:
+        pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
+        checked_echo(pt, url(server, host="localhost"), size=4096)
+        assert server.request_heads[-1].startswith(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n")
+    finally:
+        server.stop()
+
+
+def test_microsocks_username_password(
+    microsocks_auth: ProxyServer,
+    tls_server: ScriptedWebServer,
+    start_pt: Callable[[str], PtProcess],
+) -> None:
+    pt = start_pt(f"socks5://{USER}:{PASSWORD}@127.0.0.1:{microsocks_auth.port}")
+    checked_echo(pt, url(tls_server))
+
+
+def test_microsocks_wrong_password(
+    microsocks_auth: ProxyServer,
+    tls_server: ScriptedWebServer,
+    start_pt: Callable[[str], PtProcess],
+) -> None:
+    pt = start_pt(f"socks5://{USER}:{PASSWORD[::-1]}@127.0.0.1:{microsocks_auth.port}")
+    refused(pt, url(tls_server), SocksReply.NOT_ALLOWED, "refused the user name and password")
+    assert PASSWORD[::-1] not in pt.all_output()
+
+
+def test_microsocks_without_credentials(
+    microsocks_auth: ProxyServer,
+    tls_server: ScriptedWebServer,
+    start_pt: Callable[[str], PtProcess],
+) -> None:
+    pt = start_pt(f"socks5://127.0.0.1:{microsocks_auth.port}")
+    refused(pt, url(tls_server), SocksReply.NOT_ALLOWED, "wants credentials")
+
+
+def test_target_refused_through_socks5(
+    microsocks: ProxyServer, closed_port: int, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
+    bridge = f"https://127.0.0.1:{closed_port}/echo"
+    refused(pt, bridge, SocksReply.CONNECTION_REFUSED, "connection refused (SOCKS5 reply 0x05)")
+
+
+def test_proxy_port_closed(
+    closed_port: int, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"socks5://127.0.0.1:{closed_port}")
+    refused(
+        pt,
+        url(tls_server),
+        SocksReply.CONNECTION_REFUSED,
+        f"cannot reach socks5 proxy 127.0.0.1:{closed_port}: TCP connect to 127.0.0.1:"
+        f"{closed_port} failed: Connection refused",
+    )
+
+
+# -- Dante (SOCKS5, SOCKS4) ---------------------------------------------------------------------
+
+
+def test_danted_socks5(
+    danted: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"socks5://127.0.0.1:{danted.port}")
+    checked_echo(pt, url(tls_server))
+
+
+def test_danted_socks5_resolves_the_bridge_host_name(
+    danted: ProxyServer, pki: Pki, start_pt: Callable[[str], PtProcess]
+) -> None:
+    server = ScriptedWebServer(pki.server_context_for("localhost"))
+    server.start()
+    try:
+        pt = start_pt(f"socks5://127.0.0.1:{danted.port}")
+        checked_echo(pt, url(server, host="localhost"), size=4096)
+    finally:
+        server.stop()
+
+
+def test_danted_socks4(
+    danted: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"socks4a://127.0.0.1:{danted.port}")
+    checked_echo(pt, url(tls_server))
+
+
+def test_danted_refuses_socks4a_host_names(
+    danted: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    """Dante answers the SOCKS4a form with 0x5B: tor gets "general failure" and a LOG line."""
+    pt = start_pt(f"socks4a://127.0.0.1:{danted.port}")
+    refused(
+        pt,
+        url(tls_server, host="localhost"),
+        SocksReply.GENERAL_FAILURE,
+        "rejected or failed (SOCKS4 0x5b)",
+    )
+
+
+# -- tinyproxy (HTTP CONNECT) -------------------------------------------------------------------
+
+
+def test_tinyproxy_connect_with_basic_auth(
+    tinyproxy: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"http://{USER}:{PASSWORD}@127.0.0.1:{tinyproxy.port}")
+    checked_echo(pt, url(tls_server))
+    assert "CONNECT" in tinyproxy.log.read_text()
+
+
+def test_tinyproxy_wrong_password(
+    tinyproxy: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"http://{USER}:wrong-{PASSWORD}@127.0.0.1:{tinyproxy.port}")
+    refused(pt, url(tls_server), SocksReply.NOT_ALLOWED, "refused the credentials (HTTP 401")
+
+
+def test_tinyproxy_without_credentials(
+    tinyproxy: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"http://127.0.0.1:{tinyproxy.port}")
+    refused(pt, url(tls_server), SocksReply.NOT_ALLOWED, "wants credentials (HTTP 407")
+
+
+def test_tinyproxy_forbidden_port_and_refused_target(
+    tinyproxy: ProxyServer,
+    plain_server: ScriptedWebServer,
+    closed_port: int,
+    start_pt: Callable[[str], PtProcess],
+) -> None:
+    pt = start_pt(f"http://{USER}:{PASSWORD}@127.0.0.1:{tinyproxy.port}")
+    # Not a ConnectPort: the proxy's rules forbid it.
+    refused(pt, url(plain_server), SocksReply.NOT_ALLOWED, "HTTP 403")
+    # Allowed, but nothing listens: tinyproxy answers 500 "Unable to connect".
+    bridge = f"https://127.0.0.1:{closed_port}/echo"
+    refused(pt, bridge, SocksReply.GENERAL_FAILURE, "HTTP 500 Unable to connect")
+
+
+# -- the bridge name reaches the proxy unresolved -----------------------------------------------
+
+
+@dataclass
+class RecordingSocks5Proxy:
+    """A tiny SOCKS5 proxy (no auth) that records each CONNECT request's ATYP and address and
+    connects every request to one fixed upstream, whatever name it asked for."""
+
+    upstream_port: int
+    requests: list[tuple[int, bytes, int]] = field(default_factory=list)
+    port: int = 0
+    _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+    def start(self) -> None:
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop
+        ).result(timeout=10)
+        self.port = server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            greeting = await reader.readexactly(2)
+            await reader.readexactly(greeting[1])
+            writer.write(b"\x05\x00")
+            _, _, _, atyp = await reader.readexactly(4)
+            size = {1: 4, 4: 16}.get(atyp) or (await reader.readexactly(1))[0]
+            address = await reader.readexactly(size)
+            port = int.from_bytes(await reader.readexactly(2), "big")
+            self.requests.append((atyp, address, port))
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+            writer.write(b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x00")
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+
+
+@pytest.fixture
+def recording_proxy(tls_server: ScriptedWebServer) -> Iterator[RecordingSocks5Proxy]:
+    proxy = RecordingSocks5Proxy(tls_server.port)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+def test_bridge_host_name_is_sent_to_the_proxy(
+    recording_proxy: RecordingSocks5Proxy,
+    tls_server: ScriptedWebServer,
+    start_pt: Callable[[str], PtProcess],
+) -> None:
+    """``bridge.test`` does not resolve here; the tunnel works because only the proxy sees it,
+    as a SOCKS5 domain name (ATYP 03)."""
+    pt = start_pt(f"socks5://127.0.0.1:{recording_proxy.port}")
+    checked_echo(pt, f"https://bridge.test:{tls_server.port}/echo")
+    assert recording_proxy.requests == [(3, b"bridge.test", tls_server.port)]
+
+
+def test_addr_literal_is_sent_as_an_address(
+    recording_proxy: RecordingSocks5Proxy,
+    tls_server: ScriptedWebServer,
+    start_pt: Callable[[str], PtProcess],
+) -> None:
+    pt = start_pt(f"socks5://127.0.0.1:{recording_proxy.port}")
+    rep, sock = socks_connect(
+        pt.socks_port(),
+        {"url": "https://bridge.test/echo", "addr": f"127.0.0.1:{tls_server.port}"},
+    )
+    sock.close()
+    assert rep == 0
+    assert recording_proxy.requests == [(1, socket.inet_aton("127.0.0.1"), tls_server.port)]
+
+
+def test_dial_through_proxy_never_resolves_locally(
+    recording_proxy: RecordingSocks5Proxy, plain_server: ScriptedWebServer
+) -> None:
+    """In process: the resolver would fail the test if the dial asked it for anything."""
+    recording_proxy.upstream_port = plain_server.port
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        raise AssertionError("local DNS in proxy mode")
+
+    async def main() -> bytes:
+        config = bridge_config_from_args(
+            BridgeArgs([("url", f"http://bridge.test:{plain_server.port}/echo")])
+        )
+        options = DialOptions(
+            resolver=resolver, proxy=parse_proxy_uri(f"socks5://127.0.0.1:{recording_proxy.port}")
+        )
+        tunnel = await dial_bridge(config, options)
+        tunnel.writer.write(b"ping")
+        tunnel.writer.write_eof()
+        data = await asyncio.wait_for(tunnel.reader.read(), 10)
+        tunnel.writer.close()
+        assert tunnel.report.addresses == []
+        assert "via socks5 proxy" in tunnel.report.peer
+        return data
+
+    assert asyncio.run(main()) == b"pingBYE"
+    assert asked == []
+    assert recording_proxy.requests == [(3, b"bridge.test", plain_server.port)]
