@@ -2,6 +2,10 @@
 
 Exit status: 0 after a clean stop, 1 on a configuration error reported to tor, 2 on a usage
 error.
+
+``webtunnel-pt probe "<bridge line>"`` checks a bridge layer by layer (built-in mode,
+:mod:`webtunnel_pt.link.probe`, which has its own exit statuses); it is imported only when
+asked for, so managed mode never loads ``cryptography``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from webtunnel_pt import __version__
 EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
+PROBE_COMMAND = "probe"
+PROBE_EPILOG = (
+    'To test a bridge by hand: webtunnel-pt probe "<bridge line>" [--json] [--timeout S] '
+    "(see webtunnel-pt probe --help for its exit statuses)."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
             "'ClientTransportPlugin webtunnel exec webtunnel-pt' and talks to it over the "
             "TOR_PT_* environment, stdout and a loopback SOCKS5 listener."
         ),
+        epilog=PROBE_EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"webtunnel-pt {__version__}")
     parser.add_argument(
@@ -55,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == [PROBE_COMMAND]:
+        from webtunnel_pt.link import probe  # lazy: loads cryptography, managed mode never does
+
+        return probe.main(words[1:])
     args = build_parser().parse_args(argv)
     from webtunnel_pt.logs import PtStdout, configure_logging
 

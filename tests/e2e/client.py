@@ -178,8 +178,24 @@ def socks5_connect(
         raise
 
 
+#: Right after `Bootstrapped 100%` a young private network sometimes fails a first stream
+#: (tor answers REP 1 when the exit ends it); a browser would retry, so the fetch does too.
+FETCH_ATTEMPTS = 3
+
+
 def http_get_via_socks(socks_port: int, host: str, port: int, path: str = "/") -> bytes:
     """GET http://host:port/path through SOCKS5; returns the body of a 200 response."""
+    for attempt in range(1, FETCH_ATTEMPTS + 1):
+        try:
+            return _http_get_once(socks_port, host, port, path)
+        except SocksError as exc:
+            if attempt == FETCH_ATTEMPTS or "REP=" not in str(exc):
+                raise
+            print(f"[e2e] fetch attempt {attempt} failed ({exc}); retrying", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+def _http_get_once(socks_port: int, host: str, port: int, path: str) -> bytes:
     with socks5_connect(socks_port, host, port) as sock:
         sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
         data = b""

@@ -1,0 +1,111 @@
+"""link.directory: HTTP/1.0 over BEGIN_DIR and the bridge server descriptor (tor-link.md §10),
+with a descriptor captured from a real tor 0.4.9.11 bridge."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import zlib
+from pathlib import Path
+
+import pytest
+
+from webtunnel_pt.link.directory import (
+    check_descriptor_identity,
+    dir_request,
+    parse_dir_response,
+    parse_server_descriptor,
+)
+from webtunnel_pt.link.errors import DirectoryError, IdentityMismatch
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "link"
+DESCRIPTOR = (DATA / "server_descriptor.txt").read_text()
+FINGERPRINT = (DATA / "fingerprint").read_text().strip()
+ED_B64 = (DATA / "fingerprint-ed25519").read_text().strip()
+ED_ID = base64.b64decode(ED_B64 + "=" * (-len(ED_B64) % 4))
+
+
+def test_request_bytes() -> None:
+    assert dir_request("/tor/server/authority") == (
+        b"GET /tor/server/authority HTTP/1.0\r\nAccept-Encoding: deflate, gzip, identity\r\n\r\n"
+    )
+    assert b"Host: 127.0.0.1\r\n" in dir_request("/x", "127.0.0.1")
+
+
+def response(body: bytes, encoding: str = "identity", status: str = "200 OK") -> bytes:
+    return (
+        f"HTTP/1.0 {status}\r\nDate: Tue, 25 Nov 2026 10:00:00 GMT\r\n"
+        f"Content-Type: text/plain\r\nContent-Encoding: {encoding}\r\n\r\n"
+    ).encode() + body
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [("identity", lambda b: b), ("deflate", zlib.compress), ("gzip", gzip.compress)],
+)
+def test_response_bodies(encoding: str, encode: object) -> None:
+    parsed = parse_dir_response(response(encode(b"router x"), encoding))  # type: ignore[operator]
+    assert (parsed.status, parsed.reason, parsed.body) == (200, "OK", b"router x")
+    assert parsed.headers["content-type"] == "text/plain"
+
+
+def test_response_errors() -> None:
+    assert parse_dir_response(response(b"", status="404 Not found")).status == 404
+    with pytest.raises(DirectoryError, match="unsupported"):
+        parse_dir_response(response(b"x", "x-zstd"))
+    with pytest.raises(DirectoryError, match="deflate"):
+        parse_dir_response(response(b"not zlib", "deflate"))
+    with pytest.raises(DirectoryError, match="head"):
+        parse_dir_response(b"HTTP/1.0 200 OK\r\n")
+    with pytest.raises(DirectoryError, match="status line"):
+        parse_dir_response(b"SSH-2.0\r\n\r\n")
+
+
+def test_captured_descriptor() -> None:
+    desc = parse_server_descriptor(DESCRIPTOR)
+    assert desc.nickname == "LinkCapture"
+    assert desc.address == "127.0.0.1"
+    assert desc.fingerprint == FINGERPRINT
+    assert desc.master_key_ed25519 == ED_ID
+    assert desc.identity_cert_key == ED_ID
+    assert desc.platform is not None and desc.platform.startswith("Tor 0.4.9")
+    assert desc.tor_version is not None and desc.tor_version.startswith("0.4.9")
+    assert desc.uptime is not None and desc.uptime >= 0
+    assert desc.published is not None and len(desc.published) == 19
+    check_descriptor_identity(desc, FINGERPRINT.lower(), ED_ID)
+
+
+def test_descriptor_fingerprint_mismatch() -> None:
+    desc = parse_server_descriptor(DESCRIPTOR)
+    with pytest.raises(IdentityMismatch, match="fingerprint"):
+        check_descriptor_identity(desc, "0" * 40, ED_ID)
+
+
+def test_descriptor_ed25519_mismatch() -> None:
+    desc = parse_server_descriptor(DESCRIPTOR)
+    with pytest.raises(IdentityMismatch, match="master-key-ed25519"):
+        check_descriptor_identity(desc, FINGERPRINT, bytes(32))
+
+
+def test_descriptor_identity_cert_must_agree_with_master_key() -> None:
+    other = base64.b64encode(bytes(32)).decode().rstrip("=")
+    text = DESCRIPTOR.replace(
+        f"master-key-ed25519 {ED_B64.rstrip('=')}", f"master-key-ed25519 {other}"
+    )
+    desc = parse_server_descriptor(text)
+    assert desc.master_key_ed25519 == bytes(32)
+    with pytest.raises(IdentityMismatch):
+        check_descriptor_identity(desc, FINGERPRINT, bytes(32))  # the cert still names ED_ID
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t.replace("router ", "xrouter ", 1),
+        lambda t: "\n".join(line for line in t.splitlines() if not line.startswith("fingerprint ")),
+        lambda t: t.replace("master-key-ed25519 ", "master-key-ed25519 !!", 1),
+    ],
+)
+def test_malformed_descriptors(mutate: object) -> None:
+    with pytest.raises(DirectoryError):
+        parse_server_descriptor(mutate(DESCRIPTOR))  # type: ignore[operator]
