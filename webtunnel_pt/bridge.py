@@ -13,7 +13,8 @@ fingerprint is checked by tor (or by the built-in mode) inside the tunnel. The a
 - ``servername``  overrides the TLS server name (SNI and certificate check) and ``Host``.
 - ``addr``        explicit ``host:port`` TCP target (IPv6 in brackets), used as given.
 - ``cert``        base64 SHA-256 certificate-chain pin replacing CA validation (client 0.0.3+).
-- ``utls``        ClientHello template name; only ``none`` (the default stack) is implemented.
+- ``utls``        ClientHello template (lyrebird's names): ``none``, Firefox or Chrome profiles;
+                  see :mod:`webtunnel_pt.tls_profiles`. Unknown names are refused.
 - ``ver``         the server's version; accepted and ignored.
 
 Sans-I/O: nothing here touches the network.
@@ -31,10 +32,9 @@ from urllib.parse import urlsplit
 
 from webtunnel_pt.errors import BridgeArgsError
 from webtunnel_pt.pt_args import BridgeArgs
+from webtunnel_pt.tls_profiles import DEFAULT_PROFILE, resolve_utls
 
 KNOWN_KEYS = frozenset({"url", "servername", "addr", "cert", "utls", "ver"})
-#: ``utls`` values that select the default TLS stack without a notice.
-DEFAULT_UTLS_NAMES = frozenset({"none"})
 #: Length of a SHA-256 certificate-chain pin.
 CERT_PIN_BYTES = 32
 
@@ -63,6 +63,8 @@ class BridgeConfig:
     cert_pin: bytes | None = None
     utls: str | None = None
     version: str | None = None
+    #: The outer-TLS profile ``utls=`` selects (:data:`webtunnel_pt.tls_profiles.PROFILE_NAMES`).
+    tls_profile: str = DEFAULT_PROFILE
     #: Things worth a LOG notice (unknown keys, unsupported utls), free of secrets.
     notices: tuple[str, ...] = field(default=())
 
@@ -227,8 +229,9 @@ def bridge_config_from_args(args: BridgeArgs) -> BridgeConfig:
         raise BridgeArgsError("cert= needs an https:// url")
 
     utls = args.get("utls")
-    if utls is not None and utls.lower() not in DEFAULT_UTLS_NAMES:
-        notices.append(f"utls={utls!r} is not implemented; using the default TLS stack")
+    tls_profile, utls_notice = resolve_utls(utls)
+    if utls_notice is not None:
+        notices.append(utls_notice)
 
     unknown = sorted(set(args) - KNOWN_KEYS)
     if unknown:
@@ -246,6 +249,7 @@ def bridge_config_from_args(args: BridgeArgs) -> BridgeConfig:
         cert_pin=cert_pin,
         utls=utls,
         version=args.get("ver"),
+        tls_profile=tls_profile,
         notices=tuple(notices),
     )
 

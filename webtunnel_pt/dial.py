@@ -32,6 +32,8 @@ from webtunnel_pt.errors import (
     reply_for_os_error,
 )
 from webtunnel_pt.proxy import ProxyConfig
+from webtunnel_pt.tls_profiles import OpenSSLContext, tls_context
+from webtunnel_pt.tls_transport import open_tls_connection
 from webtunnel_pt.upgrade import MAX_RESPONSE_HEAD_BYTES, UpgradeAccepted, UpgradeClient
 
 log = logging.getLogger(__name__)
@@ -94,26 +96,6 @@ def is_public(address: IPAddress) -> bool:
         or address.is_unspecified
         or address.is_reserved
     )
-
-
-_TLS_CONTEXTS: dict[bool, ssl.SSLContext] = {}
-
-
-def tls_context(pinned: bool) -> ssl.SSLContext:
-    """The outer TLS context: system CA store (``SSL_CERT_FILE`` honoured), TLS >= 1.2,
-    ALPN ``http/1.1`` only (never ``h2``: the upgrade is HTTP/1.1). ``pinned`` turns CA and
-    hostname checks off because the ``cert=`` pin replaces them and is checked after the
-    handshake. Built once per process: loading the CA store is the slow part."""
-    ctx = _TLS_CONTEXTS.get(pinned)
-    if ctx is None:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.set_alpn_protocols(["http/1.1"])
-        if pinned:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        _TLS_CONTEXTS[pinned] = ctx
-    return ctx
 
 
 def chain_pin(der_chain: list[bytes]) -> bytes:
@@ -309,15 +291,25 @@ async def _dial(
 
     stage[0] = "TLS handshake"
     mark = clock()
-    ssl_ctx = tls_context(config.cert_pin is not None) if config.use_tls else None
     try:
-        reader, writer = await asyncio.open_connection(
-            sock=sock,
-            ssl=ssl_ctx,
-            server_hostname=config.server_name if ssl_ctx else None,
-            ssl_handshake_timeout=max(options.timeout_s, 1.0) if ssl_ctx else None,
-            limit=STREAM_LIMIT_BYTES,
-        )
+        pinned = config.cert_pin is not None
+        ssl_ctx = tls_context(pinned, config.tls_profile) if config.use_tls else None
+        if isinstance(ssl_ctx, OpenSSLContext):
+            reader, writer = await open_tls_connection(
+                sock,
+                ssl_ctx,
+                config.server_name,
+                limit=STREAM_LIMIT_BYTES,
+                handshake_timeout_s=max(options.timeout_s, 1.0),
+            )
+        else:
+            reader, writer = await asyncio.open_connection(
+                sock=sock,
+                ssl=ssl_ctx,
+                server_hostname=config.server_name if ssl_ctx else None,
+                ssl_handshake_timeout=max(options.timeout_s, 1.0) if ssl_ctx else None,
+                limit=STREAM_LIMIT_BYTES,
+            )
     except (ssl.SSLError, ConnectionError, EOFError) as exc:
         sock.close()
         raise _tls_error(exc, config) from exc

@@ -13,8 +13,7 @@ import pytest
 
 from tests.support.certs import Pki
 from tests.support.upgrade_server import EARLY_PAYLOAD, ScriptedWebServer
-from webtunnel_pt import dial as dial_mod
-from webtunnel_pt import open_tunnel, open_webtunnel
+from webtunnel_pt import open_tunnel, open_webtunnel, tls_profiles
 from webtunnel_pt.dial import DialOptions
 from webtunnel_pt.errors import (
     BridgeArgsError,
@@ -31,9 +30,16 @@ from webtunnel_pt.socks_server import ServerOptions, SocksServer
 @pytest.fixture(autouse=True)
 def trust_test_ca(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
-    dial_mod._TLS_CONTEXTS.clear()  # contexts read SSL_CERT_FILE when they are made
+    forget_tls_contexts()  # contexts read SSL_CERT_FILE when they are made
     yield
-    dial_mod._TLS_CONTEXTS.clear()
+    forget_tls_contexts()
+
+
+def forget_tls_contexts() -> None:
+    for name in dir(tls_profiles):
+        cache = getattr(tls_profiles, name)
+        if name.endswith("_CONTEXTS") and isinstance(cache, dict):
+            cache.clear()
 
 
 def run(coro: Awaitable[Any]) -> Any:

@@ -214,11 +214,16 @@ def test_utls_none_is_silent(value):
     assert cfg.notices == ()
 
 
-@pytest.mark.parametrize("value", ["hellochrome_auto", "", "HelloRandomizedNoALPN"])
-def test_utls_other_gives_a_notice(value):
+@pytest.mark.parametrize("value", ["", "HelloRandomizedNoALPN"])
+def test_utls_unreproduced_gives_a_notice(value):
     cfg = config(url="https://h.example/p", utls=value)
     assert cfg.utls == value
     assert len(cfg.notices) == 1 and "utls" in cfg.notices[0]
+
+
+def test_utls_unknown_is_refused():
+    with pytest.raises(BridgeArgsError):
+        config(url="https://h.example/p", utls="hellonobody")
 
 
 def test_ver_is_kept_and_ignored():
