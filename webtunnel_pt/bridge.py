@@ -14,7 +14,7 @@ fingerprint is checked by tor (or by the built-in mode) inside the tunnel. The a
 - ``addr``        explicit ``host:port`` TCP target (IPv6 in brackets), used as given.
 - ``cert``        base64 SHA-256 certificate-chain pin replacing CA validation (client 0.0.3+).
 - ``utls``        ClientHello template (lyrebird's names): ``none``, Firefox or Chrome profiles;
-                  see :mod:`webtunnel_pt.tls_profiles`. Unknown names are refused.
+                  see :mod:`webtunnel_pt.utls`. Unknown names are refused.
 - ``ver``         the server's version; accepted and ignored.
 
 Sans-I/O: nothing here touches the network.
@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 from webtunnel_pt.errors import BridgeArgsError
 from webtunnel_pt.pt_args import BridgeArgs
-from webtunnel_pt.tls_profiles import DEFAULT_PROFILE, resolve_utls
+from webtunnel_pt.utls import DEFAULT_PROFILE, resolve_utls
 
 KNOWN_KEYS = frozenset({"url", "servername", "addr", "cert", "utls", "ver"})
 #: Length of a SHA-256 certificate-chain pin.
@@ -63,7 +63,7 @@ class BridgeConfig:
     cert_pin: bytes | None = None
     utls: str | None = None
     version: str | None = None
-    #: The outer-TLS profile ``utls=`` selects (:data:`webtunnel_pt.tls_profiles.PROFILE_NAMES`).
+    #: The outer-TLS profile ``utls=`` selects (:mod:`webtunnel_pt.utls`).
     tls_profile: str = DEFAULT_PROFILE
     #: Things worth a LOG notice (unknown keys, unsupported utls), free of secrets.
     notices: tuple[str, ...] = field(default=())

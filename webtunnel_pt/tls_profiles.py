@@ -29,10 +29,16 @@ import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from webtunnel_pt.errors import BridgeArgsError, TlsError
+from webtunnel_pt.errors import TlsError
+from webtunnel_pt.utls import (
+    CHROME_PROFILE,
+    DEFAULT_PROFILE,
+    FIREFOX_PROFILE,
+    UTLS_NAMES,
+    resolve_utls,
+)
 
 #: The profile used without ``utls=`` and for ``utls=none``.
-DEFAULT_PROFILE = "none"
 #: The only ALPN value any profile offers: the tunnel is an HTTP/1.1 upgrade (never ``h2``).
 ALPN_PROTOCOLS = ("http/1.1",)
 
@@ -56,7 +62,7 @@ class BrowserProfile:
 
 # Recorded from Debian's Chromium 156 and Firefox ESR 153 (tests/data/hellos/).
 CHROME = BrowserProfile(
-    name="chrome",
+    name=CHROME_PROFILE,
     tls12_ciphers=(
         "ECDHE-ECDSA-AES128-GCM-SHA256",
         "ECDHE-RSA-AES128-GCM-SHA256",
@@ -94,7 +100,7 @@ CHROME = BrowserProfile(
 )
 
 FIREFOX = BrowserProfile(
-    name="firefox",
+    name=FIREFOX_PROFILE,
     tls12_ciphers=(
         "ECDHE-ECDSA-AES128-GCM-SHA256",
         "ECDHE-RSA-AES128-GCM-SHA256",
@@ -142,51 +148,7 @@ FIREFOX = BrowserProfile(
 BROWSER_PROFILES: dict[str, BrowserProfile] = {p.name: p for p in (CHROME, FIREFOX)}
 PROFILE_NAMES = frozenset({DEFAULT_PROFILE, *BROWSER_PROFILES})
 
-
-# -- utls= names (sans-I/O) ----------------------------------------------------------------------
-
-_FIREFOX_NAMES = [f"hellofirefox_{v}" for v in ("auto", "55", "56", "63", "65", "99", "102", "105")]
-_CHROMIUM_NAMES = [
-    *(f"hellochrome_{v}" for v in ("auto", "58", "62", "70", "72", "83", "87", "96", "100", "102")),
-    *(f"helloedge_{v}" for v in ("auto", "85", "106")),
-    *(f"hello360_{v}" for v in ("auto", "7_5", "11_0")),
-    *(f"helloqq_{v}" for v in ("auto", "11_1")),
-]
-#: lyrebird templates without a counterpart here: the default profile with a notice.
-_FALLBACK_NAMES = [
-    "",  # lyrebird: hellorandomizednoalpn
-    "hellorandomized",
-    "hellorandomizedalpn",
-    "hellorandomizednoalpn",
-    *(f"helloios_{v}" for v in ("auto", "11_1", "12_1", "13", "14")),
-    "helloandroid_11",
-    *(f"hellosafari_{v}" for v in ("auto", "16_0")),
-]
-#: Lower-cased ``utls=`` value -> profile name.
-UTLS_NAMES: dict[str, str] = {
-    DEFAULT_PROFILE: DEFAULT_PROFILE,
-    **{name: FIREFOX.name for name in _FIREFOX_NAMES},
-    **{name: CHROME.name for name in _CHROMIUM_NAMES},
-    **{name: DEFAULT_PROFILE for name in _FALLBACK_NAMES},
-}
-_FALLBACK = frozenset(_FALLBACK_NAMES)
-
-
-def resolve_utls(value: str | None) -> tuple[str, str | None]:
-    """Map a ``utls=`` value to (profile name, notice or None); refuse unknown names."""
-    if value is None:
-        return DEFAULT_PROFILE, None
-    key = value.lower()
-    profile = UTLS_NAMES.get(key)
-    if profile is None:
-        raise BridgeArgsError(
-            f"utls={value!r} is not a known ClientHello template "
-            "(use none, hellofirefox_auto or hellochrome_auto)"
-        )
-    if key in _FALLBACK:
-        shown = value or "(empty)"
-        return profile, f"utls={shown} is not reproduced here; using the default TLS profile"
-    return profile, None
+__all__ = ["PROFILE_NAMES", "UTLS_NAMES", "resolve_utls"]
 
 
 # -- stdlib context: the default profile ---------------------------------------------------------
