@@ -29,6 +29,7 @@ from webtunnel_pt.errors import (
     SocksReply,
     TlsError,
     UpgradeError,
+    WebtunnelError,
     reply_for_os_error,
 )
 from webtunnel_pt.proxy import ProxyConfig
@@ -354,16 +355,23 @@ async def dial_bridge(config: BridgeConfig, options: DialOptions | None = None) 
     try:
         async with asyncio.timeout(options.timeout_s):
             return await _dial(config, options, report, stage)
+    except WebtunnelError as exc:
+        if exc.stage is None:
+            exc.stage = stage[0]
+        raise
     except TimeoutError as exc:
-        if isinstance(exc, HandshakeTimeout):
-            raise
-        raise HandshakeTimeout(
+        error: WebtunnelError = HandshakeTimeout(
             f"bridge dial timed out after {options.timeout_s:g} s during {stage[0]}"
-        ) from exc
-    except ConnectionError as exc:
-        if isinstance(exc, BridgeUnreachable | TlsError):
-            raise
-        raise BridgeUnreachable(
+        )
+        cause: BaseException = exc
+    except ssl.SSLError as exc:  # e.g. a TLS 1.3 alert that arrives with the first read
+        reason = getattr(exc, "reason", None) or exc
+        error, cause = TlsError(f"TLS error during {stage[0]}: {reason}"), exc
+    except OSError as exc:
+        error = BridgeUnreachable(
             f"connection lost during {stage[0]}: {exc.strerror or type(exc).__name__}",
             reply_for_os_error(exc),
-        ) from exc
+        )
+        cause = exc
+    error.stage = stage[0]
+    raise error from cause

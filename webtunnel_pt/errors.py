@@ -52,6 +52,9 @@ class WebtunnelError(Exception):
 
     socks_reply: SocksReply = SocksReply.GENERAL_FAILURE
     log_severity: LogSeverity = "warning"
+    #: Where a bridge dial failed ("DNS", "TCP connect", "proxy", "TLS handshake", "upgrade"),
+    #: set by :func:`webtunnel_pt.dial.dial_bridge`.
+    stage: str | None = None
 
 
 class ConfigError(WebtunnelError):

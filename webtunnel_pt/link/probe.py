@@ -152,11 +152,16 @@ _STAGE_LAYERS = {
     "TLS handshake": "tls",
     "upgrade": "upgrade",
     "proxy": "tcp",
+    "proxy connect": "tcp",
+    "proxy handshake": "tcp",
 }
 
 
 def dial_failure_layer(exc: BaseException) -> str:
     """Which dial layer an exception from :func:`dial_bridge` belongs to."""
+    stage = getattr(exc, "stage", None)
+    if stage in _STAGE_LAYERS:
+        return _STAGE_LAYERS[stage]
     if isinstance(exc, UpgradeRejected | UpgradeError):
         return "upgrade"
     if isinstance(exc, TlsError):
