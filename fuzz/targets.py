@@ -15,8 +15,9 @@ from collections.abc import Callable
 import atheris
 
 with atheris.instrument_imports():
-    from webtunnel_pt import bridge, pt_args, pt_env, socks, upgrade
+    from webtunnel_pt import bridge, proxy, pt_args, pt_env, socks, upgrade
     from webtunnel_pt.errors import WebtunnelError
+    from webtunnel_pt.link import cells, certs, directory
 
 
 def fuzz_args(data: bytes) -> None:
@@ -86,7 +87,75 @@ def fuzz_env(data: bytes) -> None:
         pass
 
 
+def fuzz_proxy_uri(data: bytes) -> None:
+    try:
+        proxy.parse_proxy_uri(data.decode("utf-8", "replace"))
+    except WebtunnelError:
+        pass
+
+
+def fuzz_proxy_handshakes(data: bytes) -> None:
+    """The three proxy clients fed an arbitrary answer from a proxy."""
+    for uri in ("socks5://u:p@127.0.0.1:1080", "socks4a://127.0.0.1:1080", "http://u:p@[::1]:8080"):
+        handshake = proxy.client_handshake(proxy.parse_proxy_uri(uri), "bridge.example", 443)
+        handshake.data_to_send()
+        try:
+            handshake.receive_data(data)
+            handshake.next_event()
+            handshake.receive_eof()
+            handshake.next_event()
+        except WebtunnelError:
+            pass
+
+
+def fuzz_cells(data: bytes) -> None:
+    """Link cells, then the payload decoders each cell type leads to."""
+    for version in (None, 4, 5):
+        parser = cells.CellParser()
+        parser.link_version = version
+        try:
+            parser.receive_data(data)
+            while (cell := parser.next_cell()) is not None:
+                for decode in (
+                    cells.decode_versions,
+                    cells.decode_netinfo,
+                    cells.decode_destroy,
+                    cells.decode_relay_payload,
+                    certs.parse_certs_cell,
+                ):
+                    try:
+                        decode(cell.payload)
+                    except WebtunnelError:
+                        pass
+        except WebtunnelError:
+            pass
+
+
+def fuzz_certs(data: bytes) -> None:
+    for parse in (certs.parse_ed25519_cert, certs.parse_rsa_cross_cert):
+        try:
+            parse(data)
+        except WebtunnelError:
+            pass
+
+
+def fuzz_directory(data: bytes) -> None:
+    try:
+        directory.parse_dir_response(data)
+    except WebtunnelError:
+        pass
+    try:
+        directory.parse_server_descriptor(data.decode("utf-8", "replace"))
+    except WebtunnelError:
+        pass
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
+    "proxy_uri": fuzz_proxy_uri,
+    "proxy": fuzz_proxy_handshakes,
+    "cells": fuzz_cells,
+    "certs": fuzz_certs,
+    "directory": fuzz_directory,
     "args": fuzz_args,
     "socks": fuzz_socks,
     "upgrade": fuzz_upgrade,
