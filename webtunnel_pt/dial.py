@@ -284,6 +284,8 @@ async def _dial(
         addresses = await _resolve(config, options, report)
         report.addresses = addresses
         report.timings["dns"] = clock() - start
+        if report.skipped:
+            log.debug("skipped non-public DNS answers %s", ", ".join(report.skipped))
 
         stage[0] = "TCP connect"
         mark = clock()
@@ -292,46 +294,14 @@ async def _dial(
 
     stage[0] = "TLS handshake"
     mark = clock()
+    reader, writer = await _open_stream(sock, config, options)
     try:
-        pinned = config.cert_pin is not None
-        ssl_ctx = tls_context(pinned, config.tls_profile) if config.use_tls else None
-        if isinstance(ssl_ctx, OpenSSLContext):
-            reader, writer = await open_tls_connection(
-                sock,
-                ssl_ctx,
-                config.server_name,
-                limit=STREAM_LIMIT_BYTES,
-                handshake_timeout_s=max(options.timeout_s, 1.0),
-            )
-        else:
-            reader, writer = await asyncio.open_connection(
-                sock=sock,
-                ssl=ssl_ctx,
-                server_hostname=config.server_name if ssl_ctx else None,
-                ssl_handshake_timeout=max(options.timeout_s, 1.0) if ssl_ctx else None,
-                limit=STREAM_LIMIT_BYTES,
-            )
-    except (ssl.SSLError, ConnectionError, EOFError) as exc:
-        sock.close()
-        raise _tls_error(exc, config) from exc
-    except BaseException:
-        sock.close()
-        raise
-    try:
-        if ssl_ctx is not None:
-            ssl_object = writer.get_extra_info("ssl_object")
-            report.tls_version = ssl_object.version()
-            cipher = ssl_object.cipher()
-            report.tls_cipher = cipher[0] if cipher else None
-            report.peer_certificate = ssl_object.getpeercert() or None
-            if config.cert_pin is not None:
-                pin = chain_pin(_unverified_chain(ssl_object))
-                if pin != config.cert_pin:
-                    raise TlsError(
-                        "TLS certificate chain does not match the cert= pin "
-                        f"(server chain hashes to {base64.b64encode(pin).decode()})"
-                    )
+        if config.use_tls:
+            _check_tls(writer, config, report)
             report.timings["tls"] = clock() - mark
+            log.debug(
+                "TLS %s %s with %s", report.tls_version, report.tls_cipher, config.server_name
+            )
 
         stage[0] = "upgrade"
         mark = clock()
@@ -341,10 +311,61 @@ async def _dial(
         accepted = await _read_upgrade(reader, client)
         report.upgrade = accepted
         report.timings["upgrade"] = clock() - mark
+        log.debug(
+            "upgrade accepted (%s, server %s)", accepted.reason, accepted.header("server") or "?"
+        )
     except BaseException:
         writer.transport.abort()
         raise
     return Tunnel(reader, writer, report)
+
+
+async def _open_stream(
+    sock: socket.socket, config: BridgeConfig, options: DialOptions
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Wrap the connected socket in a stream: TLS with the bridge's profile, or plain."""
+    handshake_timeout = max(options.timeout_s, 1.0)
+    try:
+        ssl_ctx = (
+            tls_context(config.cert_pin is not None, config.tls_profile) if config.use_tls else None
+        )
+        if isinstance(ssl_ctx, OpenSSLContext):
+            return await open_tls_connection(
+                sock,
+                ssl_ctx,
+                config.server_name,
+                limit=STREAM_LIMIT_BYTES,
+                handshake_timeout_s=handshake_timeout,
+            )
+        return await asyncio.open_connection(
+            sock=sock,
+            ssl=ssl_ctx,
+            server_hostname=config.server_name if ssl_ctx else None,
+            ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
+            limit=STREAM_LIMIT_BYTES,
+        )
+    except (ssl.SSLError, ConnectionError, EOFError) as exc:
+        sock.close()
+        raise _tls_error(exc, config) from exc
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _check_tls(writer: asyncio.StreamWriter, config: BridgeConfig, report: DialReport) -> None:
+    """Record what was negotiated and, with ``cert=``, check the chain against the pin."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    report.tls_version = ssl_object.version()
+    cipher = ssl_object.cipher()
+    report.tls_cipher = cipher[0] if cipher else None
+    report.peer_certificate = ssl_object.getpeercert() or None
+    if config.cert_pin is not None:
+        pin = chain_pin(_unverified_chain(ssl_object))
+        if pin != config.cert_pin:
+            raise TlsError(
+                "TLS certificate chain does not match the cert= pin "
+                f"(server chain hashes to {base64.b64encode(pin).decode()})"
+            )
 
 
 async def dial_bridge(config: BridgeConfig, options: DialOptions | None = None) -> Tunnel:

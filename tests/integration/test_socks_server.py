@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import struct
@@ -79,14 +80,17 @@ def short_url(server: ScriptedWebServer, path: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("path", ["/silent", "/drip"])
 def test_server_that_never_finishes_the_head_times_out(
-    tls_server: ScriptedWebServer, path: str
+    tls_server: ScriptedWebServer, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def body(server: SocksServer, port: int) -> int:
         rep, _, writer = await socks_request(port, short_url(tls_server, path))
         writer.close()
         return rep
 
-    assert run(with_server(body)) == SocksReply.TTL_EXPIRED
+    with caplog.at_level(logging.WARNING, logger="webtunnel_pt"):
+        assert run(with_server(body)) == SocksReply.TTL_EXPIRED
+    assert "bridge dial timed out after 2 s during upgrade" in caplog.text
+    assert path not in caplog.text
 
 
 def test_tcp_accepted_then_silence_hits_the_tls_deadline() -> None:
