@@ -10,7 +10,7 @@ system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tor nginx-light socat microsocks dante-server tinyproxy >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tor nginx-light socat microsocks dante-server tinyproxy curl wget >/dev/null; \
 	else echo "install tor and nginx with your package manager"; fi
 
 ## Install the package (editable) with its test and lint tools.
@@ -35,7 +35,7 @@ stress:
 	$(PYTHON) -m pytest -q -s -m stress tests/stress
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = args socks upgrade bridge env
+FUZZ_TARGETS = args socks upgrade bridge env proxy_uri proxy cells certs directory
 fuzz:
 	$(PIP) install -q atheris
 	@mkdir -p build/fuzz; for t in $(FUZZ_TARGETS); do \
@@ -56,7 +56,7 @@ bench:
 	$(PYTHON) -m bench.run $(BENCH_ARGS)
 
 ## One-file executable dist/webtunnel-pt (PyInstaller; `pip install -e '.[build]'`).
-PYINSTALLER = $(PYTHON) -m PyInstaller --noconfirm --clean --log-level WARN \
+PYINSTALLER = $(PYTHON) -m PyInstaller --noconfirm --clean --log-level WARN --strip \
 	--workpath build/pyinstaller --specpath build --name webtunnel-pt
 binary:
 	$(PYINSTALLER) --onefile --distpath dist webtunnel_pt/__main__.py

@@ -1,0 +1,4 @@
+"""Benchmarks for webtunnel-pt: ``python -m bench.run`` (``make bench``).
+
+See docs/performance.md.
+"""
