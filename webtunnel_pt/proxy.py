@@ -45,6 +45,7 @@ from webtunnel_pt.errors import (
     RemoteProtocolError,
     SocksReply,
 )
+from webtunnel_pt.socks import AddressType, AuthMethod
 
 __all__ = [
     "ProxyAuthRefused",
@@ -305,18 +306,9 @@ class ProxyHandshake:
 # SOCKS5 (RFC 1928, RFC 1929) ------------------------------------------------------------------
 
 
-class Socks5Method(IntEnum):
-    NO_AUTH = 0x00  # RFC 1928 §3
-    USERNAME_PASSWORD = 0x02  # RFC 1929
-    NO_ACCEPTABLE = 0xFF
-
-
-class Socks5AddressType(IntEnum):
-    IPV4 = 0x01  # RFC 1928 §5
-    DOMAIN = 0x03
-    IPV6 = 0x04
-
-
+# The wire codes are the ones the SOCKS server side (socks.py) speaks.
+Socks5Method = AuthMethod
+Socks5AddressType = AddressType
 _SOCKS5_ADDRESS_TYPES = frozenset(Socks5AddressType)
 
 #: RFC 1928 §6 REP field, as text for the log (tor shows the same words for the code we pass on).
