@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -210,10 +210,14 @@ def parse_rsa_cross_cert(data: bytes) -> RsaCrossCert:
     return RsaCrossCert(data[:32], hours, data[37:], data[:36])
 
 
+#: What ``cryptography`` raises, at load or lazily on field access, for a malformed X.509.
+_X509_ERRORS = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion)
+
+
 def _load_x509(der: bytes, what: str) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except _X509_ERRORS as exc:
         raise MalformedCertificate(f"{what} is not a DER X.509 certificate") from exc
 
 
@@ -250,15 +254,30 @@ def rsa_fingerprint(key: rsa.RSAPublicKey) -> str:
     return hashlib.sha1(der).hexdigest().upper()
 
 
-def _verify_x509_self_signed(cert: x509.Certificate) -> None:
-    key = cert.public_key()
-    algorithm = cert.signature_hash_algorithm
-    if not isinstance(key, rsa.RSAPublicKey) or algorithm is None:
-        raise MalformedCertificate("RSA identity certificate does not hold an RSA key")
+def _verify_x509_self_signed(cert: x509.Certificate, key: rsa.RSAPublicKey) -> None:
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except _X509_ERRORS as exc:
+        raise MalformedCertificate("RSA identity certificate has an unusable signature") from exc
+    if algorithm is None:
+        raise MalformedCertificate("RSA identity certificate has no signature hash")
     try:
         key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), algorithm)
     except InvalidSignature as exc:
         raise BadCertificateSignature("RSA identity certificate is not self-signed") from exc
+
+
+def _x509_key_and_validity(cert: x509.Certificate) -> tuple[rsa.RSAPublicKey, float, float]:
+    """The fields cryptography decodes lazily, each of which may fail on hostile DER."""
+    try:
+        key = cert.public_key()
+        not_before = cert.not_valid_before_utc.timestamp()
+        not_after = cert.not_valid_after_utc.timestamp()
+    except _X509_ERRORS as exc:
+        raise MalformedCertificate("RSA identity certificate is malformed") from exc
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != RSA_IDENTITY_BITS:
+        raise MalformedCertificate("RSA identity key is not 1024-bit RSA")
+    return key, not_before, not_after
 
 
 # ---- the procedure (§4.2 steps 1-6) ---------------------------------------------------------
@@ -298,12 +317,8 @@ def _verify_ed25519_chain(
 def _verify_rsa_identity(certs: Mapping[int, bytes], now: float) -> rsa.RSAPublicKey:
     """Step 4: self-signed RSA-1024 X.509 certificate within tor's tolerant window."""
     cert = _load_x509(_require(certs, CertType.RSA_IDENTITY_X509), "RSA identity certificate")
-    key = cert.public_key()
-    if not isinstance(key, rsa.RSAPublicKey) or key.key_size != RSA_IDENTITY_BITS:
-        raise MalformedCertificate("RSA identity key is not 1024-bit RSA")
-    _verify_x509_self_signed(cert)
-    not_before = cert.not_valid_before_utc.timestamp()
-    not_after = cert.not_valid_after_utc.timestamp()
+    key, not_before, not_after = _x509_key_and_validity(cert)
+    _verify_x509_self_signed(cert, key)
     if not_before > now + X509_NOT_BEFORE_SLACK_S:
         raise CertificateExpired(
             f"RSA identity certificate not valid before {_fmt_time(not_before)}"
