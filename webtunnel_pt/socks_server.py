@@ -26,7 +26,7 @@ from webtunnel_pt.errors import (
     WebtunnelError,
     describe_failure,
 )
-from webtunnel_pt.logs import REDACTOR, Redactor
+from webtunnel_pt.logs import NOTICE, REDACTOR, Redactor
 from webtunnel_pt.socks import SocksRequest, SocksServerHandshake
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class Connection:
             data = self.handshake.data_to_send()
             if data and not self.writer.is_closing():
                 self.writer.write(data)
-        level = {"error": logging.ERROR, "warning": logging.WARNING, "notice": 25}.get(
+        level = {"error": logging.ERROR, "warning": logging.WARNING, "notice": NOTICE}.get(
             severity, logging.INFO
         )
         log.log(level, "%s failed: %s", self._where(), message, exc_info=severity == "error")
@@ -208,7 +208,7 @@ class Connection:
         config = bridge_config_from_args(request.args)
         self.redactor.add(request.args["url"], config.request_target)
         for notice in config.notices:
-            log.log(25, "connection %d: %s", self.id, notice)
+            log.log(NOTICE, "connection %d: %s", self.id, notice)
         return config
 
     async def _dial_watching_client(self, config: BridgeConfig) -> tuple[Tunnel, bytes]:
