@@ -10,7 +10,7 @@ import pytest
 import trustme
 
 from webtunnel_pt.bridge import bridge_config_from_args
-from webtunnel_pt.dial import chain_pin, is_public
+from webtunnel_pt.dial import DialOptions, _bind_address, chain_pin, is_public
 from webtunnel_pt.pt_args import BridgeArgs
 
 
@@ -85,3 +85,27 @@ def test_not_public(address):
 )
 def test_public(address):
     assert is_public(ipaddress.ip_address(address)) is True
+
+
+BIND = DialOptions(
+    bind_v4=ipaddress.IPv4Address("198.51.100.7"), bind_v6=ipaddress.IPv6Address("2001:db8::7")
+)
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        ("203.0.113.5", "198.51.100.7"),  # TOR_PT_OUTBOUND_BIND_ADDRESS_V4 for IPv4
+        ("2001:db8:1::5", "2001:db8::7"),  # ..._V6 for IPv6
+        ("127.0.0.1", None),  # pt-spec: ignored for loopback destinations
+        ("127.3.2.1", None),
+        ("::1", None),
+    ],
+)
+def test_outbound_bind_address_per_family(destination, expected):
+    assert _bind_address(ipaddress.ip_address(destination), BIND) == expected
+
+
+def test_no_bind_address_when_tor_gave_none():
+    assert _bind_address(ipaddress.ip_address("203.0.113.5"), DialOptions()) is None
+    assert _bind_address(ipaddress.ip_address("2001:db8:1::5"), DialOptions()) is None
