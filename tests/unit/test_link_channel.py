@@ -276,3 +276,48 @@ def test_wrong_fingerprint_over_tls(tmp_path: Path) -> None:
                 await connect()
 
     run(main())
+
+
+def test_aclose_returns_when_the_relay_stops_reading(tmp_path: Path) -> None:
+    """aclose() has a deadline even when the DESTROY cannot be written: the relay stops reading
+    and our send buffer is full."""
+    stop = asyncio.Event()
+
+    async def script(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: CellParser
+    ) -> None:
+        await answer_create_fast(reader, writer, parser)
+        # Stop reading the socket itself: asyncio's TLS server would otherwise keep buffering.
+        writer.transport._ssl_protocol._transport.pause_reading()  # type: ignore[attr-defined]
+        await stop.wait()
+
+    async def main() -> None:
+        async with with_relay(tmp_path, script) as connect:
+            channel = await connect()
+            await channel.create_fast_circuit(timeout_s=5)
+            writer = channel._writer
+            while not writer.transport.is_closing():
+                writer.write(bytes(1 << 20))  # fill every buffer on the way
+                if writer.transport.get_write_buffer_size() > 32 << 20:
+                    break
+            async with asyncio.timeout(10):
+                await channel.aclose(timeout_s=0.3)
+            stop.set()
+
+    run(main())
+
+
+def test_bytes_from_the_bridge_before_the_client_hello_are_refused() -> None:
+    """They cannot be inner TLS; start_tls would otherwise pass them on as decrypted data."""
+    from typing import cast
+
+    from webtunnel_pt.link.channel import start_inner_tls
+    from webtunnel_pt.link.errors import LinkProtocolError
+
+    async def main() -> None:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"early")
+        with pytest.raises(LinkProtocolError, match="5 bytes before the inner TLS"):
+            await start_inner_tls(cast(asyncio.StreamWriter, None), reader=reader)
+
+    asyncio.run(main())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from webtunnel_pt.link.directory import (
+    MAX_DIR_RESPONSE_BYTES,
     check_descriptor_identity,
     dir_request,
     parse_dir_response,
@@ -109,3 +110,28 @@ def test_descriptor_identity_cert_must_agree_with_master_key() -> None:
 def test_malformed_descriptors(mutate: object) -> None:
     with pytest.raises(DirectoryError):
         parse_server_descriptor(mutate(DESCRIPTOR))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [("deflate", zlib.compress), ("gzip", gzip.compress)],
+)
+def test_decompressed_body_is_bounded(encoding: str, compress: object) -> None:
+    """A small compressed body must not expand past MAX_DIR_RESPONSE_BYTES (a zip bomb: 64 KiB
+    on the wire, 64 MiB decoded)."""
+    bomb = compress(bytes(16 * MAX_DIR_RESPONSE_BYTES))  # type: ignore[operator]
+    assert len(bomb) < MAX_DIR_RESPONSE_BYTES // 16
+    with pytest.raises(DirectoryError, match="exceeds"):
+        parse_dir_response(response(bomb, encoding))
+    exact = compress(bytes(MAX_DIR_RESPONSE_BYTES))  # type: ignore[operator]
+    assert len(parse_dir_response(response(exact, encoding)).body) == MAX_DIR_RESPONSE_BYTES
+
+
+@pytest.mark.parametrize(
+    ("encoding", "compress"),
+    [("deflate", zlib.compress), ("gzip", gzip.compress)],
+)
+def test_truncated_compressed_body(encoding: str, compress: object) -> None:
+    whole = compress(b"router x 127.0.0.1 9001 0 0\n" * 50)  # type: ignore[operator]
+    with pytest.raises(DirectoryError, match=encoding):
+        parse_dir_response(response(whole[:-6], encoding))

@@ -152,3 +152,16 @@ def test_no_common_version() -> None:
     hs.receive_data(encode_cell(versions_cell((1, 2)), None))
     with pytest.raises(LinkProtocolError, match="no common"):
         hs.next_event()
+
+
+def test_second_auth_challenge_is_a_protocol_error() -> None:
+    """tor-spec §4.3 / tor's channeltls: one AUTH_CHALLENGE per handshake ("We already
+    received one" closes the connection)."""
+    hs = handshake()
+    twice = relay_bytes().replace(
+        encode_cell(Cell(0, CellCommand.AUTH_CHALLENGE, AUTH_CHALLENGE), 5),
+        encode_cell(Cell(0, CellCommand.AUTH_CHALLENGE, AUTH_CHALLENGE), 5) * 2,
+    )
+    hs.receive_data(twice)
+    with pytest.raises(LinkProtocolError, match="AUTH_CHALLENGE"):
+        hs.next_event()

@@ -134,3 +134,21 @@ def test_managed_mode_does_not_import_the_link_package() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_timeout_during_upgrade_is_reported_at_the_upgrade_layer() -> None:
+    """A server that accepts TCP and never answers the upgrade: the probe's deadline runs out
+    while dialing, and the report must name the upgrade, not DNS."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()  # the kernel completes the TCP handshake; nobody ever answers
+        port = silent.getsockname()[1]
+        line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{port}/{SECRET}"
+        out = io.StringIO()
+        code = probe.main([line, "--json", "--timeout", "0.5"], stdout=out)
+    doc = json.loads(out.getvalue())
+    statuses = {layer["layer"]: layer["status"] for layer in doc["layers"]}
+    assert statuses["dns"] == statuses["tcp"] == "ok", doc
+    assert statuses["tls"] == "skipped" and statuses["upgrade"] == "failed", doc
+    assert code == EXIT_CODES["upgrade"]
+    assert SECRET not in out.getvalue()

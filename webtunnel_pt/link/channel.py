@@ -98,13 +98,28 @@ class InnerTls:
     server_hostname: str
 
 
+def _check_nothing_buffered(reader: asyncio.StreamReader | None) -> None:
+    """A relay speaks only after our ClientHello (webtunnel-wire.md §7): bytes already waiting
+    behind the 101 cannot belong to the inner TLS, and ``start_tls`` would hand them on as if
+    they were decrypted. ``StreamReader`` has no public way to ask, hence the attribute."""
+    waiting = len(getattr(reader, "_buffer", b"")) if reader is not None else 0
+    if waiting:
+        raise LinkProtocolError(
+            f"bridge sent {waiting} bytes before the inner TLS handshake; a relay speaks only "
+            "after the client's ClientHello"
+        )
+
+
 async def start_inner_tls(
     writer: asyncio.StreamWriter,
     *,
     timeout_s: float = INNER_TLS_TIMEOUT_S,
     server_hostname: str | None = None,
+    reader: asyncio.StreamReader | None = None,
 ) -> InnerTls:
-    """Upgrade the stream in place to TLS with the relay (works on a TLS transport, 3.11+)."""
+    """Upgrade the stream in place to TLS with the relay (works on a TLS transport, 3.11+).
+    Pass ``reader`` to refuse bytes the bridge sent before our ClientHello."""
+    _check_nothing_buffered(reader)
     sni = server_hostname or random_sni()
     try:
         await writer.start_tls(
@@ -189,7 +204,7 @@ async def open_channel(
     clock: Callable[[], float] = time.time,
 ) -> Channel:
     """Inner TLS and link handshake in one call."""
-    tls = await start_inner_tls(writer, timeout_s=timeout_s)
+    tls = await start_inner_tls(writer, timeout_s=timeout_s, reader=reader)
     return await handshake_channel(
         reader,
         writer,
@@ -316,20 +331,28 @@ class Channel:
         return self._closed
 
     async def aclose(self, timeout_s: float = 2.0) -> None:
-        """DESTROY our circuits, close the stream; never raises."""
-        for circuit in list(self._circuits.values()):
-            circuit.destroy()
-            try:
-                await self.flush(circuit)
-            except ChannelClosed:
-                break
-        self._closed = self._closed or ChannelClosed("channel closed")
-        self._writer.close()
+        """DESTROY our circuits, close the stream; never raises, done within ``timeout_s``.
+
+        A relay that stops reading blocks the DESTROY cells and the TLS close: at the deadline
+        the stream is aborted instead.
+        """
         try:
             async with asyncio.timeout(timeout_s):
+                for circuit in list(self._circuits.values()):
+                    circuit.destroy()
+                    try:
+                        await self.flush(circuit)
+                    except ChannelClosed:
+                        break
+                self._closed = self._closed or ChannelClosed("channel closed")
+                self._writer.close()
                 await self._writer.wait_closed()
-        except (TimeoutError, ConnectionError, ssl.SSLError):
+        except TimeoutError:
+            self._writer.transport.abort()
+        except (ConnectionError, ssl.SSLError):
             pass
+        finally:
+            self._closed = self._closed or ChannelClosed("channel closed")
 
 
 class ChannelCircuit:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import zlib
 from dataclasses import dataclass
 
@@ -50,17 +49,27 @@ class DirResponse:
     body: bytes
 
 
+#: zlib window bits: zlib container for ``deflate`` (what tor sends), gzip container for ``gzip``.
+_WBITS = {"deflate": zlib.MAX_WBITS, "gzip": 16 + zlib.MAX_WBITS}
+
+
 def _decode_body(body: bytes, encoding: str) -> bytes:
+    """Identity or a decompressed body; never more than ``MAX_DIR_RESPONSE_BYTES`` decoded."""
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in _WBITS:
+        raise DirectoryError(f"unsupported directory Content-Encoding {encoding!r}")
+    decompressor = zlib.decompressobj(_WBITS[encoding])
     try:
-        if encoding in ("", "identity"):
-            return body
-        if encoding == "deflate":
-            return zlib.decompress(body)
-        if encoding == "gzip":
-            return gzip.decompress(body)
-    except (zlib.error, OSError, EOFError) as exc:
+        # One byte over the bound tells "exactly at the bound" from "too large".
+        decoded = decompressor.decompress(body, MAX_DIR_RESPONSE_BYTES + 1)
+    except zlib.error as exc:
         raise DirectoryError(f"directory body is not valid {encoding}") from exc
-    raise DirectoryError(f"unsupported directory Content-Encoding {encoding!r}")
+    if len(decoded) > MAX_DIR_RESPONSE_BYTES:
+        raise DirectoryError(f"decoded directory body exceeds {MAX_DIR_RESPONSE_BYTES} bytes")
+    if not decompressor.eof:
+        raise DirectoryError(f"directory body is not valid {encoding}: truncated")
+    return decoded
 
 
 def parse_dir_response(raw: bytes) -> DirResponse:

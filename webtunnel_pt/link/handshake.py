@@ -114,7 +114,7 @@ class ClientHandshake:
         self.identity: RelayIdentity | None = None
         #: The raw CERTS payload, kept for diagnostics and test captures.
         self.certs_payload: bytes | None = None
-        self._auth_methods: tuple[int, ...] = ()
+        self._auth_methods: tuple[int, ...] | None = None
         self._result: LinkOpen | None = None
 
     def data_to_send(self) -> bytes:
@@ -149,6 +149,8 @@ class ClientHandshake:
         elif cell.command == CellCommand.CERTS:
             self._on_certs(cell.payload)
         elif cell.command == CellCommand.AUTH_CHALLENGE:
+            if self._auth_methods is not None:
+                raise LinkProtocolError("second AUTH_CHALLENGE cell in one handshake (§4.3)")
             self._auth_methods = _auth_methods(cell.payload)
         else:
             self._on_netinfo(cell.payload)
@@ -183,7 +185,7 @@ class ClientHandshake:
             self.link_version,
             self.identity,
             relay_info,
-            self._auth_methods,
+            self._auth_methods or (),
             self._parser,
             self.certs_payload,
         )

@@ -58,6 +58,10 @@ T = TypeVar("T")
 
 #: Whole probe, all layers: enough for a slow bridge, short enough for a human waiting.
 PROBE_TIMEOUT_S = 30.0
+#: Each layer waits at most until the probe's deadline and, when that runs out, fails with its
+#: own stage (the dial knows whether it was in DNS, TCP, TLS or the upgrade). The enclosing
+#: deadline is only a backstop for a step without one, so it fires this much later.
+PROBE_BACKSTOP_GRACE_S = 1.0
 
 #: Layers in order: key, title, exit status when this layer fails.
 LAYERS: tuple[tuple[str, str, int], ...] = (
@@ -306,7 +310,7 @@ class Probe:
         tunnel: Tunnel | None = None
         channel: Channel | None = None
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s + PROBE_BACKSTOP_GRACE_S):
                 tunnel = await self._dial()
                 tls = await self._layer("inner_tls", self._inner_tls(tunnel))
                 channel = await self._layer("channel", self._channel(tunnel, tls))
@@ -363,7 +367,9 @@ class Probe:
                 self._emit(LayerResult(key, "ok", None, "completed"))
 
     async def _inner_tls(self, tunnel: Tunnel) -> tuple[InnerTls, str, dict[str, Any]]:
-        tls = await start_inner_tls(tunnel.writer, timeout_s=self._remaining())
+        tls = await start_inner_tls(
+            tunnel.writer, timeout_s=self._remaining(), reader=tunnel.reader
+        )
         summary = f"{tls.version} {tls.cipher} (SNI {tls.server_hostname})"
         details = {"version": tls.version, "cipher": tls.cipher, "sni": tls.server_hostname}
         return tls, summary, details
