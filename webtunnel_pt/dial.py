@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from webtunnel_pt import proxy_dial
+from webtunnel_pt import proxy_dial, resolver
 from webtunnel_pt.bridge import BridgeConfig
 from webtunnel_pt.errors import (
     BridgeUnreachable,
@@ -135,8 +135,7 @@ async def _resolve(config: BridgeConfig, options: DialOptions, report: DialRepor
         if options.resolver is not None:
             found = list(await options.resolver(host, port))
         else:
-            loop = asyncio.get_running_loop()
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            infos = await resolver.getaddrinfo(host, port)
             found = [info[4][0] for info in infos]
     except (socket.gaierror, UnicodeError) as exc:
         raise BridgeUnreachable(
@@ -196,7 +195,10 @@ async def _connect(
         except TimeoutError:
             last = BridgeUnreachable(f"TCP connect to {shown} timed out", SocksReply.TTL_EXPIRED)
         except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or type(exc).__name__)
+            if isinstance(exc, socket.gaierror) or not exc.errno:  # a scoped literal's zone
+                reason = exc.strerror or type(exc).__name__
+            else:
+                reason = os.strerror(exc.errno)
             last = BridgeUnreachable(
                 f"TCP connect to {shown} failed: {reason}", reply_for_os_error(exc)
             )

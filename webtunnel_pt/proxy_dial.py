@@ -14,6 +14,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 
+from webtunnel_pt import resolver
 from webtunnel_pt.errors import BridgeUnreachable, LocalProtocolError, SocksReply
 from webtunnel_pt.proxy import ProxyConfig, ProxyConnected, ProxyUnreachable, client_handshake
 
@@ -28,8 +29,7 @@ async def _proxy_addresses(proxy: ProxyConfig) -> list[str]:
     except ValueError:
         pass
     try:
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(proxy.host, proxy.port, type=socket.SOCK_STREAM)
+        infos = await resolver.getaddrinfo(proxy.host, proxy.port)
     except (socket.gaierror, UnicodeError) as exc:
         raise ProxyUnreachable(
             f"cannot resolve {proxy.describe()}: {getattr(exc, 'strerror', None) or exc}",

@@ -290,3 +290,36 @@ def test_library_refusal_carries_the_status(tls_server: ScriptedWebServer) -> No
         assert info.value.status == 403
 
     run(main())
+
+
+def test_addr_given_by_name_is_resolved_and_tried_in_order(tls_server: ScriptedWebServer) -> None:
+    """An explicit addr= name goes through the system resolver and its answers are used as
+    given, loopback included; an address that refuses (``::1`` where ``localhost`` has it)
+    passes the turn to the next."""
+
+    async def main() -> bytes:
+        tunnel = await open_tunnel(
+            {"url": "https://bridge.test/early", "addr": f"localhost:{tls_server.port}"}
+        )
+        data = await tunnel.reader.readexactly(len(EARLY_PAYLOAD))
+        assert tunnel.report.peer == f"127.0.0.1:{tls_server.port}"
+        tunnel.writer.close()
+        return data
+
+    assert run(main()) == EARLY_PAYLOAD
+
+
+def test_unresolvable_ipv6_zone_is_named_in_the_error() -> None:
+    """A scoped IPv6 literal whose interface does not exist fails with the resolver's reason,
+    not "Unknown error -2"."""
+
+    async def main() -> None:
+        with pytest.raises(BridgeUnreachable) as info:
+            await open_tunnel(
+                {"url": "https://bridge.test/p", "addr": "[fe80::1%nosuchif0]:443"},
+                DialOptions(timeout_s=5),
+            )
+        assert "Unknown error" not in str(info.value)
+        assert info.value.stage == "TCP connect"
+
+    run(main())
