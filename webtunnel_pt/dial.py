@@ -86,10 +86,12 @@ class Tunnel:
 
 
 def is_public(address: IPAddress) -> bool:
-    """False for what a censor's poisoned DNS answer would point at."""
+    """False for what a censor's poisoned DNS answer would point at: loopback, private,
+    link-local, multicast, unspecified, and anything else not globally routable (shared
+    100.64/10, documentation and benchmarking ranges)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    return not (
+    return address.is_global and not (
         address.is_loopback
         or address.is_private
         or address.is_link_local

@@ -109,3 +109,10 @@ def test_outbound_bind_address_per_family(destination, expected):
 def test_no_bind_address_when_tor_gave_none():
     assert _bind_address(ipaddress.ip_address("203.0.113.5"), DialOptions()) is None
     assert _bind_address(ipaddress.ip_address("2001:db8:1::5"), DialOptions()) is None
+
+
+@pytest.mark.parametrize(
+    "address", ["100.64.0.1", "100.127.255.254", "192.0.2.1", "198.18.0.1", "2001:db8::1"]
+)
+def test_shared_and_documentation_ranges_are_not_public(address):
+    assert is_public(ipaddress.ip_address(address)) is False
