@@ -242,7 +242,10 @@ def _build_openssl_context(profile: BrowserProfile, pinned: bool) -> OpenSSLCont
     ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
     ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
     raw = ctx._context  # the SSL_CTX *, for what pyOpenSSL does not wrap
-    options = SSL.OP_NO_COMPRESSION | _OP_NO_ENCRYPT_THEN_MAC
+    # No renegotiation, as Go's crypto/tls client (RenegotiateNever): a HelloRequest gets a
+    # no_renegotiation alert and the server decides. Accepting one would need the transport to
+    # hold writes while OpenSSL waits for the server's answer; no WebTunnel server asks.
+    options = SSL.OP_NO_COMPRESSION | _OP_NO_ENCRYPT_THEN_MAC | SSL.OP_NO_RENEGOTIATION
     if version >= _OPENSSL_4_0:
         options |= _OP_ECH_GREASE
     ctx.set_options(options)

@@ -12,8 +12,10 @@ What it promises to :mod:`webtunnel_pt.dial` is what ``asyncio.open_connection(s
 gives: handshake failures raise :class:`ssl.SSLError` (``SSLCertVerificationError`` with a
 ``verify_message`` for a refused certificate) or ``ConnectionError``; the writer's
 ``get_extra_info("ssl_object")`` answers ``version()``, ``cipher()``, ``getpeercert()`` and
-``get_unverified_chain()``. TLS cannot half-close: ``can_write_eof()`` is false. Reads and
-writes are bounded by the socket transport's flow control, which is passed through both ways.
+``get_unverified_chain()``. TLS cannot half-close: ``can_write_eof()`` is false, and as with
+asyncio's TLS a peer's close_notify is EOF for the application and then closes the connection
+(answering with ours); a TCP FIN without close_notify is EOF as well. Reads and writes are
+bounded by the socket transport's flow control, which is passed through both ways.
 """
 
 from __future__ import annotations
@@ -266,29 +268,35 @@ class _TlsProtocol(asyncio.Protocol):
                 data = self.conn.recv(READ_CHUNK_BYTES)
             except SSL.WantReadError:
                 break
-            except SSL.ZeroReturnError:  # close_notify
+            except SSL.ZeroReturnError:  # close_notify: answer it and close, as asyncio's TLS
                 self._eof_delivered = True
                 self.app_protocol.eof_received()
-                break
+                self.close()
+                return
             except SSL.Error as exc:
-                self._error = _as_ssl_error(exc, self.conn)
-                self._flush()
-                self.raw.abort()
+                self._fail(exc)
                 return
             self.app_protocol.data_received(data)
         self._flush()
 
     def write_app(self, data: bytes) -> None:
-        if self.closing or not data:
+        if self.closing or self._error is not None or not data:
             return
         SSL = _ssl_module()
         try:
             self.conn.sendall(data)
         except SSL.Error as exc:
-            self._error = _as_ssl_error(exc, self.conn)
-            self.raw.abort()
+            self._fail(exc)
             return
         self._flush()
+
+    def _fail(self, exc: Exception) -> None:
+        """A fatal TLS error after the handshake: send the alert, abort; the first cause is
+        the one ``connection_lost`` reports."""
+        if self._error is None:
+            self._error = _as_ssl_error(exc, self.conn)
+        self._flush()
+        self.raw.abort()
 
     def _flush(self) -> None:
         SSL = _ssl_module()
