@@ -69,6 +69,10 @@ class _Leg(asyncio.Protocol):
         self.error: BaseException | None = None
 
     def data_received(self, data: bytes) -> None:
+        if self.sink.is_closing():
+            # The other side is gone and the relay is ending: writing on would only make
+            # asyncio log "socket.send() raised exception." once per chunk.
+            return
         self.bytes += len(data)
         self.sink.write(data)
 

@@ -129,3 +129,20 @@ def test_bad_certificates_through_the_pt(
     finally:
         server.stop()
     assert_still_serving(pt, tls_server)
+
+
+def test_tor_resetting_during_a_flood_ends_quietly(
+    pt: PtProcess, tls_server: ScriptedWebServer
+) -> None:
+    """tor vanishes (RST) while the bridge floods: the tunnel ends with one log line, not one
+    asyncio complaint per chunk that was still arriving."""
+    rep, sock = socks_connect(
+        pt.socks_port(), {"url": f"https://127.0.0.1:{tls_server.port}/flood"}
+    )
+    assert rep == 0
+    recv_exactly(sock, 256 * 1024)
+    before = len(pt.lines)
+    reset(sock)
+    pt.wait_for_line(lambda line: "closed after" in line and line in pt.lines[before:])
+    assert_still_serving(pt, tls_server)
+    assert "socket.send() raised exception" not in pt.all_output()

@@ -168,7 +168,7 @@ class ScriptedWebServer:
         elif path == "/flood":
             writer.write(SWITCHING)
             block = pattern(64 * 1024)
-            while True:
+            while not writer.transport.is_closing():
                 writer.write(block)
                 await writer.drain()
                 self.flood_sent += len(block)
