@@ -31,6 +31,8 @@ from collections.abc import Awaitable, Callable
 
 SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"
 TALK_BYTES = 1024 * 1024
+#: /flood stops after this much even if nobody notices (bounded test traffic).
+FLOOD_LIMIT_BYTES = 1024 * 1024 * 1024
 EARLY_PAYLOAD = b"EARLY-PAYLOAD"
 REASONS = {
     200: "OK",
@@ -168,10 +170,13 @@ class ScriptedWebServer:
         elif path == "/flood":
             writer.write(SWITCHING)
             block = pattern(64 * 1024)
-            while not writer.transport.is_closing():
+            while not writer.transport.is_closing() and self.flood_sent < FLOOD_LIMIT_BYTES:
                 writer.write(block)
                 await writer.drain()
                 self.flood_sent += len(block)
+                # Once the peer is gone, a TLS writer's drain() can return without ever
+                # yielding; give the loop (and connection_lost) a turn each block.
+                await asyncio.sleep(0)
         elif path == "/silent":
             await reader.read()
         else:
