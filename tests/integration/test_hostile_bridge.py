@@ -4,12 +4,10 @@ a LOG line naming the cause, and the PT goes on serving."""
 from __future__ import annotations
 
 import socket
-import ssl
 
 import pytest
-import trustme
 
-from tests.support.certs import Pki
+from tests.support.certs import Pki, bad_certificate_context
 from tests.support.pt_process import PtProcess
 from tests.support.raw_server import RawServer, read_head, reset
 from tests.support.socks_client import recv_exactly, socks_connect
@@ -114,12 +112,7 @@ def test_invalid_credentials_never_dial_out(pt: PtProcess) -> None:
 def test_bad_certificates_through_the_pt(
     pt: PtProcess, pki: Pki, tls_server: ScriptedWebServer, kind: str, reason: str
 ) -> None:
-    if kind == "expired":
-        ctx = pki.server_context_for("127.0.0.1", expired=True)
-    else:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
-    server = ScriptedWebServer(ctx)
+    server = ScriptedWebServer(bad_certificate_context(pki, kind))
     server.start()
     try:
         rep, _ = socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:{server.port}/echo"})

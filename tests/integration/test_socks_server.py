@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.certs import Pki
+from tests.support.certs import Pki, bad_certificate_context
 from tests.support.upgrade_server import EARLY_PAYLOAD, ScriptedWebServer
 from webtunnel_pt import open_tunnel, open_webtunnel, tls_profiles
 from webtunnel_pt.dial import DialOptions
@@ -219,14 +219,7 @@ def test_dns_public_address_first_private_skipped(tls_server: ScriptedWebServer)
 
 @pytest.mark.parametrize("kind", ["expired", "self-signed"])
 def test_bad_certificates_fail_closed(pki: Pki, kind: str) -> None:
-    if kind == "expired":
-        ctx = pki.server_context_for("127.0.0.1", expired=True)
-    else:
-        import trustme
-
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
-    server = ScriptedWebServer(ctx)
+    server = ScriptedWebServer(bad_certificate_context(pki, kind))
     server.start()
     try:
 

@@ -32,6 +32,18 @@ class Pki:
         return ctx
 
 
+def bad_certificate_context(pki: Pki, kind: str) -> ssl.SSLContext:
+    """A server context the PT must refuse: ``expired`` (from the trusted test CA) or
+    ``self-signed`` (from a CA nobody trusts)."""
+    if kind == "expired":
+        return pki.server_context_for("127.0.0.1", expired=True)
+    if kind == "self-signed":
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
+        return ctx
+    raise ValueError(kind)
+
+
 def make_pki(directory: Path) -> Pki:
     ca = trustme.CA()
     ca_file = directory / "test-ca.pem"
