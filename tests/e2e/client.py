@@ -25,6 +25,8 @@ BOOTSTRAP_TIMEOUT_S = 90.0  # measured ≈ 3.5 s on this kind of machine
 SOCKS_TIMEOUT_S = 60.0
 MAX_PAGE_BYTES = 16 << 20
 BOOTSTRAP_LINE = re.compile(r"Bootstrapped \d+%.*")
+#: tor (info level) names why an exit ended a stream before it connected.
+STREAM_END_REASON = re.compile(r"refused due to '([^']*)'")
 
 
 def find_pt() -> str | None:
@@ -80,6 +82,14 @@ class TorClient:
         start = time.monotonic()
         self.wait_log(re.escape(BOOTSTRAPPED_100), timeout_s)
         return time.monotonic() - start
+
+    def fetch(self, host: str, port: int, path: str = "/") -> bytes:
+        """GET through this client's SocksPort; a failure names the reasons tor logged."""
+        try:
+            return http_get_via_socks(self.socks_port, host, port, path)
+        except SocksError as exc:
+            reasons = sorted(set(STREAM_END_REASON.findall(self.log_text())))
+            raise SocksError(f"{exc}; stream end reasons in tor's log: {reasons}") from None
 
     def pt_pids(self) -> list[int]:
         return self.processes.pids()[1:] if self.child.running() else []
@@ -178,8 +188,10 @@ def socks5_connect(
         raise
 
 
-#: Right after `Bootstrapped 100%` a young private network sometimes fails a first stream
-#: (tor answers REP 1 when the exit ends it); a browser would retry, so the fetch does too.
+#: A stream can still fail in a network of a few minutes' age (a relay restarting its
+#: circuits, a consensus turning over); a browser would retry, so the fetch does too.  The
+#: one cause seen so far, an exit without a consensus of its own, is ruled out by
+#: `network.wait_ready`.
 FETCH_ATTEMPTS = 3
 
 

@@ -17,7 +17,6 @@ from .client import (
     BOOTSTRAP_TIMEOUT_S,
     TorClient,
     find_pt,
-    http_get_via_socks,
     pt_argv,
     running_client,
 )
@@ -59,7 +58,7 @@ def run(base_dir: Path, pt: str) -> None:
             env={"SSL_CERT_FILE": str(stack.ca_pem)},
         ) as client:
             print(f"client bootstrapped in {_follow_bootstrap(client):.1f}s")
-            body = http_get_via_socks(client.socks_port, LOOPBACK, page.port)
+            body = client.fetch(LOOPBACK, page.port)
             status = "matches" if body == page.body else "DOES NOT MATCH"
             print(f"fetched {page.url} through tor ({len(body)} bytes, {status}):")
             print(f"  {body[:64].decode(errors='replace')}…")

@@ -398,14 +398,35 @@ def _all_alive(net: TorNetwork) -> None:
         child.check_alive()
 
 
+def not_bootstrapped(net: TorNetwork) -> list[str]:
+    """Relays and the bridge that have not yet logged `Bootstrapped 100%`."""
+    return [
+        n.nickname
+        for n in (*net.relays, net.bridge)
+        if BOOTSTRAPPED_100 not in read_text(n.log_path)
+    ]
+
+
 def wait_ready(net: TorNetwork, timeout_s: float) -> None:
-    """Bridge bootstrapped and its microdesc consensus lists every relay usable."""
+    """Every relay and the bridge bootstrapped, and the bridge's microdesc consensus lists
+    every relay usable.
+
+    The relays matter as much as the bridge: an exit without a usable consensus of its own
+    does not know the middle relay a circuit arrives from, and ends every stream with
+    END_STREAM_REASON_MISC ("from unknown relay"), which a client sees as SOCKS reply 1.
+    """
     deadline = time.monotonic() + timeout_s
     try:
         net.timings["bridge_bootstrapped_s"] = t = wait_until(
             lambda: BOOTSTRAPPED_100 in read_text(net.bridge.log_path),
             timeout_s,
             "the bridge to bootstrap",
+            alive=lambda: _all_alive(net),
+        )
+        net.timings["relays_bootstrapped_s"] = t = t + wait_until(
+            lambda: not not_bootstrapped(net),
+            max(1.0, deadline - time.monotonic()),
+            "every relay to bootstrap",
             alive=lambda: _all_alive(net),
         )
         net.timings["consensus_complete_s"] = t + wait_until(
@@ -415,7 +436,12 @@ def wait_ready(net: TorNetwork, timeout_s: float) -> None:
             alive=lambda: _all_alive(net),
         )
     except WaitTimeout as exc:
-        detail = "; ".join(missing_from_consensus(net))
+        detail = "; ".join(
+            [
+                *(f"{n} not bootstrapped" for n in not_bootstrapped(net)),
+                *missing_from_consensus(net),
+            ]
+        )
         raise WaitTimeout(f"{exc} ({detail}); bridge log:\n{tail(net.bridge.log_path)}") from None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .client import TorClient, http_get_via_socks, pt_argv, running_client
+from .client import TorClient, pt_argv, running_client
 from .network import BOOTSTRAPPED_100, synthetic_bridge_address
 from .nginx import TLS_NAME
 from .ports import LOOPBACK, free_port
@@ -58,8 +58,8 @@ def test_bootstrap_and_fetch(
         print(f"client bootstrapped in {client.wait_bootstrapped():.1f}s")
         pt_pids = client.pt_pids()
         assert pt_pids, "tor did not launch the PT"
-        assert http_get_via_socks(client.socks_port, LOOPBACK, page.port) == page.body
-        assert http_get_via_socks(client.socks_port, LOOPBACK, page.port, "/big") == page.big_body
+        assert client.fetch(LOOPBACK, page.port) == page.body
+        assert client.fetch(LOOPBACK, page.port, "/big") == page.big_body
         pids = e2e_stack.network.processes.pids() + client.processes.pids()
         assert inet_sockets(pt_pids), "audit sees no socket of the PT"
         assert foreign_sockets(pids) == []
@@ -100,7 +100,7 @@ def test_bootstrap_variants(
         env=_env(e2e_stack.ca_pem),
     ) as client:
         client.wait_bootstrapped()
-        assert http_get_via_socks(client.socks_port, LOOPBACK, page.port) == page.body
+        assert client.fetch(LOOPBACK, page.port) == page.body
     _assert_secret_not_logged(e2e_stack, client)
 
 

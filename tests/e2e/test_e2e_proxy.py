@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .client import http_get_via_socks, pt_argv, running_client
+from .client import pt_argv, running_client
 from .ports import LOOPBACK, free_port, wait_accepting
 from .procs import Child, ProcessGroup, foreign_sockets, read_text
 from .stack import Page, Stack
@@ -57,7 +57,7 @@ def test_bootstrap_through_socks5_proxy(
         torrc_lines=[f"Socks5Proxy {LOOPBACK}:{proxy_port}"],
     ) as client:
         print(f"client bootstrapped through the proxy in {client.wait_bootstrapped():.1f}s")
-        assert http_get_via_socks(client.socks_port, LOOPBACK, page.port) == page.body
+        assert client.fetch(LOOPBACK, page.port) == page.body
         pids = [*client.processes.pids(), proxy.pid]
         assert foreign_sockets(pids) == []
     pt_log = read_text(client.pt_log_path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .client import http_get_via_socks, pt_argv, running_client
+from .client import pt_argv, running_client
 from .ports import LOOPBACK
 from .procs import read_text
 from .stack import Page, Stack
@@ -31,7 +31,7 @@ def test_bootstrap_with_a_browser_profile(
         e2e_stack.network, client_dir, [bridge], pt_argv(pt_command, client_dir), env=env
     ) as client:
         print(f"client bootstrapped with utls={utls} in {client.wait_bootstrapped():.1f}s")
-        assert http_get_via_socks(client.socks_port, LOOPBACK, page.port) == page.body
-        assert http_get_via_socks(client.socks_port, LOOPBACK, page.port, "/big") == page.big_body
+        assert client.fetch(LOOPBACK, page.port) == page.body
+        assert client.fetch(LOOPBACK, page.port, "/big") == page.big_body
     assert e2e_stack.secret_path not in read_text(client.pt_log_path)
     assert "not a known ClientHello template" not in read_text(client.pt_log_path)
