@@ -108,12 +108,19 @@ def test_cells_after_netinfo_stay_in_the_parser() -> None:
         hs.receive_data(b"more")
 
 
-def test_link_version_3_uses_two_byte_circuit_ids() -> None:
+def test_a_relay_that_only_agrees_on_link_version_3_is_refused() -> None:
+    hs = handshake()
+    hs.receive_data(relay_bytes(3, versions=(3,)))
+    with pytest.raises(LinkProtocolError, match="link protocol is 3"):
+        hs.next_event()
+
+
+def test_the_highest_common_version_is_chosen() -> None:
     hs = handshake()
     hs.data_to_send()
-    link = run(hs, relay_bytes(3, versions=(3,)))
-    assert link.link_version == 3
-    assert len(hs.data_to_send()) == 512
+    link = run(hs, relay_bytes(4, versions=(2, 3, 4)))
+    assert link.link_version == 4
+    assert len(hs.data_to_send()) == 514  # NETINFO with a 4-byte circuit id
 
 
 def test_wrong_fingerprint_fails_at_certs() -> None:

@@ -27,8 +27,12 @@ PAYLOAD_LEN = 509
 RELAY_HEADER_LEN = 11
 #: Most data one relay cell carries (509 - 11).
 MAX_RELAY_DATA = PAYLOAD_LEN - RELAY_HEADER_LEN
-#: Link versions this client speaks, in the order tor sends them (§4.1).
+#: Link versions offered in our VERSIONS cell: the list tor's own clients send (§4.1), so
+#: the relay sees nothing unusual.
 SUPPORTED_LINK_VERSIONS = (3, 4, 5)
+#: The oldest version a channel may run: 4 brought 4-byte circuit ids, and every relay
+#: since tor 0.2.4 speaks it; a relay that only agrees on 3 is refused.
+MIN_LINK_VERSION = 4
 #: A variable-length cell is at most this long; it is what the 2-byte length allows.
 MAX_VAR_PAYLOAD = 0xFFFF
 

@@ -21,6 +21,7 @@ from enum import Enum, auto
 
 from webtunnel_pt.errors import LocalProtocolError
 from webtunnel_pt.link.cells import (
+    MIN_LINK_VERSION,
     SUPPORTED_LINK_VERSIONS,
     Cell,
     CellCommand,
@@ -157,8 +158,11 @@ class ClientHandshake:
 
     def _on_versions(self, payload: bytes) -> None:
         self.link_version = choose_link_version(decode_versions(payload), self._versions)
-        if self.link_version < 3:
-            raise LinkProtocolError("relay only offers link protocols older than 3")
+        if self.link_version < MIN_LINK_VERSION:
+            raise LinkProtocolError(
+                f"relay's highest common link protocol is {self.link_version}; "
+                f"this client needs {MIN_LINK_VERSION} or newer"
+            )
         self._parser.link_version = self.link_version
         self.state = HandshakeState.AWAIT_CERTS
 
