@@ -17,7 +17,7 @@ import atheris
 with atheris.instrument_imports():
     from webtunnel_pt import bridge, proxy, pt_args, pt_env, socks, upgrade
     from webtunnel_pt.errors import WebtunnelError
-    from webtunnel_pt.link import cells, certs, directory
+    from webtunnel_pt.link import cells, certs, descriptor_sig, directory
 
 
 def fuzz_args(data: bytes) -> None:
@@ -145,7 +145,11 @@ def fuzz_directory(data: bytes) -> None:
     except WebtunnelError:
         pass
     try:
-        directory.parse_server_descriptor(data.decode("utf-8", "replace"))
+        directory.parse_server_descriptor(data)
+    except WebtunnelError:
+        pass
+    try:
+        descriptor_sig.split_signed(data)
     except WebtunnelError:
         pass
 

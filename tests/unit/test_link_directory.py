@@ -4,26 +4,38 @@ with a descriptor captured from a real tor 0.4.9.11 bridge."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
+import json
 import zlib
 from pathlib import Path
 
 import pytest
 
+from webtunnel_pt.link.certs import parse_certs_cell, verify_certs
 from webtunnel_pt.link.directory import (
     MAX_DIR_RESPONSE_BYTES,
     check_descriptor_identity,
     dir_request,
+    match_descriptor_identity,
     parse_dir_response,
     parse_server_descriptor,
 )
-from webtunnel_pt.link.errors import DirectoryError, IdentityMismatch
+from webtunnel_pt.link.errors import DescriptorSignatureError, DirectoryError, IdentityMismatch
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "link"
 DESCRIPTOR = (DATA / "server_descriptor.txt").read_text()
 FINGERPRINT = (DATA / "fingerprint").read_text().strip()
 ED_B64 = (DATA / "fingerprint-ed25519").read_text().strip()
 ED_ID = base64.b64decode(ED_B64 + "=" * (-len(ED_B64) % 4))
+CAPTURED_AT = float(json.loads((DATA / "capture.json").read_text())["captured_at"])
+#: What the captured CERTS cell proves: the identity the descriptor is checked against.
+IDENTITY = verify_certs(
+    parse_certs_cell((DATA / "certs_cell.bin").read_bytes()),
+    tls_leaf_der=(DATA / "tls_leaf.der").read_bytes(),
+    expected_fingerprint=FINGERPRINT,
+    now=CAPTURED_AT,
+)
 
 
 def test_request_bytes() -> None:
@@ -73,19 +85,34 @@ def test_captured_descriptor() -> None:
     assert desc.tor_version is not None and desc.tor_version.startswith("0.4.9")
     assert desc.uptime is not None and desc.uptime >= 0
     assert desc.published is not None and len(desc.published) == 19
-    check_descriptor_identity(desc, FINGERPRINT.lower(), ED_ID)
+    assert desc.signing_key == IDENTITY.rsa_identity_key
+    assert desc.raw == DESCRIPTOR.encode()
+    assert parse_server_descriptor(DESCRIPTOR.encode()) == desc
+    check_descriptor_identity(desc, IDENTITY, now=CAPTURED_AT)
 
 
 def test_descriptor_fingerprint_mismatch() -> None:
     desc = parse_server_descriptor(DESCRIPTOR)
     with pytest.raises(IdentityMismatch, match="fingerprint"):
-        check_descriptor_identity(desc, "0" * 40, ED_ID)
+        check_descriptor_identity(
+            desc, dataclasses.replace(IDENTITY, rsa_fingerprint="0" * 40), now=CAPTURED_AT
+        )
 
 
 def test_descriptor_ed25519_mismatch() -> None:
     desc = parse_server_descriptor(DESCRIPTOR)
     with pytest.raises(IdentityMismatch, match="master-key-ed25519"):
-        check_descriptor_identity(desc, FINGERPRINT, bytes(32))
+        check_descriptor_identity(
+            desc, dataclasses.replace(IDENTITY, ed25519_identity=bytes(32)), now=CAPTURED_AT
+        )
+
+
+def test_descriptor_signing_key_must_be_the_link_rsa_key() -> None:
+    desc = parse_server_descriptor(DESCRIPTOR)
+    other = dataclasses.replace(IDENTITY, rsa_identity_key=IDENTITY.rsa_identity_key[:-1] + b"\0")
+    with pytest.raises(IdentityMismatch, match="signing-key") as info:
+        check_descriptor_identity(desc, other, now=CAPTURED_AT)
+    assert info.value.actual == FINGERPRINT  # SHA-1 of the descriptor's signing-key
 
 
 def test_descriptor_identity_cert_must_agree_with_master_key() -> None:
@@ -95,8 +122,12 @@ def test_descriptor_identity_cert_must_agree_with_master_key() -> None:
     )
     desc = parse_server_descriptor(text)
     assert desc.master_key_ed25519 == bytes(32)
-    with pytest.raises(IdentityMismatch):
-        check_descriptor_identity(desc, FINGERPRINT, bytes(32))  # the cert still names ED_ID
+    # The signatures cover the line: the edited descriptor is refused before any comparison.
+    with pytest.raises(DescriptorSignatureError, match="router-sig-ed25519"):
+        check_descriptor_identity(desc, IDENTITY, now=CAPTURED_AT)
+    # And the comparison itself: the cert still names ED_ID.
+    with pytest.raises(IdentityMismatch, match="identity-ed25519 certificate"):
+        match_descriptor_identity(desc, dataclasses.replace(IDENTITY, ed25519_identity=bytes(32)))
 
 
 @pytest.mark.parametrize(

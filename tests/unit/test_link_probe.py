@@ -3,13 +3,17 @@ the full probe runs in tests/e2e/test_e2e_probe.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from webtunnel_pt import cli
+from webtunnel_pt.bridge import bridge_config_from_args, parse_bridge_line
 from webtunnel_pt.errors import (
     BridgeUnreachable,
     HandshakeTimeout,
@@ -18,9 +22,12 @@ from webtunnel_pt.errors import (
     UpgradeRejected,
 )
 from webtunnel_pt.link import probe
+from webtunnel_pt.link.certs import parse_certs_cell, verify_certs
+from webtunnel_pt.link.directory import DirResponse
 from webtunnel_pt.link.probe import (
     EXIT_CODES,
     EXIT_IDENTITY,
+    LayerFailed,
     LayerResult,
     ProbeReport,
     dial_failure_layer,
@@ -152,3 +159,63 @@ def test_timeout_during_upgrade_is_reported_at_the_upgrade_layer() -> None:
     assert statuses["tls"] == "skipped" and statuses["upgrade"] == "failed", doc
     assert code == EXIT_CODES["upgrade"]
     assert SECRET not in out.getvalue()
+
+
+# ---- the descriptor layer, fed the descriptor captured from a real bridge --------------------
+
+LINK_DATA = Path(__file__).resolve().parents[1] / "data" / "link"
+DESCRIPTOR = (LINK_DATA / "server_descriptor.txt").read_bytes()
+CAPTURED_AT = float(json.loads((LINK_DATA / "capture.json").read_text())["captured_at"])
+LINK_FP = (LINK_DATA / "fingerprint").read_text().strip()
+
+
+class FakeCircuit:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def fetch_directory(self, path: str, **_: Any) -> DirResponse:
+        assert path == "/tor/server/authority"
+        return DirResponse(200, "OK", {}, self.body)
+
+
+class FakeChannel:
+    identity = verify_certs(
+        parse_certs_cell((LINK_DATA / "certs_cell.bin").read_bytes()),
+        tls_leaf_der=(LINK_DATA / "tls_leaf.der").read_bytes(),
+        expected_fingerprint=LINK_FP,
+        now=CAPTURED_AT,
+    )
+
+
+def run_descriptor_layer(body: bytes, now: float = CAPTURED_AT) -> probe.Probe:
+    line = parse_bridge_line(f"webtunnel 192.0.2.1:443 {LINK_FP} url=https://x.example/{SECRET}")
+    run = probe.Probe(line, bridge_config_from_args(line.args), clock=lambda: now)
+    step = run._descriptor(FakeChannel(), FakeCircuit(body))  # type: ignore[arg-type]
+    asyncio.run(run._layer("descriptor", step))
+    return run
+
+
+def test_descriptor_layer_reports_valid_signatures() -> None:
+    result = run_descriptor_layer(DESCRIPTOR).report.layers[-1]
+    assert (result.layer, result.status) == ("descriptor", "ok")
+    assert "signatures valid; fingerprint and Ed25519 identity match" in result.summary
+    assert result.details["signatures_valid"] is True
+
+
+@pytest.mark.parametrize(
+    ("body", "now", "message"),
+    [
+        (DESCRIPTOR.replace(b"uptime 0", b"uptime 9"), CAPTURED_AT, "router-sig-ed25519"),
+        (DESCRIPTOR.replace(b"\nUNpM", b"\nUNpN"), CAPTURED_AT, "router-signature"),
+        (DESCRIPTOR, CAPTURED_AT + 60 * 86400, "expired"),
+    ],
+    ids=["body", "rsa-signature", "expired-cert"],
+)
+def test_bad_descriptor_signature_fails_the_descriptor_layer(
+    body: bytes, now: float, message: str
+) -> None:
+    """A bad signature is a descriptor failure (18), not an identity mismatch (16)."""
+    with pytest.raises(LayerFailed) as info:
+        run_descriptor_layer(body, now)
+    assert info.value.exit_code == EXIT_CODES["descriptor"] == 18
+    assert info.value.layer == "descriptor" and message in info.value.error

@@ -18,6 +18,15 @@ CERTS_CELL = (DATA / "certs_cell.bin").read_bytes()
 TLS_LEAF = (DATA / "tls_leaf.der").read_bytes()
 FINGERPRINT = (DATA / "fingerprint").read_text().strip()
 CAPTURED_AT = float(json.loads((DATA / "capture.json").read_text())["captured_at"])
+DESCRIPTOR = (DATA / "server_descriptor.txt").read_bytes()
+#: Everything the RSA router-signature covers (the Ed25519 one covers all but its own value).
+RSA_SIGNED_END = DESCRIPTOR.index(b"\nrouter-signature\n") + len(b"\nrouter-signature\n")
+IDENTITY = certs.verify_certs(
+    certs.parse_certs_cell(CERTS_CELL),
+    tls_leaf_der=TLS_LEAF,
+    expected_fingerprint=FINGERPRINT,
+    now=CAPTURED_AT,
+)
 
 
 def used_cert_offsets(payload: bytes) -> list[int]:
@@ -61,10 +70,29 @@ def test_payload_decoders_raise_only_own_errors(data: bytes) -> None:
         only_own_errors(decode, data)
 
 
+def parse_and_check(raw: bytes | str) -> None:
+    descriptor = directory.parse_server_descriptor(raw)
+    directory.check_descriptor_identity(descriptor, IDENTITY, now=CAPTURED_AT)
+
+
 @PROPERTY
 @given(st.text(max_size=2048))
 def test_descriptor_parser_raises_only_own_errors(text: str) -> None:
     only_own_errors(directory.parse_server_descriptor, text)
+    only_own_errors(parse_and_check, text)
+    only_own_errors(parse_and_check, text.encode("utf-8", "surrogatepass"))
+
+
+@PROPERTY
+@given(st.integers(min_value=0, max_value=RSA_SIGNED_END - 1), st.integers(1, 255))
+def test_any_flipped_byte_of_a_signed_descriptor_fails(index: int, mask: int) -> None:
+    mutated = bytearray(DESCRIPTOR)
+    mutated[index] ^= mask
+    try:
+        parse_and_check(bytes(mutated))
+    except WebtunnelError:
+        return
+    raise AssertionError(f"a descriptor with byte {index} changed still verified")
 
 
 @PROPERTY

@@ -131,6 +131,7 @@ class RelayIdentity:
     ed25519_identity: bytes  # 32 bytes
     link_cert_sha256: bytes  # SHA-256 of the TLS leaf certificate, certified by type 5
     expires: float  # earliest expiry of the Ed25519 certs and the cross-cert (epoch seconds)
+    rsa_identity_key: bytes  # the RSA identity key itself, PKCS#1 DER (hashes to the fingerprint)
 
     @property
     def ed25519_base64(self) -> str:
@@ -248,10 +249,14 @@ def rsa_raw_verify(key: rsa.RSAPublicKey, signature: bytes, digest: bytes) -> bo
     return hmac.compare_digest(message, expected)
 
 
+def rsa_public_der(key: rsa.RSAPublicKey) -> bytes:
+    """The PKCS#1 ``RSAPublicKey`` DER: what fingerprints hash and descriptors carry."""
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
+
+
 def rsa_fingerprint(key: rsa.RSAPublicKey) -> str:
     """SHA-1 of the PKCS#1 ``RSAPublicKey`` DER, upper-case hex (§4.2 step 6)."""
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.PKCS1)
-    return hashlib.sha1(der).hexdigest().upper()
+    return hashlib.sha1(rsa_public_der(key)).hexdigest().upper()
 
 
 def _verify_x509_self_signed(cert: x509.Certificate, key: rsa.RSAPublicKey) -> None:
@@ -289,7 +294,8 @@ def _require(certs: Mapping[int, bytes], cert_type: CertType) -> bytes:
     return certs[cert_type]
 
 
-def _check_expiry(expires: float, now: float, what: str) -> None:
+def check_expiry(expires: float, now: float, what: str) -> None:
+    """Raise :class:`CertificateExpired` naming ``what`` if ``now`` is past ``expires``."""
     if now > expires:
         raise CertificateExpired(f"{what} expired at {_fmt_time(expires)}")
 
@@ -309,8 +315,8 @@ def _verify_ed25519_chain(
     verify_ed25519_cert(link_cert, id_cert.certified_key, "signing->link certificate (type 5)")
     if not hmac.compare_digest(link_cert.certified_key, hashlib.sha256(tls_leaf_der).digest()):
         raise LinkCertMismatch("type-5 certificate does not certify the TLS certificate we saw")
-    _check_expiry(id_cert.expires, now, "identity->signing certificate (type 4)")
-    _check_expiry(link_cert.expires, now, "signing->link certificate (type 5)")
+    check_expiry(id_cert.expires, now, "identity->signing certificate (type 4)")
+    check_expiry(link_cert.expires, now, "signing->link certificate (type 5)")
     return identity, id_cert, link_cert
 
 
@@ -323,7 +329,7 @@ def _verify_rsa_identity(certs: Mapping[int, bytes], now: float) -> rsa.RSAPubli
         raise CertificateExpired(
             f"RSA identity certificate not valid before {_fmt_time(not_before)}"
         )
-    _check_expiry(not_after + X509_NOT_AFTER_SLACK_S, now, "RSA identity certificate")
+    check_expiry(not_after + X509_NOT_AFTER_SLACK_S, now, "RSA identity certificate")
     return key
 
 
@@ -337,7 +343,7 @@ def _verify_cross_cert(
     digest = hashlib.sha256(CROSS_CERT_PREFIX + cross.signed).digest()
     if not rsa_raw_verify(key, cross.signature, digest):
         raise BadCertificateSignature("RSA->Ed25519 cross-certificate signature does not verify")
-    _check_expiry(cross.expires, now, "RSA->Ed25519 cross-certificate")
+    check_expiry(cross.expires, now, "RSA->Ed25519 cross-certificate")
     return cross
 
 
@@ -372,4 +378,10 @@ def verify_certs(
             actual=identity.hex(),
         )
     expires = min(id_cert.expires, link_cert.expires, cross.expires)
-    return RelayIdentity(fingerprint, identity, link_cert.certified_key, expires)
+    return RelayIdentity(
+        rsa_fingerprint=fingerprint,
+        ed25519_identity=identity,
+        link_cert_sha256=link_cert.certified_key,
+        expires=expires,
+        rsa_identity_key=rsa_public_der(rsa_key),
+    )

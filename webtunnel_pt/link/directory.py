@@ -3,22 +3,28 @@
 
     dir_request(path)               -> HTTP/1.0 request bytes
     parse_dir_response(raw)         -> DirResponse(status, headers, body)  (decoded body)
-    parse_server_descriptor(text)   -> ServerDescriptor
-    check_descriptor_identity(desc, fingerprint, ed25519)   -> raises IdentityMismatch
+    parse_server_descriptor(raw)    -> ServerDescriptor
+    check_descriptor_identity(desc, identity, now=...)
+        raises DescriptorSignatureError, then IdentityMismatch
 
-Signatures inside the descriptor are not checked: it arrives over the link whose identity
-the CERTS cell already proved, and its identity fields are compared with that link.
-Sans-I/O.
+The descriptor is trusted only if both its signatures verify under the keys it names
+(:mod:`webtunnel_pt.link.descriptor_sig`) and those keys are the ones the CERTS cell proved
+for the link: ``signing-key`` is the RSA identity key, ``master-key-ed25519`` and the identity
+in the ``identity-ed25519`` certificate are the Ed25519 identity, ``fingerprint`` is the RSA
+fingerprint. Sans-I/O.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from webtunnel_pt.link.certs import parse_ed25519_cert
+from webtunnel_pt.link.certs import Ed25519Cert, RelayIdentity, parse_ed25519_cert
+from webtunnel_pt.link.descriptor_sig import verify_descriptor_signatures
 from webtunnel_pt.link.errors import (
     CertificateError,
     DirectoryError,
@@ -102,11 +108,18 @@ class ServerDescriptor:
     or_port: int
     fingerprint: str  # 40 upper-case hex, spaces removed
     master_key_ed25519: bytes  # 32 bytes
-    identity_cert_key: bytes | None  # the signing key of the identity-ed25519 cert
+    identity_cert: Ed25519Cert | None  # identity-ed25519: Ed25519 identity -> signing key
+    signing_key: bytes | None  # signing-key: the RSA identity key, PKCS#1 DER
     platform: str | None
     published: str | None
     uptime: int | None
+    raw: bytes = field(repr=False)  # the document as received: what the signatures cover
     bandwidth: tuple[int, ...] = ()
+
+    @property
+    def identity_cert_key(self) -> bytes | None:
+        """The Ed25519 identity that signed the identity-ed25519 cert (its extension 04)."""
+        return self.identity_cert.signing_key if self.identity_cert else None
 
     @property
     def tor_version(self) -> str | None:
@@ -156,12 +169,12 @@ def _object_after(text: str, keyword: str) -> bytes | None:
     return None
 
 
-def _identity_cert_key(text: str) -> bytes | None:
+def _identity_cert(text: str) -> Ed25519Cert | None:
     der = _object_after(text, "identity-ed25519")
     if der is None:
         return None
     try:
-        return parse_ed25519_cert(der).signing_key
+        return parse_ed25519_cert(der)
     except CertificateError as exc:
         raise DirectoryError("descriptor identity-ed25519 certificate does not parse") from exc
 
@@ -170,8 +183,16 @@ def _int_or_none(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() else None
 
 
-def parse_server_descriptor(text: str) -> ServerDescriptor:
-    """Parse the parts of a server descriptor that identify and describe the relay."""
+def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
+    """Parse the parts of a server descriptor that identify and describe the relay.
+
+    Pass the bytes as received: the signatures cover them (a ``str`` stands for its UTF-8).
+    Nothing here is trusted before :func:`check_descriptor_identity`.
+    """
+    if isinstance(raw, str):
+        text, raw = raw, raw.encode("utf-8", "replace")
+    else:
+        text = raw.decode("utf-8", "replace")
     fields = _keyword_lines(text)
     router = fields.get("router", "").split()
     if len(router) < 3 or not router[2].isdigit():
@@ -191,31 +212,56 @@ def parse_server_descriptor(text: str) -> ServerDescriptor:
         or_port=int(router[2]),
         fingerprint=fingerprint,
         master_key_ed25519=master,
-        identity_cert_key=_identity_cert_key(text),
+        identity_cert=_identity_cert(text),
+        signing_key=_object_after(text, "signing-key"),
         platform=fields.get("platform"),
         published=fields.get("published"),
         uptime=_int_or_none(fields.get("uptime")),
+        raw=raw,
         bandwidth=bandwidth,
     )
 
 
-def check_descriptor_identity(
-    descriptor: ServerDescriptor, fingerprint: str, ed25519_identity: bytes
-) -> None:
-    """The descriptor must describe the relay at the other end of the link (§10.1)."""
-    if descriptor.fingerprint != fingerprint.upper():
+def match_descriptor_identity(descriptor: ServerDescriptor, identity: RelayIdentity) -> None:
+    """The keys the descriptor names are the ones the link proved (§10.1)."""
+    if descriptor.fingerprint != identity.rsa_fingerprint.upper():
         raise IdentityMismatch(
             "descriptor fingerprint differs from the link identity",
-            expected=fingerprint.upper(),
+            expected=identity.rsa_fingerprint.upper(),
             actual=descriptor.fingerprint,
+        )
+    signing_key = descriptor.signing_key or b""
+    if not hmac.compare_digest(signing_key, identity.rsa_identity_key):
+        raise IdentityMismatch(
+            "descriptor signing-key differs from the link RSA identity key",
+            expected=identity.rsa_fingerprint.upper(),
+            actual=hashlib.sha1(signing_key).hexdigest().upper() if signing_key else "none",
         )
     for what, key in (
         ("master-key-ed25519", descriptor.master_key_ed25519),
         ("identity-ed25519 certificate", descriptor.identity_cert_key),
     ):
-        if key != ed25519_identity:
+        if key != identity.ed25519_identity:
             raise IdentityMismatch(
                 f"descriptor {what} differs from the link Ed25519 identity",
-                expected=ed25519_identity.hex(),
+                expected=identity.ed25519_identity.hex(),
                 actual=key.hex() if key else "none",
             )
+
+
+def check_descriptor_identity(
+    descriptor: ServerDescriptor, identity: RelayIdentity, *, now: float
+) -> None:
+    """The descriptor is authentic and describes the relay at the other end of the link.
+
+    First its signatures, under the keys it names, with the identity-ed25519 certificate
+    checked at ``now`` (:class:`DescriptorSignatureError`); then those keys against the link
+    (:class:`IdentityMismatch`).
+    """
+    verify_descriptor_signatures(
+        descriptor.raw,
+        signing_key=descriptor.signing_key,
+        identity_cert=descriptor.identity_cert,
+        now=now,
+    )
+    match_descriptor_identity(descriptor, identity)

@@ -11,6 +11,7 @@ RemoteProtocolError
    │  └─ IdentityMismatch               relay identity is not the bridge line's fingerprint
    ├─ CircuitHandshakeError             CREATED_FAST key hash wrong (§5)
    └─ DirectoryError                    bad HTTP answer or server descriptor (§10)
+      └─ DescriptorSignatureError       a descriptor signature, or its signing cert, fails (§10.1)
 WebtunnelError
 ├─ ChannelClosed (also ConnectionError) the link (TLS stream) ended
 ├─ CircuitDestroyed                     the relay sent DESTROY; carries the reason (§9)
@@ -65,6 +66,11 @@ class CircuitHandshakeError(LinkProtocolError):
 
 class DirectoryError(LinkProtocolError):
     """A directory answer over BEGIN_DIR is not usable (HTTP status, encoding, descriptor)."""
+
+
+class DescriptorSignatureError(DirectoryError):
+    """A server-descriptor signature is missing, misplaced or does not verify, or the
+    ``identity-ed25519`` certificate that vouches for the Ed25519 signing key is bad or expired."""
 
 
 class InnerTlsError(TlsError):

@@ -5,8 +5,9 @@
       -> CREATE_FAST -> descriptor (BEGIN_DIR /tor/server/authority)   (§5, §8.1, §10)
 
 Each layer is timed and reported as soon as it completes; the first failure stops the probe
-and selects the exit status (:data:`EXIT_CODES`). Success means every layer worked and both
-the link (CERTS) and the descriptor carry the bridge line's identity.
+and selects the exit status (:data:`EXIT_CODES`). Success means every layer worked, the
+descriptor's signatures verify, and both the link (CERTS) and the descriptor carry the bridge
+line's identity. A bad or missing descriptor signature fails the descriptor layer (18).
 
 The bridge URL path, the fingerprint and the Ed25519 identity are secrets: the output is
 scrubbed of them unless ``--unsafe-logging``.
@@ -254,12 +255,13 @@ def _describe_descriptor(descriptor: ServerDescriptor) -> tuple[str, dict[str, A
         "tor_version": descriptor.tor_version,
         "uptime_seconds": descriptor.uptime,
         "published": descriptor.published,
+        "signatures_valid": True,
         "identity_matches": True,
     }
     summary = (
         f"nickname {descriptor.nickname}; {descriptor.platform or 'platform ?'}; "
         f"uptime {_fmt_uptime(descriptor.uptime)}; published {descriptor.published}; "
-        "fingerprint and Ed25519 identity match"
+        "signatures valid; fingerprint and Ed25519 identity match"
     )
     return summary, details
 
@@ -417,9 +419,8 @@ class Probe:
             raise DirectoryError(
                 f"{SERVER_AUTHORITY_PATH} answered HTTP {response.status} {response.reason}"
             )
-        descriptor = parse_server_descriptor(response.body.decode("utf-8", "replace"))
-        identity = channel.identity
-        check_descriptor_identity(descriptor, identity.rsa_fingerprint, identity.ed25519_identity)
+        descriptor = parse_server_descriptor(response.body)
+        check_descriptor_identity(descriptor, channel.identity, now=self.clock())
         return descriptor, *_describe_descriptor(descriptor)
 
     def _fail(self, failed: LayerFailed) -> None:
