@@ -8,18 +8,23 @@ certificate, missing or duplicated types.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import json
 import struct
-from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.support.link_capture import (
+    CAPTURED_AT,
+    CERTS_CELL,
+    ED25519_BASE64,
+    ED25519_ID,
+    FINGERPRINT,
+    TLS_LEAF_DER,
+)
 from webtunnel_pt.link.certs import (
     CROSS_CERT_PREFIX,
     CertType,
@@ -41,8 +46,6 @@ from webtunnel_pt.link.errors import (
     MalformedCertificate,
     MissingCertificate,
 )
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "link"
 
 # ---- chutney vectors (tor-link.md §11) ---------------------------------------------------------
 
@@ -146,14 +149,7 @@ def test_unknown_critical_extension_invalidates() -> None:
 
 
 def captured() -> tuple[bytes, bytes, str, float]:
-    meta = json.loads((DATA / "capture.json").read_text())
-    fingerprint = (DATA / "fingerprint").read_text().strip()
-    return (
-        (DATA / "certs_cell.bin").read_bytes(),
-        (DATA / "tls_leaf.der").read_bytes(),
-        fingerprint,
-        float(meta["captured_at"]),
-    )
+    return CERTS_CELL, TLS_LEAF_DER, FINGERPRINT, CAPTURED_AT
 
 
 def verify(certs: dict[int, bytes], leaf: bytes, fingerprint: str | None, now: float) -> object:
@@ -169,9 +165,8 @@ def test_captured_certs_verify() -> None:
         certs, tls_leaf_der=leaf, expected_fingerprint=fingerprint.lower(), now=now
     )
     assert identity.rsa_fingerprint == fingerprint
-    ed_b64 = (DATA / "fingerprint-ed25519").read_text().strip()
-    assert identity.ed25519_base64 == ed_b64.rstrip("=")
-    assert identity.ed25519_identity == base64.b64decode(ed_b64 + "=" * (-len(ed_b64) % 4))
+    assert identity.ed25519_base64 == ED25519_BASE64.rstrip("=")
+    assert identity.ed25519_identity == ED25519_ID
     assert identity.link_cert_sha256 == hashlib.sha256(leaf).digest()
     assert identity.expires > now
 

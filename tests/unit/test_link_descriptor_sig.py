@@ -7,22 +7,15 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import json
 import struct
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from webtunnel_pt.link.certs import (
-    RelayIdentity,
-    parse_certs_cell,
-    parse_ed25519_cert,
-    rsa_fingerprint,
-    verify_certs,
-)
+from tests.support.link_capture import CAPTURED_AT, DESCRIPTOR_BYTES, relay_identity
+from webtunnel_pt.link.certs import RelayIdentity, parse_ed25519_cert, rsa_fingerprint
 from webtunnel_pt.link.descriptor_sig import (
     ED_SIGNATURE_PREFIX,
     split_signed,
@@ -31,17 +24,8 @@ from webtunnel_pt.link.descriptor_sig import (
 from webtunnel_pt.link.directory import check_descriptor_identity, parse_server_descriptor
 from webtunnel_pt.link.errors import DescriptorSignatureError, IdentityMismatch
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "link"
-RAW = (DATA / "server_descriptor.txt").read_bytes()
-FINGERPRINT = (DATA / "fingerprint").read_text().strip()
-CAPTURED_AT = float(json.loads((DATA / "capture.json").read_text())["captured_at"])
-IDENTITY = verify_certs(
-    parse_certs_cell((DATA / "certs_cell.bin").read_bytes()),
-    tls_leaf_der=(DATA / "tls_leaf.der").read_bytes(),
-    expected_fingerprint=FINGERPRINT,
-    now=CAPTURED_AT,
-)
-_CERT = parse_server_descriptor(RAW).identity_cert
+IDENTITY = relay_identity()
+_CERT = parse_server_descriptor(DESCRIPTOR_BYTES).identity_cert
 assert _CERT is not None
 CERT_EXPIRES = _CERT.expires
 ED_RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -85,21 +69,27 @@ def flip_b64(raw: bytes, at: int) -> bytes:
 
 
 def test_captured_descriptor_signatures_verify() -> None:
-    desc = parse_server_descriptor(RAW)
+    desc = parse_server_descriptor(DESCRIPTOR_BYTES)
     verify_descriptor_signatures(
-        RAW, signing_key=desc.signing_key, identity_cert=desc.identity_cert, now=CAPTURED_AT
+        DESCRIPTOR_BYTES,
+        signing_key=desc.signing_key,
+        identity_cert=desc.identity_cert,
+        now=CAPTURED_AT,
     )
-    check(RAW)
+    check(DESCRIPTOR_BYTES)
 
 
 def test_captured_descriptor_signed_parts() -> None:
     """The digests match the spec's description, cross-checked with cryptography's own RSA
     signature recovery (PKCS#1 v1.5, no DigestInfo)."""
-    signed = split_signed(RAW)
-    rsa_end = RAW.index(b"\nrouter-signature\n") + len(b"\nrouter-signature\n")
-    ed_end = RAW.index(b"\nrouter-sig-ed25519 ") + len(b"\nrouter-sig-ed25519 ")
-    assert signed.rsa_digest == hashlib.sha1(RAW[:rsa_end]).digest()
-    assert signed.ed25519_digest == hashlib.sha256(ED_SIGNATURE_PREFIX + RAW[:ed_end]).digest()
+    signed = split_signed(DESCRIPTOR_BYTES)
+    rsa_end = DESCRIPTOR_BYTES.index(b"\nrouter-signature\n") + len(b"\nrouter-signature\n")
+    ed_end = DESCRIPTOR_BYTES.index(b"\nrouter-sig-ed25519 ") + len(b"\nrouter-sig-ed25519 ")
+    assert signed.rsa_digest == hashlib.sha1(DESCRIPTOR_BYTES[:rsa_end]).digest()
+    assert (
+        signed.ed25519_digest
+        == hashlib.sha256(ED_SIGNATURE_PREFIX + DESCRIPTOR_BYTES[:ed_end]).digest()
+    )
     key = serialization.load_der_public_key(IDENTITY.rsa_identity_key)
     assert isinstance(key, rsa.RSAPublicKey)
     recovered = key.recover_data_from_signature(signed.rsa_signature, padding.PKCS1v15(), None)
@@ -111,7 +101,7 @@ def test_captured_descriptor_signed_parts() -> None:
     "tail", [b"", b"\n", b"\n\n\n"], ids=["no-blank-line", "one-blank-line", "three"]
 )
 def test_blank_lines_after_the_signature_are_tolerated(tail: bytes) -> None:
-    check(RAW.rstrip(b"\n") + b"\n" + tail)
+    check(DESCRIPTOR_BYTES.rstrip(b"\n") + b"\n" + tail)
 
 
 @pytest.mark.parametrize(
@@ -127,42 +117,46 @@ def test_blank_lines_after_the_signature_are_tolerated(tail: bytes) -> None:
 )
 def test_flipped_byte_in_signed_body(old: bytes, new: bytes) -> None:
     with pytest.raises(DescriptorSignatureError, match="router-sig-ed25519 does not verify"):
-        check(replace_once(RAW, old, new))
+        check(replace_once(DESCRIPTOR_BYTES, old, new))
 
 
 def test_flipped_byte_in_ed25519_signature() -> None:
-    at = RAW.index(b"router-sig-ed25519 ") + len(b"router-sig-ed25519 ") + 10
+    at = DESCRIPTOR_BYTES.index(b"router-sig-ed25519 ") + len(b"router-sig-ed25519 ") + 10
     with pytest.raises(DescriptorSignatureError, match="router-sig-ed25519 does not verify"):
-        check(flip_b64(RAW, at))
+        check(flip_b64(DESCRIPTOR_BYTES, at))
 
 
 def test_flipped_byte_in_rsa_signature() -> None:
-    at = RAW.index(b"-----BEGIN SIGNATURE-----\n") + len(b"-----BEGIN SIGNATURE-----\n") + 10
+    at = (
+        DESCRIPTOR_BYTES.index(b"-----BEGIN SIGNATURE-----\n")
+        + len(b"-----BEGIN SIGNATURE-----\n")
+        + 10
+    )
     with pytest.raises(DescriptorSignatureError, match="router-signature does not verify"):
-        check(flip_b64(RAW, at))
+        check(flip_b64(DESCRIPTOR_BYTES, at))
 
 
 def test_flipped_byte_in_identity_cert_signature() -> None:
     """The last base64 line of identity-ed25519 holds the certificate's own signature."""
-    at = RAW.index(b"\n-----END ED25519 CERT-----") - 10
+    at = DESCRIPTOR_BYTES.index(b"\n-----END ED25519 CERT-----") - 10
     with pytest.raises(DescriptorSignatureError, match="identity-ed25519 certificate"):
-        check(flip_b64(RAW, at))
+        check(flip_b64(DESCRIPTOR_BYTES, at))
 
 
 def test_signing_key_replaced_by_another_key() -> None:
-    desc = parse_server_descriptor(RAW)
+    desc = parse_server_descriptor(DESCRIPTOR_BYTES)
     assert desc.signing_key is not None
     other = OTHER.rsa_key.public_key()
-    raw = replace_once(RAW, pem_lines(desc.signing_key), pem_lines(rsa_der(other)))
+    raw = replace_once(DESCRIPTOR_BYTES, pem_lines(desc.signing_key), pem_lines(rsa_der(other)))
     assert parse_server_descriptor(raw).signing_key == rsa_der(other)
     with pytest.raises(DescriptorSignatureError, match="does not verify"):
         check(raw)
 
 
 def test_expired_identity_cert() -> None:
-    check(RAW, now=CERT_EXPIRES)  # valid up to and including its expiry
+    check(DESCRIPTOR_BYTES, now=CERT_EXPIRES)  # valid up to and including its expiry
     with pytest.raises(DescriptorSignatureError, match="identity-ed25519 certificate expired"):
-        check(RAW, now=CERT_EXPIRES + 1)
+        check(DESCRIPTOR_BYTES, now=CERT_EXPIRES + 1)
 
 
 def _drop_line(raw: bytes, line: bytes) -> bytes:
@@ -198,8 +192,8 @@ def _drop_object(raw: bytes, keyword: bytes, end: bytes) -> bytes:
     ids=["router-sig-ed25519", "router-signature", "signature-object", "identity-ed25519"],
 )
 def test_missing_signature(mutate: Callable[[bytes], bytes], message: str) -> None:
-    raw = mutate(RAW)
-    assert raw != RAW
+    raw = mutate(DESCRIPTOR_BYTES)
+    assert raw != DESCRIPTOR_BYTES
     with pytest.raises(DescriptorSignatureError, match=message):
         check(raw)
 
@@ -215,11 +209,11 @@ def test_missing_signature(mutate: Callable[[bytes], bytes], message: str) -> No
 )
 def test_unsigned_text_is_refused(mutate: Callable[[bytes], bytes], message: str) -> None:
     with pytest.raises(DescriptorSignatureError, match=message):
-        check(mutate(RAW))
+        check(mutate(DESCRIPTOR_BYTES))
 
 
 def test_ed25519_signature_must_be_next_to_last() -> None:
-    lines = RAW.split(b"\n")
+    lines = DESCRIPTOR_BYTES.split(b"\n")
     ed = next(i for i, line in enumerate(lines) if line.startswith(b"router-sig-ed25519 "))
     lines[ed - 1], lines[ed] = lines[ed], lines[ed - 1]  # swap with tunnelled-dir-server
     with pytest.raises(DescriptorSignatureError, match="not one line, just before"):
@@ -228,17 +222,19 @@ def test_ed25519_signature_must_be_next_to_last() -> None:
 
 def test_ed25519_signature_only_once() -> None:
     """tor hashes up to the first router-sig-ed25519: a second one is refused, not guessed."""
-    raw = replace_once(RAW, b"\nreject *:*\n", b"\nrouter-sig-ed25519 AAAA\nreject *:*\n")
+    raw = replace_once(
+        DESCRIPTOR_BYTES, b"\nreject *:*\n", b"\nrouter-sig-ed25519 AAAA\nreject *:*\n"
+    )
     with pytest.raises(DescriptorSignatureError, match="not one line, just before"):
         check(raw)
 
 
 def test_ed25519_signature_must_be_64_bytes() -> None:
-    at = RAW.index(b"\nrouter-signature\n")
+    at = DESCRIPTOR_BYTES.index(b"\nrouter-signature\n")
     with pytest.raises(DescriptorSignatureError, match="64 bytes"):
-        check(RAW[: at - 4] + RAW[at:])
+        check(DESCRIPTOR_BYTES[: at - 4] + DESCRIPTOR_BYTES[at:])
     with pytest.raises(DescriptorSignatureError, match="not base64"):
-        check(RAW[: at - 1] + b"!" + RAW[at:])
+        check(DESCRIPTOR_BYTES[: at - 1] + b"!" + DESCRIPTOR_BYTES[at:])
 
 
 # ---- descriptors signed here -----------------------------------------------------------------

@@ -6,13 +6,18 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
-import json
 import zlib
-from pathlib import Path
 
 import pytest
 
-from webtunnel_pt.link.certs import parse_certs_cell, verify_certs
+from tests.support.link_capture import (
+    CAPTURED_AT,
+    DESCRIPTOR_TEXT,
+    ED25519_BASE64,
+    ED25519_ID,
+    FINGERPRINT,
+    relay_identity,
+)
 from webtunnel_pt.link.directory import (
     MAX_DIR_RESPONSE_BYTES,
     check_descriptor_identity,
@@ -23,19 +28,8 @@ from webtunnel_pt.link.directory import (
 )
 from webtunnel_pt.link.errors import DescriptorSignatureError, DirectoryError, IdentityMismatch
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "link"
-DESCRIPTOR = (DATA / "server_descriptor.txt").read_text()
-FINGERPRINT = (DATA / "fingerprint").read_text().strip()
-ED_B64 = (DATA / "fingerprint-ed25519").read_text().strip()
-ED_ID = base64.b64decode(ED_B64 + "=" * (-len(ED_B64) % 4))
-CAPTURED_AT = float(json.loads((DATA / "capture.json").read_text())["captured_at"])
 #: What the captured CERTS cell proves: the identity the descriptor is checked against.
-IDENTITY = verify_certs(
-    parse_certs_cell((DATA / "certs_cell.bin").read_bytes()),
-    tls_leaf_der=(DATA / "tls_leaf.der").read_bytes(),
-    expected_fingerprint=FINGERPRINT,
-    now=CAPTURED_AT,
-)
+IDENTITY = relay_identity()
 
 
 def test_request_bytes() -> None:
@@ -75,24 +69,24 @@ def test_response_errors() -> None:
 
 
 def test_captured_descriptor() -> None:
-    desc = parse_server_descriptor(DESCRIPTOR)
+    desc = parse_server_descriptor(DESCRIPTOR_TEXT)
     assert desc.nickname == "LinkCapture"
     assert desc.address == "127.0.0.1"
     assert desc.fingerprint == FINGERPRINT
-    assert desc.master_key_ed25519 == ED_ID
-    assert desc.identity_cert_key == ED_ID
+    assert desc.master_key_ed25519 == ED25519_ID
+    assert desc.identity_cert_key == ED25519_ID
     assert desc.platform is not None and desc.platform.startswith("Tor 0.4.9")
     assert desc.tor_version is not None and desc.tor_version.startswith("0.4.9")
     assert desc.uptime is not None and desc.uptime >= 0
     assert desc.published is not None and len(desc.published) == 19
     assert desc.signing_key == IDENTITY.rsa_identity_key
-    assert desc.raw == DESCRIPTOR.encode()
-    assert parse_server_descriptor(DESCRIPTOR.encode()) == desc
+    assert desc.raw == DESCRIPTOR_TEXT.encode()
+    assert parse_server_descriptor(DESCRIPTOR_TEXT.encode()) == desc
     check_descriptor_identity(desc, IDENTITY, now=CAPTURED_AT)
 
 
 def test_descriptor_fingerprint_mismatch() -> None:
-    desc = parse_server_descriptor(DESCRIPTOR)
+    desc = parse_server_descriptor(DESCRIPTOR_TEXT)
     with pytest.raises(IdentityMismatch, match="fingerprint"):
         check_descriptor_identity(
             desc, dataclasses.replace(IDENTITY, rsa_fingerprint="0" * 40), now=CAPTURED_AT
@@ -100,7 +94,7 @@ def test_descriptor_fingerprint_mismatch() -> None:
 
 
 def test_descriptor_ed25519_mismatch() -> None:
-    desc = parse_server_descriptor(DESCRIPTOR)
+    desc = parse_server_descriptor(DESCRIPTOR_TEXT)
     with pytest.raises(IdentityMismatch, match="master-key-ed25519"):
         check_descriptor_identity(
             desc, dataclasses.replace(IDENTITY, ed25519_identity=bytes(32)), now=CAPTURED_AT
@@ -108,7 +102,7 @@ def test_descriptor_ed25519_mismatch() -> None:
 
 
 def test_descriptor_signing_key_must_be_the_link_rsa_key() -> None:
-    desc = parse_server_descriptor(DESCRIPTOR)
+    desc = parse_server_descriptor(DESCRIPTOR_TEXT)
     other = dataclasses.replace(IDENTITY, rsa_identity_key=IDENTITY.rsa_identity_key[:-1] + b"\0")
     with pytest.raises(IdentityMismatch, match="signing-key") as info:
         check_descriptor_identity(desc, other, now=CAPTURED_AT)
@@ -117,15 +111,15 @@ def test_descriptor_signing_key_must_be_the_link_rsa_key() -> None:
 
 def test_descriptor_identity_cert_must_agree_with_master_key() -> None:
     other = base64.b64encode(bytes(32)).decode().rstrip("=")
-    text = DESCRIPTOR.replace(
-        f"master-key-ed25519 {ED_B64.rstrip('=')}", f"master-key-ed25519 {other}"
+    text = DESCRIPTOR_TEXT.replace(
+        f"master-key-ed25519 {ED25519_BASE64.rstrip('=')}", f"master-key-ed25519 {other}"
     )
     desc = parse_server_descriptor(text)
     assert desc.master_key_ed25519 == bytes(32)
     # The signatures cover the line: the edited descriptor is refused before any comparison.
     with pytest.raises(DescriptorSignatureError, match="router-sig-ed25519"):
         check_descriptor_identity(desc, IDENTITY, now=CAPTURED_AT)
-    # And the comparison itself: the cert still names ED_ID.
+    # And the comparison itself: the cert still names ED25519_ID.
     with pytest.raises(IdentityMismatch, match="identity-ed25519 certificate"):
         match_descriptor_identity(desc, dataclasses.replace(IDENTITY, ed25519_identity=bytes(32)))
 
@@ -140,7 +134,7 @@ def test_descriptor_identity_cert_must_agree_with_master_key() -> None:
 )
 def test_malformed_descriptors(mutate: object) -> None:
     with pytest.raises(DirectoryError):
-        parse_server_descriptor(mutate(DESCRIPTOR))  # type: ignore[operator]
+        parse_server_descriptor(mutate(DESCRIPTOR_TEXT))  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(

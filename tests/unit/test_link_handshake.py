@@ -4,11 +4,10 @@ cell captured from a real tor bridge."""
 from __future__ import annotations
 
 import ipaddress
-import json
-from pathlib import Path
 
 import pytest
 
+from tests.support.link_capture import CAPTURED_AT, CERTS_CELL, FINGERPRINT, TLS_LEAF_DER
 from webtunnel_pt.errors import LocalProtocolError
 from webtunnel_pt.link.cells import (
     Cell,
@@ -23,12 +22,7 @@ from webtunnel_pt.link.cells import (
 from webtunnel_pt.link.errors import IdentityMismatch, LinkCertMismatch, LinkProtocolError
 from webtunnel_pt.link.handshake import ClientHandshake, HandshakeState, LinkOpen
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "link"
-CERTS = (DATA / "certs_cell.bin").read_bytes()
-LEAF = (DATA / "tls_leaf.der").read_bytes()
-FINGERPRINT = (DATA / "fingerprint").read_text().strip()
-NOW = float(json.loads((DATA / "capture.json").read_text())["captured_at"])
-RELAY_TIME = int(NOW) + 3
+RELAY_TIME = int(CAPTURED_AT) + 3
 AUTH_CHALLENGE = bytes(32) + bytes.fromhex("0001 0003")
 
 
@@ -42,7 +36,7 @@ def relay_bytes(
         [
             encode_cell(versions_cell(versions), None),
             encode_cell(Cell(0, CellCommand.VPADDING, b"pad"), link),
-            encode_cell(Cell(0, CellCommand.CERTS, CERTS), link),
+            encode_cell(Cell(0, CellCommand.CERTS, CERTS_CELL), link),
             encode_cell(Cell(0, CellCommand.AUTH_CHALLENGE, AUTH_CHALLENGE), link),
             encode_cell(Cell(0, CellCommand.PADDING, b""), link),
             encode_cell(Cell(0, CellCommand.NETINFO, encode_netinfo(relay_netinfo)), link),
@@ -51,11 +45,11 @@ def relay_bytes(
     )
 
 
-def handshake(fingerprint: str | None = FINGERPRINT, leaf: bytes = LEAF) -> ClientHandshake:
+def handshake(fingerprint: str | None = FINGERPRINT, leaf: bytes = TLS_LEAF_DER) -> ClientHandshake:
     return ClientHandshake(
         tls_leaf_der=leaf,
         expected_fingerprint=fingerprint,
-        clock=lambda: NOW,
+        clock=lambda: CAPTURED_AT,
         peer_address=ipaddress.IPv6Address("2001:db8::1"),
     )
 
@@ -85,9 +79,9 @@ def test_full_handshake(step: int | None) -> None:
     assert link.link_version == 5
     assert link.identity.rsa_fingerprint == FINGERPRINT
     assert link.auth_methods == (3,)
-    assert link.certs_payload == CERTS
+    assert link.certs_payload == CERTS_CELL
     assert link.relay_netinfo.timestamp == RELAY_TIME
-    assert link.clock_skew(NOW) == 3
+    assert link.clock_skew(CAPTURED_AT) == 3
     # our NETINFO: link-5 framing, time 0, the peer address we were given, no own address
     out = hs.data_to_send()
     parser = CellParser()
@@ -132,7 +126,7 @@ def test_wrong_fingerprint_fails_at_certs() -> None:
 
 
 def test_other_tls_certificate_fails() -> None:
-    hs = handshake(leaf=LEAF[:-1] + bytes([LEAF[-1] ^ 1]))
+    hs = handshake(leaf=TLS_LEAF_DER[:-1] + bytes([TLS_LEAF_DER[-1] ^ 1]))
     hs.receive_data(relay_bytes())
     with pytest.raises(LinkCertMismatch):
         hs.next_event()
@@ -149,7 +143,7 @@ def test_netinfo_before_certs_is_a_protocol_error() -> None:
 def test_certs_on_a_circuit_is_a_protocol_error() -> None:
     hs = handshake()
     hs.receive_data(encode_cell(versions_cell(), None))
-    hs.receive_data(encode_cell(Cell(5, CellCommand.CERTS, CERTS), 5))
+    hs.receive_data(encode_cell(Cell(5, CellCommand.CERTS, CERTS_CELL), 5))
     with pytest.raises(LinkProtocolError, match="non-zero circuit"):
         hs.next_event()
 

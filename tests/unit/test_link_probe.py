@@ -7,11 +7,11 @@ import asyncio
 import io
 import json
 import socket
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.link_capture import CAPTURED_AT, DESCRIPTOR_BYTES, FINGERPRINT, relay_identity
 from webtunnel_pt import cli
 from webtunnel_pt.bridge import bridge_config_from_args, parse_bridge_line
 from webtunnel_pt.errors import (
@@ -22,7 +22,6 @@ from webtunnel_pt.errors import (
     UpgradeRejected,
 )
 from webtunnel_pt.link import probe
-from webtunnel_pt.link.certs import parse_certs_cell, verify_certs
 from webtunnel_pt.link.directory import DirResponse
 from webtunnel_pt.link.probe import (
     EXIT_CODES,
@@ -163,11 +162,6 @@ def test_timeout_during_upgrade_is_reported_at_the_upgrade_layer() -> None:
 
 # ---- the descriptor layer, fed the descriptor captured from a real bridge --------------------
 
-LINK_DATA = Path(__file__).resolve().parents[1] / "data" / "link"
-DESCRIPTOR = (LINK_DATA / "server_descriptor.txt").read_bytes()
-CAPTURED_AT = float(json.loads((LINK_DATA / "capture.json").read_text())["captured_at"])
-LINK_FP = (LINK_DATA / "fingerprint").read_text().strip()
-
 
 class FakeCircuit:
     def __init__(self, body: bytes) -> None:
@@ -179,16 +173,13 @@ class FakeCircuit:
 
 
 class FakeChannel:
-    identity = verify_certs(
-        parse_certs_cell((LINK_DATA / "certs_cell.bin").read_bytes()),
-        tls_leaf_der=(LINK_DATA / "tls_leaf.der").read_bytes(),
-        expected_fingerprint=LINK_FP,
-        now=CAPTURED_AT,
-    )
+    identity = relay_identity()
 
 
 def run_descriptor_layer(body: bytes, now: float = CAPTURED_AT) -> probe.Probe:
-    line = parse_bridge_line(f"webtunnel 192.0.2.1:443 {LINK_FP} url=https://x.example/{SECRET}")
+    line = parse_bridge_line(
+        f"webtunnel 192.0.2.1:443 {FINGERPRINT} url=https://x.example/{SECRET}"
+    )
     run = probe.Probe(line, bridge_config_from_args(line.args), clock=lambda: now)
     step = run._descriptor(FakeChannel(), FakeCircuit(body))  # type: ignore[arg-type]
     asyncio.run(run._layer("descriptor", step))
@@ -196,7 +187,7 @@ def run_descriptor_layer(body: bytes, now: float = CAPTURED_AT) -> probe.Probe:
 
 
 def test_descriptor_layer_reports_valid_signatures() -> None:
-    result = run_descriptor_layer(DESCRIPTOR).report.layers[-1]
+    result = run_descriptor_layer(DESCRIPTOR_BYTES).report.layers[-1]
     assert (result.layer, result.status) == ("descriptor", "ok")
     assert "signatures valid; fingerprint and Ed25519 identity match" in result.summary
     assert result.details["signatures_valid"] is True
@@ -205,9 +196,9 @@ def test_descriptor_layer_reports_valid_signatures() -> None:
 @pytest.mark.parametrize(
     ("body", "now", "message"),
     [
-        (DESCRIPTOR.replace(b"uptime 0", b"uptime 9"), CAPTURED_AT, "router-sig-ed25519"),
-        (DESCRIPTOR.replace(b"\nUNpM", b"\nUNpN"), CAPTURED_AT, "router-signature"),
-        (DESCRIPTOR, CAPTURED_AT + 60 * 86400, "expired"),
+        (DESCRIPTOR_BYTES.replace(b"uptime 0", b"uptime 9"), CAPTURED_AT, "router-sig-ed25519"),
+        (DESCRIPTOR_BYTES.replace(b"\nUNpM", b"\nUNpN"), CAPTURED_AT, "router-signature"),
+        (DESCRIPTOR_BYTES, CAPTURED_AT + 60 * 86400, "expired"),
     ],
     ids=["body", "rsa-signature", "expired-cert"],
 )

@@ -3,30 +3,24 @@ nothing but the package's own errors, and mutations of a real CERTS cell never v
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.link_capture import (
+    CAPTURED_AT,
+    CERTS_CELL,
+    DESCRIPTOR_BYTES,
+    FINGERPRINT,
+    TLS_LEAF_DER,
+    relay_identity,
+)
 from webtunnel_pt.errors import WebtunnelError
 from webtunnel_pt.link import cells, certs, directory
 from webtunnel_pt.link.handshake import ClientHandshake
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "link"
-CERTS_CELL = (DATA / "certs_cell.bin").read_bytes()
-TLS_LEAF = (DATA / "tls_leaf.der").read_bytes()
-FINGERPRINT = (DATA / "fingerprint").read_text().strip()
-CAPTURED_AT = float(json.loads((DATA / "capture.json").read_text())["captured_at"])
-DESCRIPTOR = (DATA / "server_descriptor.txt").read_bytes()
 #: Everything the RSA router-signature covers (the Ed25519 one covers all but its own value).
-RSA_SIGNED_END = DESCRIPTOR.index(b"\nrouter-signature\n") + len(b"\nrouter-signature\n")
-IDENTITY = certs.verify_certs(
-    certs.parse_certs_cell(CERTS_CELL),
-    tls_leaf_der=TLS_LEAF,
-    expected_fingerprint=FINGERPRINT,
-    now=CAPTURED_AT,
-)
+RSA_SIGNED_END = DESCRIPTOR_BYTES.index(b"\nrouter-signature\n") + len(b"\nrouter-signature\n")
+IDENTITY = relay_identity()
 
 
 def used_cert_offsets(payload: bytes) -> list[int]:
@@ -86,7 +80,7 @@ def test_descriptor_parser_raises_only_own_errors(text: str) -> None:
 @PROPERTY
 @given(st.integers(min_value=0, max_value=RSA_SIGNED_END - 1), st.integers(1, 255))
 def test_any_flipped_byte_of_a_signed_descriptor_fails(index: int, mask: int) -> None:
-    mutated = bytearray(DESCRIPTOR)
+    mutated = bytearray(DESCRIPTOR_BYTES)
     mutated[index] ^= mask
     try:
         parse_and_check(bytes(mutated))
@@ -99,7 +93,7 @@ def test_any_flipped_byte_of_a_signed_descriptor_fails(index: int, mask: int) ->
 @given(st.binary(max_size=4096))
 def test_link_handshake_fed_arbitrary_bytes(data: bytes) -> None:
     handshake = ClientHandshake(
-        tls_leaf_der=TLS_LEAF, expected_fingerprint=FINGERPRINT, clock=lambda: CAPTURED_AT
+        tls_leaf_der=TLS_LEAF_DER, expected_fingerprint=FINGERPRINT, clock=lambda: CAPTURED_AT
     )
     handshake.data_to_send()
     try:
@@ -118,7 +112,7 @@ def test_any_flipped_byte_of_a_verified_cert_fails_verification(index: int, mask
     try:
         certs.verify_certs(
             certs.parse_certs_cell(bytes(mutated)),
-            tls_leaf_der=TLS_LEAF,
+            tls_leaf_der=TLS_LEAF_DER,
             expected_fingerprint=FINGERPRINT,
             now=CAPTURED_AT,
         )
