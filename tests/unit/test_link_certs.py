@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import struct
+import warnings
 
 import pytest
 from cryptography import x509
@@ -154,6 +155,24 @@ def captured() -> tuple[bytes, bytes, str, float]:
 
 def verify(certs: dict[int, bytes], leaf: bytes, fingerprint: str | None, now: float) -> object:
     return verify_certs(certs, tls_leaf_der=leaf, expected_fingerprint=fingerprint, now=now)
+
+
+def negative_serial(der: bytes) -> bytes:
+    """The same X.509 certificate with its serial number's sign bit set (RFC 5280: positive)."""
+    marker = b"\xa0\x03\x02\x01\x02\x02"  # [0] version v3, then the serial's INTEGER tag
+    at = der.index(marker) + len(marker) + 1  # past the serial's one-byte length
+    return der[:at] + bytes([der[at] | 0x80]) + der[at + 1 :]
+
+
+def test_rsa_identity_certificate_with_a_negative_serial_is_malformed() -> None:
+    """cryptography only warns about it today; the CERTS check refuses it, quietly."""
+    cell, leaf, fingerprint, now = captured()
+    certs = dict(parse_certs_cell(cell))
+    certs[CertType.RSA_IDENTITY_X509] = negative_serial(certs[CertType.RSA_IDENTITY_X509])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MalformedCertificate, match="serial"):
+            verify(certs, leaf, fingerprint, now)
 
 
 def test_captured_certs_verify() -> None:

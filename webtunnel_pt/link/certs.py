@@ -19,6 +19,7 @@ import datetime as dt
 import hashlib
 import hmac
 import struct
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -28,6 +29,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.utils import CryptographyDeprecationWarning
 
 from webtunnel_pt.link.errors import (
     BadCertificateSignature,
@@ -216,8 +218,15 @@ _X509_ERRORS = (ValueError, UnsupportedAlgorithm, x509.InvalidVersion)
 
 
 def _load_x509(der: bytes, what: str) -> x509.Certificate:
+    """Parse ``der``; what ``cryptography`` only warns about today (a serial number that is
+    not positive, against RFC 5280) and will refuse in a later release is refused now, so
+    hostile input neither prints a warning nor changes meaning with an upgrade."""
     try:
-        return x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", CryptographyDeprecationWarning)
+            return x509.load_der_x509_certificate(der)
+    except CryptographyDeprecationWarning as exc:
+        raise MalformedCertificate(f"{what} breaks RFC 5280: {exc}") from exc
     except _X509_ERRORS as exc:
         raise MalformedCertificate(f"{what} is not a DER X.509 certificate") from exc
 
