@@ -1,4 +1,5 @@
-# webtunnel-pt — common tasks. `make install` then `make test` is all a newcomer needs.
+# webtunnel-pt — common tasks. `make deps demo` (install everything, show tor bootstrapping
+# through the PT) then `make test` is all a newcomer needs; see README.md.
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from webtunnel_pt import __version__
 
@@ -21,10 +21,33 @@ EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
 PROBE_COMMAND = "probe"
+#: The log file --enable-logging writes in tor's PT state directory.
+STATE_LOG_NAME = "webtunnel-pt.log"
 PROBE_EPILOG = (
     'To test a bridge by hand: webtunnel-pt probe "<bridge line>" [--json] [--timeout S] '
     "(see webtunnel-pt probe --help for its exit statuses)."
 )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive, finite number of seconds: {text}")
+    return value
+
+
+def _log_file(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
+    """--log-file, else with --enable-logging the state directory's log, else None (stderr)."""
+    if args.log_file or not args.enable_logging:
+        return str(args.log_file) if args.log_file else None
+    state = environ.get("TOR_PT_STATE_LOCATION")
+    if not state:
+        return None  # managed mode reports the missing variable to tor
+    os.makedirs(state, mode=0o700, exist_ok=True)
+    return os.path.join(state, STATE_LOG_NAME)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=PROBE_EPILOG,
     )
-    parser.add_argument("--version", action="version", version=f"webtunnel-pt {__version__}")
+    parser.add_argument(
+        "--version", "-version", action="version", version=f"webtunnel-pt {__version__}"
+    )
     parser.add_argument(
         "--log-level",
         "-logLevel",
@@ -48,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-file", help="write the text log here instead of stderr")
     parser.add_argument(
+        "--enable-logging",
+        "-enableLogging",
+        action="store_true",
+        help=f"write the text log to {STATE_LOG_NAME} in tor's PT state directory "
+        "(TOR_PT_STATE_LOCATION), as lyrebird's -enableLogging does; --log-file wins",
+    )
+    parser.add_argument(
         "--unsafe-logging",
         "-unsafeLogging",
         action="store_true",
@@ -55,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--half-close-idle",
-        type=float,
+        type=_positive_seconds,
         default=None,
         metavar="SECONDS",
         help="after one side of a tunnel has ended, close it once the other side has been "
@@ -67,8 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == [PROBE_COMMAND]:
-        from webtunnel_pt.link import probe  # lazy: loads cryptography, managed mode never does
-
+        try:
+            from webtunnel_pt.link import probe  # lazy: loads cryptography; managed mode doesn't
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("cryptography"):
+                raise
+            print(
+                "webtunnel-pt probe needs the 'cryptography' package: "
+                "pip install 'webtunnel-pt[builtin]'",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
         return probe.main(words[1:])
     args = build_parser().parse_args(argv)
     from webtunnel_pt.logs import PtStdout, configure_logging
@@ -84,7 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = PtStdout()
     try:
         configure_logging(
-            args.log_level, log_file=args.log_file, unsafe=args.unsafe_logging, pt_stdout=out
+            args.log_level,
+            log_file=_log_file(args, os.environ),
+            unsafe=args.unsafe_logging,
+            pt_stdout=out,
         )
     except OSError as exc:
         print(f"webtunnel-pt: cannot open log file: {exc}", file=sys.stderr)

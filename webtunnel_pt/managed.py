@@ -185,7 +185,7 @@ async def serve(
         out.write_line(pt_messages.cmethod_error(name, "no such method"))
     options = server_options or ServerOptions(
         dial=DialOptions(bind_v4=config.bind_v4, bind_v6=config.bind_v6, proxy=proxy),
-        half_closed_idle_s=half_closed_idle_s or HALF_CLOSED_IDLE_S,
+        half_closed_idle_s=HALF_CLOSED_IDLE_S if half_closed_idle_s is None else half_closed_idle_s,
     )
     servers: list[SocksServer] = []
     try:

@@ -9,6 +9,10 @@ The request is byte-for-byte what the official Go client writes (``webtunnel-wir
     Upgrade: websocket\\r\\n
     \\r\\n
 
+An IPv6 literal goes into ``Host`` in brackets (RFC 9110 §7.2, RFC 3986 §3.2.2); Go's
+``Request.Write`` would copy it bare, which front servers such as nginx misread as host
+``2001`` with a port.
+
 The answer must be ``HTTP/1.1 101`` with ``Upgrade: websocket`` and a ``Connection`` token list
 containing ``upgrade`` (both case-insensitive); ``100 Continue`` before it is skipped. From the
 end of that head on, the connection carries raw tunnel bytes: whatever arrived behind the head
@@ -53,6 +57,11 @@ def _short(text: str, limit: int = 120) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def host_header(host: str) -> str:
+    """The ``Host`` value for a server name: an IPv6 literal in brackets, anything else as is."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 class UpgradeClient:
     """One upgrade exchange: :meth:`data_to_send` first, then feed the response."""
 
@@ -66,7 +75,7 @@ class UpgradeClient:
                     method="GET",
                     target=target,
                     headers=[
-                        ("Host", host),
+                        ("Host", host_header(host)),
                         ("User-Agent", USER_AGENT),
                         ("Connection", "upgrade"),
                         ("Upgrade", "websocket"),

@@ -81,6 +81,26 @@ def test_request_with_escaped_path_and_servername():
     )
 
 
+@pytest.mark.parametrize(
+    ("host", "header"),
+    [
+        ("2001:db8::1", b"Host: [2001:db8::1]\r\n"),
+        ("::1", b"Host: [::1]\r\n"),
+        ("192.0.2.7", b"Host: 192.0.2.7\r\n"),
+        ("bridge.example", b"Host: bridge.example\r\n"),
+    ],
+)
+def test_host_header_brackets_ipv6_literals(host: str, header: bytes) -> None:
+    request = UpgradeClient(host, "/p").data_to_send()
+    assert request.split(b"\r\n")[1] + b"\r\n" == header
+    # an independent HTTP/1.1 server reads back the same authority
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(request)
+    event = server.next_event()
+    assert isinstance(event, h11.Request)
+    assert dict(event.headers)[b"host"] == header[6:-2]
+
+
 def test_request_target_must_start_with_slash():
     with pytest.raises(LocalProtocolError):
         UpgradeClient("h.example", "p")

@@ -1,0 +1,82 @@
+"""The command line: options, lyrebird's spellings, and what happens without the extras."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from webtunnel_pt import __version__, cli
+
+
+def parse(*words: str) -> cli.argparse.Namespace:
+    return cli.build_parser().parse_args(list(words))
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("-logLevel", "INFO", "-unsafeLogging", "-enableLogging"),
+        ("-logLevel=INFO", "-unsafeLogging", "-enableLogging"),
+        ("--log-level", "info", "--unsafe-logging", "--enable-logging"),
+    ],
+)
+def test_lyrebird_and_long_spellings_mean_the_same(words: tuple[str, ...]) -> None:
+    args = parse(*words)
+    assert (args.log_level, args.unsafe_logging, args.enable_logging) == ("info", True, True)
+
+
+@pytest.mark.parametrize("flag", ["--version", "-version"])
+def test_version(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse(flag)
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"webtunnel-pt {__version__}"
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "ten"])
+def test_half_close_idle_must_be_a_positive_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse("--half-close-idle", value)
+    assert stop.value.code == cli.EXIT_USAGE
+    assert "--half-close-idle" in capsys.readouterr().err
+
+
+def test_half_close_idle_accepts_fractions() -> None:
+    assert parse("--half-close-idle", "0.25").half_close_idle == 0.25
+
+
+def test_enable_logging_writes_into_the_state_directory(tmp_path: Path) -> None:
+    state = tmp_path / "pt_state"  # tor may not have created it yet
+    log_file = cli._log_file(parse("-enableLogging"), {"TOR_PT_STATE_LOCATION": str(state)})
+    assert log_file == str(state / cli.STATE_LOG_NAME)
+    assert state.is_dir()
+
+
+def test_log_file_wins_over_enable_logging(tmp_path: Path) -> None:
+    args = parse("-enableLogging", "--log-file", str(tmp_path / "mine.log"))
+    assert cli._log_file(args, {"TOR_PT_STATE_LOCATION": str(tmp_path)}) == str(
+        tmp_path / "mine.log"
+    )
+
+
+def test_without_enable_logging_the_log_goes_to_stderr(tmp_path: Path) -> None:
+    assert cli._log_file(parse(), {"TOR_PT_STATE_LOCATION": str(tmp_path)}) is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_probe_without_cryptography_says_which_extra_to_install() -> None:
+    """`pip install webtunnel-pt` (no extras) then `webtunnel-pt probe`: a sentence, not a
+    traceback."""
+    code = (
+        "import sys; sys.modules['cryptography'] = None;"  # as if it were not installed
+        "from webtunnel_pt import cli; sys.exit(cli.main(['probe', 'webtunnel 192.0.2.1:443']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == cli.EXIT_CONFIG
+    assert "pip install 'webtunnel-pt[builtin]'" in done.stderr
+    assert "Traceback" not in done.stderr
