@@ -11,7 +11,7 @@ system-deps:
 	@if command -v apt-get >/dev/null 2>&1; then \
 	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq tor nginx-light socat microsocks dante-server tinyproxy curl wget >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq make tor nginx-light socat microsocks dante-server tinyproxy curl wget >/dev/null; \
 	else echo "install tor and nginx with your package manager"; fi
 
 ## Install the package (editable) with its test and lint tools.

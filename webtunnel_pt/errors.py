@@ -76,7 +76,10 @@ class ProxyConfigError(ConfigError):
 
 
 class BridgeArgsError(WebtunnelError, ValueError):
-    """The bridge line's arguments are missing, malformed or contradictory."""
+    """The bridge line's arguments are missing, malformed or contradictory: a configuration
+    error only the user can fix, so tor logs it at ``error``."""
+
+    log_severity: LogSeverity = "error"
 
 
 class ProtocolError(WebtunnelError):

@@ -152,7 +152,7 @@ def test_upgrade_rejected_carries_status_and_reason():
         (LocalProtocolError("x"), "error"),
         (UpgradeError("x"), "warning"),
         (TlsError("x"), "warning"),
-        (BridgeArgsError("x"), "warning"),
+        (BridgeArgsError("x"), "error"),  # only the user can fix a bridge line
     ],
 )
 def test_severities(exc, severity):
