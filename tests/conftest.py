@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,8 +9,9 @@ import trustme
 
 from tests.support.certs import Pki, make_pki
 from tests.support.pt_process import PtProcess, tor_environment
-from tests.support.secrets import leaks
+from tests.support.secrets import SecretPathServer, leaks, record_output
 from tests.support.upgrade_server import ScriptedWebServer
+from webtunnel_pt.logs import LOGGER_NAME
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -20,6 +22,40 @@ def no_secrets_in_pt_logs() -> Iterator[None]:
     assert not found, "bridge secrets leaked into PT output: " + "; ".join(found[:5])
 
 
+class _RecordingHandler(logging.Handler):
+    """Keeps every record it is handed, formatted as a library user's handler would show it
+    (traceback included): in-process code has no redacting filter between it and the user."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(self.format(record))
+
+
+@pytest.fixture(autouse=True)
+def record_in_process_logs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """What ``webtunnel_pt`` (and asyncio on its behalf) logs inside the pytest process, at
+    DEBUG, goes to the store the session-end secrets check reads."""
+    handler = _RecordingHandler()
+    ours = logging.getLogger(LOGGER_NAME)
+    asyncio_logger = logging.getLogger("asyncio")
+    level = ours.level
+    ours.setLevel(logging.DEBUG)
+    ours.addHandler(handler)
+    asyncio_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        asyncio_logger.removeHandler(handler)
+        ours.removeHandler(handler)
+        ours.setLevel(level)
+        if handler.texts:
+            record_output(f"in-process logs of {request.node.nodeid}", "\n".join(handler.texts))
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
@@ -27,7 +63,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="session")
 def tls_server(pki: Pki) -> Iterator[ScriptedWebServer]:
-    server = ScriptedWebServer(pki.server_context)
+    server = SecretPathServer(pki.server_context)
     server.start()
     yield server
     server.stop()
@@ -35,7 +71,7 @@ def tls_server(pki: Pki) -> Iterator[ScriptedWebServer]:
 
 @pytest.fixture(scope="session")
 def plain_server() -> Iterator[ScriptedWebServer]:
-    server = ScriptedWebServer(None)
+    server = SecretPathServer(None)
     server.start()
     yield server
     server.stop()
@@ -49,7 +85,7 @@ def untrusted_server() -> Iterator[ScriptedWebServer]:
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     other_ca.issue_cert("bridge.test", "127.0.0.1").configure_cert(ctx)
-    server = ScriptedWebServer(ctx)
+    server = SecretPathServer(ctx)
     server.start()
     yield server
     server.stop()

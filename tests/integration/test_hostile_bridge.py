@@ -10,6 +10,7 @@ import pytest
 from tests.support.certs import Pki, bad_certificate_context
 from tests.support.pt_process import PtProcess
 from tests.support.raw_server import RawServer, read_head, reset
+from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import SWITCHING, ScriptedWebServer
 
@@ -17,8 +18,15 @@ from tests.support.upgrade_server import SWITCHING, ScriptedWebServer
 TLS_ALERT_HANDSHAKE_FAILURE = bytes([21, 3, 3, 0, 2, 2, 40])
 
 
+def bridge_url(
+    server: RawServer | ScriptedWebServer, path: str = "/", scheme: str = "https"
+) -> str:
+    """The bridge URL of ``path`` on ``server``, behind a fresh secret path segment."""
+    return f"{scheme}://127.0.0.1:{server.port}{secret_path(path)}"
+
+
 def assert_still_serving(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
-    rep, sock = socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:{tls_server.port}/echo"})
+    rep, sock = socks_connect(pt.socks_port(), {"url": bridge_url(tls_server, "/echo")})
     assert rep == 0
     with sock:
         sock.sendall(b"ok?")
@@ -32,7 +40,7 @@ def test_tls_alert_mid_handshake(pt: PtProcess, tls_server: ScriptedWebServer) -
         conn.close()
 
     with RawServer(alert) as server:
-        rep, _ = socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:{server.port}/x"})
+        rep, _ = socks_connect(pt.socks_port(), {"url": bridge_url(server)})
     assert rep == 1
     pt.wait_for_log("HANDSHAKE_FAILURE")
     assert_still_serving(pt, tls_server)
@@ -40,16 +48,14 @@ def test_tls_alert_mid_handshake(pt: PtProcess, tls_server: ScriptedWebServer) -
 
 def test_tcp_closed_right_after_accept(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
     with RawServer(lambda conn: conn.close()) as server:
-        rep, _ = socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:{server.port}/x"})
+        rep, _ = socks_connect(pt.socks_port(), {"url": bridge_url(server)})
     assert rep == 1
     pt.wait_for_log("TLS handshake with 127.0.0.1 failed")
     assert_still_serving(pt, tls_server)
 
 
 def test_bridge_closes_right_after_101(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
-    rep, sock = socks_connect(
-        pt.socks_port(), {"url": f"https://127.0.0.1:{tls_server.port}/close-after-101"}
-    )
+    rep, sock = socks_connect(pt.socks_port(), {"url": bridge_url(tls_server, "/close-after-101")})
     assert rep == 0
     with sock:
         assert sock.recv(100) == b""
@@ -64,7 +70,7 @@ def test_bridge_resets_mid_stream(pt: PtProcess, tls_server: ScriptedWebServer) 
         reset(conn)
 
     with RawServer(upgrade_then_reset) as server:
-        rep, sock = socks_connect(pt.socks_port(), {"url": f"http://127.0.0.1:{server.port}/x"})
+        rep, sock = socks_connect(pt.socks_port(), {"url": bridge_url(server, scheme="http")})
         assert rep == 0
         with sock:
             assert recv_exactly(sock, 7) == b"partial"
@@ -81,7 +87,7 @@ def test_plain_http_server_speaking_tls_garbage(
     pt: PtProcess, tls_server: ScriptedWebServer
 ) -> None:
     """http:// to a TLS port: the server's TLS alert is not an HTTP response."""
-    rep, _ = socks_connect(pt.socks_port(), {"url": f"http://127.0.0.1:{tls_server.port}/echo"})
+    rep, _ = socks_connect(pt.socks_port(), {"url": bridge_url(tls_server, "/echo", "http")})
     assert rep == 1
     pt.wait_for_log("invalid HTTP response")
     assert_still_serving(pt, tls_server)
@@ -91,12 +97,12 @@ def test_invalid_credentials_never_dial_out(pt: PtProcess) -> None:
     accepted: list[int] = []
     with RawServer(lambda conn: accepted.append(1)) as server:
         for bad in (
-            f"url=https://127.0.0.1:{server.port}/x;",
-            f"url=https://127.0.0.1:{server.port}/x\\",
+            f"url={bridge_url(server)};",
+            f"url={bridge_url(server)}\\",
         ):
             rep, _ = socks_connect(pt.socks_port(), bad)
             assert rep == -1
-        rep, _ = socks_connect(pt.socks_port(), {"url": f"ftp://127.0.0.1:{server.port}/x"})
+        rep, _ = socks_connect(pt.socks_port(), {"url": bridge_url(server, scheme="ftp")})
         assert rep == 1
         pt.wait_for_log("url= must start with https:// or http://")
     assert server.accepted == 0
@@ -112,10 +118,10 @@ def test_invalid_credentials_never_dial_out(pt: PtProcess) -> None:
 def test_bad_certificates_through_the_pt(
     pt: PtProcess, pki: Pki, tls_server: ScriptedWebServer, kind: str, reason: str
 ) -> None:
-    server = ScriptedWebServer(bad_certificate_context(pki, kind))
+    server = SecretPathServer(bad_certificate_context(pki, kind))
     server.start()
     try:
-        rep, _ = socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:{server.port}/echo"})
+        rep, _ = socks_connect(pt.socks_port(), {"url": bridge_url(server, "/echo")})
         assert rep == 1
         pt.wait_for_log(reason)
         assert server.request_heads == []  # fail closed: nothing sent to an unverified server
@@ -129,9 +135,7 @@ def test_tor_resetting_during_a_flood_ends_quietly(
 ) -> None:
     """tor vanishes (RST) while the bridge floods: the tunnel ends with one log line, not one
     asyncio complaint per chunk that was still arriving."""
-    rep, sock = socks_connect(
-        pt.socks_port(), {"url": f"https://127.0.0.1:{tls_server.port}/flood"}
-    )
+    rep, sock = socks_connect(pt.socks_port(), {"url": bridge_url(tls_server, "/flood")})
     assert rep == 0
     recv_exactly(sock, 256 * 1024)
     before = len(pt.lines)

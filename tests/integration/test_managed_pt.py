@@ -15,17 +15,15 @@ import time
 import pytest
 
 from tests.support.pt_process import PtProcess, tor_environment
-from tests.support.secrets import register_secret
+from tests.support.secrets import new_secret, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import EARLY_PAYLOAD, TALK_BYTES, ScriptedWebServer, pattern
 from webtunnel_pt.pt_args import encode_socks_credentials, escape_args
 
-SECRET = "s3cr3tPathXq7Lk"
-register_secret(SECRET)
-
 
 def url(server: ScriptedWebServer, path: str, scheme: str = "https") -> str:
-    return f"{scheme}://127.0.0.1:{server.port}{path}"
+    """The bridge URL of ``path`` on ``server``, behind a fresh secret path segment."""
+    return f"{scheme}://127.0.0.1:{server.port}{secret_path(path)}"
 
 
 def echo_roundtrip(sock: socket.socket, payload: bytes) -> bytes:
@@ -42,8 +40,9 @@ def test_startup_lines_follow_the_protocol(pt: PtProcess) -> None:
 
 
 def test_echo_through_tls_upgrade(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
+    path = f"/echo-{new_secret()}"  # the server routes any /echo* to the echo
     rep, sock = socks_connect(
-        pt.socks_port(), {"url": url(tls_server, f"/echo-{SECRET}"), "ver": "0.0.3"}
+        pt.socks_port(), {"url": f"https://127.0.0.1:{tls_server.port}{path}", "ver": "0.0.3"}
     )
     assert rep == 0
     with sock:
@@ -52,7 +51,7 @@ def test_echo_through_tls_upgrade(pt: PtProcess, tls_server: ScriptedWebServer) 
     assert (
         head
         == (
-            f"GET /echo-{SECRET} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\n"
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: Go-http-client/1.1\r\n"
             "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
         ).encode()
     )
@@ -154,9 +153,7 @@ REFUSALS = [
 def test_refused_upgrade_gets_socks_reply_and_log(
     pt: PtProcess, tls_server: ScriptedWebServer, path: str, reply: int, reason: str
 ) -> None:
-    rep, _ = socks_connect(
-        pt.socks_port(), {"url": url(tls_server, path + "-" + SECRET if path == "/x" else path)}
-    )
+    rep, _ = socks_connect(pt.socks_port(), {"url": url(tls_server, path)})
     assert rep == reply
     pt.wait_for_log(reason)
     # The PT keeps serving.
@@ -169,7 +166,7 @@ def test_refused_upgrade_gets_socks_reply_and_log(
 def test_untrusted_certificate_is_refused(
     pt: PtProcess, untrusted_server: ScriptedWebServer
 ) -> None:
-    rep, _ = socks_connect(pt.socks_port(), {"url": url(untrusted_server, f"/echo-{SECRET}")})
+    rep, _ = socks_connect(pt.socks_port(), {"url": url(untrusted_server, "/echo")})
     assert rep == 1
     pt.wait_for_log("certificate")
     assert untrusted_server.request_heads == []  # nothing was sent to an unverified server
@@ -177,7 +174,7 @@ def test_untrusted_certificate_is_refused(
 
 def test_wrong_hostname_is_refused(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
     args = {
-        "url": f"https://wrong.test:{tls_server.port}/echo",
+        "url": f"https://wrong.test:{tls_server.port}{secret_path('/echo')}",
         "addr": f"127.0.0.1:{tls_server.port}",
     }
     rep, _ = socks_connect(pt.socks_port(), args)
@@ -187,7 +184,7 @@ def test_wrong_hostname_is_refused(pt: PtProcess, tls_server: ScriptedWebServer)
 
 def test_servername_and_addr(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
     args = {
-        "url": f"https://bridge.test:{tls_server.port}/echo",
+        "url": f"https://bridge.test:{tls_server.port}{secret_path('/echo')}",
         "addr": f"127.0.0.1:{tls_server.port}",
         "servername": "bridge.test",
     }
@@ -202,7 +199,7 @@ def test_connection_refused_maps_to_reply_5(pt: PtProcess) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # bound, not listening: connections are refused
-        rep, _ = socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:{port}/x"})
+        rep, _ = socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:{port}{secret_path()}"})
     assert rep == 5
     pt.wait_for_log("Connection refused")
 
@@ -211,44 +208,105 @@ def test_missing_url_and_bad_escapes(pt: PtProcess) -> None:
     rep, _ = socks_connect(pt.socks_port(), {"ver": "0.0.3"})
     assert rep == 1
     pt.wait_for_log("no url=")
-    rep, _ = socks_connect(pt.socks_port(), "url=https://a.example/p;")  # trailing ';'
+    bad = f"url=https://a.example{secret_path()};"  # trailing ';'
+    rep, _ = socks_connect(pt.socks_port(), bad)
     assert rep == -1  # refused at the RFC 1929 step
     rep, _ = socks_connect(pt.socks_port(), None)  # no arguments at all
     assert rep == 1
 
 
 def test_secrets_never_logged(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
-    for path in (f"/status/404?{SECRET}", f"/echo-{SECRET}"):
-        _, sock = socks_connect(pt.socks_port(), {"url": url(tls_server, path)})
+    """The secret as a path segment, a path suffix and a query; answered, refused and
+    unreachable. (The session-end check covers every other PT run too.)"""
+    secret = new_secret()
+    base = f"https://127.0.0.1:{tls_server.port}"
+    for bridge in (
+        f"{base}/{secret}/status/404",  # the server drops a registered leading segment
+        f"{base}/status/404?{secret}",
+        f"{base}/echo-{secret}",
+    ):
+        _, sock = socks_connect(pt.socks_port(), {"url": bridge})
         sock.close()
-    socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:1/{SECRET}"})
+    socks_connect(pt.socks_port(), {"url": f"https://127.0.0.1:1/{secret}"})
     pt.wait_for_log("127.0.0.1:1")
-    assert SECRET not in pt.all_output()
+    assert secret not in pt.all_output()
 
 
-@pytest.mark.parametrize("how", ["stdin", "sigterm"])
+STOP_REQUESTS = {
+    # how: (what the test does, the reason the PT logs as "stopping: <reason>")
+    "stdin": (lambda proc: proc.close_stdin(), "stdin closed"),
+    "sigterm": (lambda proc: proc.proc.send_signal(signal.SIGTERM), "SIGTERM"),
+    "sigint": (lambda proc: proc.proc.send_signal(signal.SIGINT), "SIGINT"),
+}
+
+
+def open_echo_tunnel(proc: PtProcess, server: ScriptedWebServer) -> socket.socket:
+    rep, sock = socks_connect(proc.socks_port(), {"url": url(server, "/echo")})
+    assert rep == 0
+    assert echo_roundtrip(sock, b"x") == b"x"
+    return sock
+
+
+@pytest.mark.parametrize("how", list(STOP_REQUESTS))
 def test_shutdown_with_a_live_tunnel(
     pki, tls_server: ScriptedWebServer, tmp_path, how: str
 ) -> None:
-    proc = PtProcess(tor_environment(tmp_path, SSL_CERT_FILE=str(pki.ca_file)))
+    """Each of tor's stop requests: exit 0, every live tunnel closed (tor sees EOF)."""
+    request, reason = STOP_REQUESTS[how]
+    proc = PtProcess(
+        tor_environment(tmp_path, SSL_CERT_FILE=str(pki.ca_file)), ["--log-level", "info"]
+    )
     try:
-        rep, sock = socks_connect(proc.socks_port(), {"url": url(tls_server, "/echo")})
-        assert rep == 0
-        assert echo_roundtrip(sock, b"x") == b"x"
+        tunnels = [open_echo_tunnel(proc, tls_server) for _ in range(2)]
         started = time.monotonic()
-        if how == "stdin":
-            proc.close_stdin()
-        else:
-            proc.proc.send_signal(signal.SIGTERM)
+        request(proc)
         code = proc.proc.wait(timeout=10)
         elapsed = time.monotonic() - started
         assert code == 0
-        assert sock.recv(100) == b""  # the PT closed the tunnel on its way out
-        sock.close()
+        for sock in tunnels:
+            with sock:
+                assert sock.recv(100) == b""  # the PT closed the tunnel on its way out
     finally:
         proc.stop()
+    proc.wait_for_log(f"stopping: {reason}")
     assert b"Traceback" not in proc.stderr
     print(f"shutdown via {how} took {elapsed * 1000:.0f} ms")
+
+
+@pytest.mark.parametrize("setting", [None, "0", "1"])
+def test_stdin_eof_stops_the_pt_only_when_asked(
+    pki, tls_server: ScriptedWebServer, tmp_path, setting: str | None
+) -> None:
+    """pt-spec §3.4: EOF on stdin is a stop request only with TOR_PT_EXIT_ON_STDIN_CLOSE=1;
+    otherwise the PT goes on serving until a signal stops it."""
+    env = tor_environment(tmp_path, SSL_CERT_FILE=str(pki.ca_file))
+    del env["TOR_PT_EXIT_ON_STDIN_CLOSE"]
+    if setting is not None:
+        env["TOR_PT_EXIT_ON_STDIN_CLOSE"] = setting
+    proc = PtProcess(env, ["--log-level", "info"])
+    try:
+        live = open_echo_tunnel(proc, tls_server)
+        proc.close_stdin()
+        if setting == "1":
+            assert proc.proc.wait(timeout=10) == 0
+            with live:
+                assert live.recv(100) == b""
+            reason = "stdin closed"
+        else:
+            # A whole new tunnel (TCP, TLS, upgrade: many loop turns after the EOF arrived)
+            # and the old one both still work, and the PT is still there.
+            with open_echo_tunnel(proc, tls_server) as fresh:
+                assert echo_roundtrip(fresh, b"after EOF") == b"after EOF"
+            with live:
+                assert echo_roundtrip(live, b"old tunnel") == b"old tunnel"
+            assert proc.proc.poll() is None
+            proc.proc.send_signal(signal.SIGTERM)
+            assert proc.proc.wait(timeout=10) == 0
+            reason = "SIGTERM"  # the first stop request the PT saw
+    finally:
+        proc.stop()
+    proc.wait_for_log(f"stopping: {reason}")
+    assert b"Traceback" not in proc.stderr
 
 
 def test_env_errors_exit_1(tmp_path) -> None:
@@ -330,7 +388,7 @@ def test_shutdown_does_not_wait_for_a_hanging_dns_lookup(
         try:
             port = proc.socks_port()
             with socket.create_connection(("127.0.0.1", port), timeout=15) as tor:
-                tor.sendall(socks_request_bytes({"url": f"https://stuck-dns.test/{SECRET}"}))
+                tor.sendall(socks_request_bytes({"url": f"https://stuck-dns.test{secret_path()}"}))
                 lookup, _ = lookups.accept()  # the PT is now inside getaddrinfo
                 with lookup:
                     started = time.monotonic()

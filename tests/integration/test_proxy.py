@@ -29,6 +29,7 @@ import pytest
 
 from tests.support.certs import Pki
 from tests.support.pt_process import PtProcess, tor_environment
+from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import ScriptedWebServer
 from webtunnel_pt.bridge import bridge_config_from_args
@@ -223,7 +224,8 @@ def test_bad_proxy_uri_is_a_proxy_error(uri: str, reason: str, tmp_path: Path) -
 
 
 def url(server: ScriptedWebServer, host: str = "127.0.0.1", port: int | None = None) -> str:
-    return f"https://{host}:{server.port if port is None else port}/echo"
+    """The echo bridge URL on ``server``, behind a fresh secret path segment."""
+    return f"https://{host}:{server.port if port is None else port}{secret_path('/echo')}"
 
 
 def checked_echo(pt: PtProcess, bridge_url: str, size: int = 512 * 1024) -> None:
@@ -266,12 +268,14 @@ def test_microsocks_resolves_the_bridge_host_name(
     microsocks: ProxyServer, pki: Pki, start_pt: Callable[[str], PtProcess]
 ) -> None:
     """The URL host goes to the proxy as a name; microsocks resolves ``localhost`` itself."""
-    server = ScriptedWebServer(pki.server_context_for("localhost"))
+    server = SecretPathServer(pki.server_context_for("localhost"))
     server.start()
     try:
         pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
-        checked_echo(pt, url(server, host="localhost"), size=4096)
-        assert server.request_heads[-1].startswith(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n")
+        path = secret_path("/echo")
+        checked_echo(pt, f"https://localhost:{server.port}{path}", size=4096)
+        expected = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
+        assert server.request_heads[-1].startswith(expected)
     finally:
         server.stop()
 
@@ -308,7 +312,7 @@ def test_target_refused_through_socks5(
     microsocks: ProxyServer, closed_port: int, start_pt: Callable[[str], PtProcess]
 ) -> None:
     pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
-    bridge = f"https://127.0.0.1:{closed_port}/echo"
+    bridge = f"https://127.0.0.1:{closed_port}{secret_path()}"
     refused(pt, bridge, SocksReply.CONNECTION_REFUSED, "connection refused (SOCKS5 reply 0x05)")
 
 
@@ -338,7 +342,7 @@ def test_danted_socks5(
 def test_danted_socks5_resolves_the_bridge_host_name(
     danted: ProxyServer, pki: Pki, start_pt: Callable[[str], PtProcess]
 ) -> None:
-    server = ScriptedWebServer(pki.server_context_for("localhost"))
+    server = SecretPathServer(pki.server_context_for("localhost"))
     server.start()
     try:
         pt = start_pt(f"socks5://127.0.0.1:{danted.port}")
@@ -402,7 +406,7 @@ def test_tinyproxy_forbidden_port_and_refused_target(
     # Not a ConnectPort: the proxy's rules forbid it.
     refused(pt, url(plain_server), SocksReply.NOT_ALLOWED, "HTTP 403")
     # Allowed, but nothing listens: tinyproxy answers 500 "Unable to connect".
-    bridge = f"https://127.0.0.1:{closed_port}/echo"
+    bridge = f"https://127.0.0.1:{closed_port}{secret_path()}"
     refused(pt, bridge, SocksReply.GENERAL_FAILURE, "HTTP 500 Unable to connect")
 
 
@@ -489,7 +493,7 @@ def test_bridge_host_name_is_sent_to_the_proxy(
     """``bridge.test`` does not resolve here; the tunnel works because only the proxy sees it,
     as a SOCKS5 domain name (ATYP 03)."""
     pt = start_pt(f"socks5://127.0.0.1:{recording_proxy.port}")
-    checked_echo(pt, f"https://bridge.test:{tls_server.port}/echo")
+    checked_echo(pt, f"https://bridge.test:{tls_server.port}{secret_path('/echo')}")
     assert recording_proxy.requests == [(3, b"bridge.test", tls_server.port)]
 
 
@@ -501,7 +505,10 @@ def test_addr_literal_is_sent_as_an_address(
     pt = start_pt(f"socks5://127.0.0.1:{recording_proxy.port}")
     rep, sock = socks_connect(
         pt.socks_port(),
-        {"url": "https://bridge.test/echo", "addr": f"127.0.0.1:{tls_server.port}"},
+        {
+            "url": f"https://bridge.test{secret_path('/echo')}",
+            "addr": f"127.0.0.1:{tls_server.port}",
+        },
     )
     sock.close()
     assert rep == 0
@@ -521,7 +528,7 @@ def test_dial_through_proxy_never_resolves_locally(
 
     async def main() -> bytes:
         config = bridge_config_from_args(
-            BridgeArgs([("url", f"http://bridge.test:{plain_server.port}/echo")])
+            BridgeArgs([("url", f"http://bridge.test:{plain_server.port}{secret_path('/echo')}")])
         )
         options = DialOptions(
             resolver=resolver, proxy=parse_proxy_uri(f"socks5://127.0.0.1:{recording_proxy.port}")

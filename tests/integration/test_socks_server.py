@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.certs import Pki, bad_certificate_context
+from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.upgrade_server import EARLY_PAYLOAD, ScriptedWebServer
 from webtunnel_pt import open_tunnel, open_webtunnel, tls_profiles
 from webtunnel_pt.dial import DialOptions
@@ -75,22 +76,27 @@ async def with_server(
 
 
 def short_url(server: ScriptedWebServer, path: str) -> dict[str, str]:
-    return {"url": f"https://127.0.0.1:{server.port}{path}"}
+    """Bridge arguments for ``path`` on ``server``, behind a fresh secret path segment."""
+    return {"url": f"https://127.0.0.1:{server.port}{secret_path(path)}"}
 
 
 @pytest.mark.parametrize("path", ["/silent", "/drip"])
 def test_server_that_never_finishes_the_head_times_out(
     tls_server: ScriptedWebServer, path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    args = short_url(tls_server, path)
+
     async def body(server: SocksServer, port: int) -> int:
-        rep, _, writer = await socks_request(port, short_url(tls_server, path))
+        rep, _, writer = await socks_request(port, args)
         writer.close()
         return rep
 
-    with caplog.at_level(logging.WARNING, logger="webtunnel_pt"):
+    with caplog.at_level(logging.DEBUG, logger="webtunnel_pt"):
         assert run(with_server(body)) == SocksReply.TTL_EXPIRED
     assert "bridge dial timed out after 2 s during upgrade" in caplog.text
+    secret_segment = args["url"].split("/")[3]
     assert path not in caplog.text
+    assert secret_segment not in caplog.text
 
 
 def test_tcp_accepted_then_silence_hits_the_tls_deadline() -> None:
@@ -105,7 +111,9 @@ def test_tcp_accepted_then_silence_hits_the_tls_deadline() -> None:
         mute_port = mute_server.sockets[0].getsockname()[1]
         try:
             with pytest.raises(HandshakeTimeout, match="TLS handshake"):
-                await open_webtunnel({"url": f"https://127.0.0.1:{mute_port}/p"}, timeout=1.0)
+                await open_webtunnel(
+                    {"url": f"https://127.0.0.1:{mute_port}{secret_path()}"}, timeout=1.0
+                )
         finally:
             for writer in accepted:
                 writer.close()
@@ -182,7 +190,8 @@ def test_dns_answers_with_only_private_addresses_are_refused() -> None:
     async def main() -> None:
         with pytest.raises(BridgeUnreachable, match="no usable public address") as info:
             await open_tunnel(
-                {"url": "https://bridge.example.com/p"}, DialOptions(resolver=resolver, timeout_s=2)
+                {"url": f"https://bridge.example.com{secret_path()}"},
+                DialOptions(resolver=resolver, timeout_s=2),
             )
         assert info.value.socks_reply == SocksReply.HOST_UNREACHABLE
 
@@ -195,7 +204,9 @@ def test_dns_failure_is_host_unreachable() -> None:
 
     async def main() -> None:
         with pytest.raises(BridgeUnreachable, match="could not resolve") as info:
-            await open_tunnel({"url": "https://nx.example/p"}, DialOptions(resolver=resolver))
+            await open_tunnel(
+                {"url": f"https://nx.example{secret_path()}"}, DialOptions(resolver=resolver)
+            )
         assert info.value.socks_reply == SocksReply.HOST_UNREACHABLE
 
     run(main())
@@ -206,7 +217,10 @@ def test_dns_public_address_first_private_skipped(tls_server: ScriptedWebServer)
 
     async def main() -> bytes:
         tunnel = await open_tunnel(
-            {"url": "https://bridge.test/early", "addr": f"127.0.0.1:{tls_server.port}"}
+            {
+                "url": f"https://bridge.test{secret_path('/early')}",
+                "addr": f"127.0.0.1:{tls_server.port}",
+            }
         )
         data = await tunnel.reader.readexactly(len(EARLY_PAYLOAD))
         assert tunnel.report.tls_version in ("TLSv1.2", "TLSv1.3")
@@ -219,13 +233,13 @@ def test_dns_public_address_first_private_skipped(tls_server: ScriptedWebServer)
 
 @pytest.mark.parametrize("kind", ["expired", "self-signed"])
 def test_bad_certificates_fail_closed(pki: Pki, kind: str) -> None:
-    server = ScriptedWebServer(bad_certificate_context(pki, kind))
+    server = SecretPathServer(bad_certificate_context(pki, kind))
     server.start()
     try:
 
         async def main() -> None:
             with pytest.raises(TlsError, match="not accepted"):
-                await open_webtunnel({"url": f"https://127.0.0.1:{server.port}/echo"})
+                await open_webtunnel({"url": f"https://127.0.0.1:{server.port}{secret_path()}"})
 
         run(main())
         assert server.request_heads == []
@@ -242,7 +256,7 @@ def test_cert_pin_replaces_ca_validation(pki: Pki) -> None:
     leaf = ca.issue_cert("127.0.0.1")
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     leaf.configure_cert(ctx)
-    server = ScriptedWebServer(ctx)
+    server = SecretPathServer(ctx)
     server.start()
     chain = [ssl.PEM_cert_to_DER_cert(blob.bytes().decode()) for blob in leaf.cert_chain_pems]
     good = __import__("base64").b64encode(chain_pin(chain)).decode()
@@ -251,13 +265,15 @@ def test_cert_pin_replaces_ca_validation(pki: Pki) -> None:
 
         async def main() -> None:
             reader, writer = await open_webtunnel(
-                {"url": f"https://127.0.0.1:{server.port}/echo", "cert": good}
+                {"url": f"https://127.0.0.1:{server.port}{secret_path('/echo')}", "cert": good}
             )
             writer.write(b"pinned")
             assert await reader.readexactly(6) == b"pinned"
             writer.close()
             with pytest.raises(TlsError, match="does not match the cert= pin"):
-                await open_webtunnel({"url": f"https://127.0.0.1:{server.port}/echo", "cert": bad})
+                await open_webtunnel(
+                    {"url": f"https://127.0.0.1:{server.port}{secret_path()}", "cert": bad}
+                )
 
         run(main())
     finally:
@@ -269,7 +285,7 @@ def test_library_rejects_bad_bridge_lines_before_connecting() -> None:
         with pytest.raises(BridgeArgsError):
             await open_webtunnel("webtunnel 192.0.2.1:443 ver=0.0.3")
         with pytest.raises(BridgeArgsError):
-            await open_webtunnel({"url": "ftp://example.com/x"})
+            await open_webtunnel({"url": f"ftp://example.com{secret_path()}"})
 
     run(main())
 
@@ -278,7 +294,8 @@ def test_library_refusal_carries_the_status(tls_server: ScriptedWebServer) -> No
     async def main() -> None:
         with pytest.raises(UpgradeRejected) as info:
             await open_webtunnel(
-                f"Bridge webtunnel 192.0.2.1:443 url=https://127.0.0.1:{tls_server.port}/status/403"
+                f"Bridge webtunnel 192.0.2.1:443 "
+                f"url=https://127.0.0.1:{tls_server.port}{secret_path('/status/403')}"
             )
         assert info.value.status == 403
 
@@ -292,7 +309,10 @@ def test_addr_given_by_name_is_resolved_and_tried_in_order(tls_server: ScriptedW
 
     async def main() -> bytes:
         tunnel = await open_tunnel(
-            {"url": "https://bridge.test/early", "addr": f"localhost:{tls_server.port}"}
+            {
+                "url": f"https://bridge.test{secret_path('/early')}",
+                "addr": f"localhost:{tls_server.port}",
+            }
         )
         data = await tunnel.reader.readexactly(len(EARLY_PAYLOAD))
         assert tunnel.report.peer == f"127.0.0.1:{tls_server.port}"
@@ -309,7 +329,7 @@ def test_unresolvable_ipv6_zone_is_named_in_the_error() -> None:
     async def main() -> None:
         with pytest.raises(BridgeUnreachable) as info:
             await open_tunnel(
-                {"url": "https://bridge.test/p", "addr": "[fe80::1%nosuchif0]:443"},
+                {"url": f"https://bridge.test{secret_path()}", "addr": "[fe80::1%nosuchif0]:443"},
                 DialOptions(timeout_s=5),
             )
         assert "Unknown error" not in str(info.value)
