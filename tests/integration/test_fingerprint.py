@@ -26,6 +26,7 @@ from cryptography.hazmat.bindings.openssl.binding import Binding
 from tests.support.clienthello import GREASE, HelloRecorder, describe, diff, ja3, ja4
 from tests.support.pt_process import PtProcess
 from tests.support.record_hellos import load, record_curl, record_pt
+from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import ScriptedWebServer
 from webtunnel_pt.dial import chain_pin
@@ -126,7 +127,8 @@ PROFILES = ["none", "hellochrome_auto", "HelloFirefox_Auto", "hellofirefox_102",
 
 
 def _url(server: ScriptedWebServer, path: str) -> str:
-    return f"https://127.0.0.1:{server.port}{path}"
+    """A URL behind a registered secret segment, which the session check looks for."""
+    return f"https://127.0.0.1:{server.port}{secret_path(path)}"
 
 
 @pytest.mark.parametrize(
@@ -170,7 +172,7 @@ def test_profile_checks_the_host_name(
     pt: PtProcess, tls_server: ScriptedWebServer, utls: str
 ) -> None:
     args = {
-        "url": f"https://wrong.test:{tls_server.port}/echo",
+        "url": f"https://wrong.test:{tls_server.port}{secret_path('/echo')}",
         "addr": f"127.0.0.1:{tls_server.port}",
         "utls": utls,
     }
@@ -197,7 +199,7 @@ def self_signed_server() -> Iterator[ScriptedWebServer]:
     requests it gets do not show up in the shared ``untrusted_server``."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     trustme.CA().issue_cert("127.0.0.1").configure_cert(ctx)
-    server = ScriptedWebServer(ctx)
+    server = SecretPathServer(ctx)
     server.start()
     yield server
     server.stop()
