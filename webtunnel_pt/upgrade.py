@@ -85,6 +85,7 @@ class UpgradeClient:
             or b""
         )
         self._informational = 0
+        self._received = 0
         self._result: UpgradeAccepted | None = None
 
     def data_to_send(self) -> bytes:
@@ -94,6 +95,7 @@ class UpgradeClient:
     def receive_data(self, data: bytes) -> None:
         if self._result is not None:
             raise LocalProtocolError("upgrade is complete; data belongs to the tunnel")
+        self._received += len(data)
         self._conn.receive_data(data)
 
     def receive_eof(self) -> None:
@@ -114,6 +116,7 @@ class UpgradeClient:
                 raise UpgradeError(f"invalid HTTP response: {_short(str(exc))}") from exc
             if event is h11.NEED_DATA:
                 return None
+            self._check_head_size()
             if isinstance(event, h11.ConnectionClosed):
                 raise UpgradeError("connection closed before the response head ended")
             if isinstance(event, h11.InformationalResponse):
@@ -126,6 +129,13 @@ class UpgradeClient:
             if isinstance(event, h11.Response):
                 raise UpgradeRejected(event.status_code, event.reason.decode("latin-1"))
             raise UpgradeError(f"unexpected HTTP event {type(event).__name__}")
+
+    def _check_head_size(self) -> None:
+        """h11 bounds a head only while it is incomplete; one that arrived whole in a single
+        chunk is measured here: everything parsed so far, i.e. received minus still buffered."""
+        parsed = self._received - len(self._conn.trailing_data[0])
+        if parsed > MAX_RESPONSE_HEAD_BYTES:
+            raise UpgradeError(f"response head exceeds {MAX_RESPONSE_HEAD_BYTES} bytes")
 
     def _accept(self, event: h11.InformationalResponse) -> UpgradeAccepted:
         reason = event.reason.decode("latin-1")

@@ -223,6 +223,18 @@ def test_head_larger_than_limit():
     rejected(head, UpgradeError)
 
 
+@pytest.mark.parametrize("status", [b"101 Switching Protocols", b"404 Not Found"])
+def test_a_complete_head_over_the_limit_in_one_chunk_is_refused(status):
+    """h11 bounds only incomplete heads; a whole oversized head arriving at once is refused
+    too, whatever it says."""
+    big = b"X-Big: " + b"a" * MAX_RESPONSE_HEAD_BYTES + b"\r\n"
+    head = b"HTTP/1.1 " + status + b"\r\nConnection: upgrade\r\nUpgrade: websocket\r\n" + big
+    client = UpgradeClient("h.example", "/p")
+    client.receive_data(head + b"\r\n")
+    with pytest.raises(UpgradeError, match="exceeds"):
+        client.next_event()
+
+
 def test_too_many_informational_responses():
     rejected(b"HTTP/1.1 100 Continue\r\n\r\n" * 10 + GO_101, UpgradeError)
 
