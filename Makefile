@@ -6,13 +6,10 @@ PIP ?= $(PYTHON) -m pip
 .PHONY: install deps system-deps test unit integration e2e stress fuzz lint demo clean bench binary binary-onedir
 
 ## System packages the tests use: tor and nginx (Debian), socat for benchmarks,
-## microsocks, dante-server and tinyproxy as upstream proxies (TOR_PT_PROXY tests).
+## microsocks, dante-server, tinyproxy and OpenSSH (ssh -D to a private sshd) as upstream
+## proxies (TOR_PT_PROXY tests).
 system-deps:
-	@if command -v apt-get >/dev/null 2>&1; then \
-	  SUDO=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq make tor nginx-light socat microsocks dante-server tinyproxy curl wget >/dev/null; \
-	else echo "install tor and nginx with your package manager"; fi
+	@bash tools/system-deps.sh
 
 ## Install the package (editable) with its test and lint tools.
 install:

@@ -1,13 +1,15 @@
 """TOR_PT_PROXY against real proxy servers from Debian, each started here on 127.0.0.1 with its
 own configuration in a temporary directory: microsocks (SOCKS5, with and without RFC 1929
-auth), Dante's danted (SOCKS5 and SOCKS4), tinyproxy (HTTP CONNECT with Basic auth). Each
-success case carries a full tunnel (PT subprocess → proxy → TLS → upgrade → echo) with
-checked data; each failure case checks the SOCKS reply tor gets and the PT's LOG line.
+auth), Dante's danted (SOCKS5 and SOCKS4), OpenSSH's dynamic forwarding ``ssh -D`` to a
+private ``sshd`` (SOCKS4a and SOCKS5), tinyproxy (HTTP CONNECT with Basic auth). Each success
+case carries a full tunnel (PT subprocess → proxy → TLS → upgrade → echo) with checked data;
+each failure case checks the SOCKS reply tor gets and the PT's LOG line.
 
 Dante 1.4.2 does not implement the SOCKS4a host-name extension: it takes ``0.0.0.1`` for an
 address and answers 0x5B. So danted carries SOCKS4 with an IP literal target, and its
-refusal of a host name is the "SOCKS4 0x5B" failure case; the SOCKS4a host-name form itself is
-covered byte for byte in ``tests/unit/test_proxy.py``.
+refusal of a host name is the "SOCKS4 0x5B" failure case. The SOCKS4a host-name form runs
+against ``ssh -D``, which takes it and hands the name to sshd (its log shows the name it was
+asked to connect to); the bytes themselves are checked in ``tests/unit/test_proxy.py``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
+import pwd
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -59,7 +64,9 @@ def wait_accepting(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
             return
         time.sleep(POLL_S)
-    raise AssertionError(f"proxy did not listen on {port} within {START_TIMEOUT_S} s")
+    raise AssertionError(
+        f"proxy did not listen on {port} within {START_TIMEOUT_S} s: {log.read_text()}"
+    )
 
 
 @dataclass
@@ -124,6 +131,142 @@ def tinyproxy_config(directory: Path, port: int, connect_ports: list[int]) -> li
     return ["tinyproxy", "-d", "-c", str(conf)]
 
 
+def wait_for_text(log: Path, text: str, timeout: float = START_TIMEOUT_S) -> str:
+    """The first line of ``log`` containing ``text``, once a server has written it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        content = log.read_text(errors="replace")
+        for line in content.splitlines():
+            if text in line:
+                return line
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{text!r} not in {log.name} within {timeout} s:\n{content}")
+        time.sleep(POLL_S)
+
+
+def sshd_binary() -> str | None:
+    """``sshd`` lives in /usr/sbin, which is not on every user's PATH."""
+    return shutil.which("sshd") or shutil.which("sshd", path="/usr/sbin:/sbin")
+
+
+@dataclass
+class OpenSshProxy:
+    """``ssh -D`` (a SOCKS4/4a/5 server on ``port``) logged in to a private ``sshd``: the
+    client decodes each SOCKS request and asks sshd, over a direct-tcpip channel, to connect
+    to the host and port it names; sshd resolves and connects (and logs the target)."""
+
+    sshd: ProxyServer
+    ssh: ProxyServer
+
+    @property
+    def port(self) -> int:
+        return self.ssh.port
+
+    def logs(self) -> str:
+        return (
+            f"sshd log:\n{self.sshd.log.read_text(errors='replace')}\n"
+            f"ssh log:\n{self.ssh.log.read_text(errors='replace')}"
+        )
+
+    def wait_for_sshd_log(self, text: str) -> str:
+        return wait_for_text(self.sshd.log, text)
+
+
+def start_openssh(sshd: str, directory: Path) -> OpenSshProxy:
+    """sshd on 127.0.0.1 with a fresh host key, accepting one fresh client key for the current
+    user; then ``ssh -N -D`` logged in to it. Raises with both logs if either fails to start."""
+    for key in ("host_key", "client_key"):
+        subprocess.run(
+            ["ssh-keygen", "-q", "-N", "", "-t", "ed25519", "-f", str(directory / key)],
+            check=True,
+            capture_output=True,
+            timeout=START_TIMEOUT_S,
+        )
+    authorized = directory / "authorized_keys"
+    authorized.write_bytes((directory / "client_key.pub").read_bytes())
+    authorized.chmod(0o600)
+    sshd_port, socks_port = free_port(), free_port()
+    conf = directory / "sshd_config"
+    conf.write_text(
+        f"ListenAddress 127.0.0.1\nPort {sshd_port}\nHostKey {directory / 'host_key'}\n"
+        f"AuthorizedKeysFile {authorized}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nPidFile none\nStrictModes no\n"
+        "AllowTcpForwarding yes\nPermitRootLogin prohibit-password\n"
+        # DEBUG1, not VERBOSE: only debug1 names the target of a successful direct-tcpip open
+        # ("server_request_direct_tcpip: ... target localhost port N"), which the tests read.
+        "LogLevel DEBUG1\n"
+    )
+    if os.geteuid() == 0 and not Path("/run/sshd").is_dir():
+        Path("/run/sshd").mkdir(mode=0o755)  # the privilege separation directory sshd needs
+    sshd_log = directory / "sshd.log"
+    with sshd_log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sshd, "-D", "-e", "-f", str(conf)],  # sshd re-executes itself: absolute path
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = ProxyServer(sshd_port, proc, sshd_log)
+    try:
+        wait_accepting(sshd_port, proc, sshd_log)
+    except AssertionError as exc:
+        stop_sshd(server)
+        raise AssertionError(f"sshd did not start: {exc}") from None
+    options = [
+        "BatchMode=yes",
+        "IdentitiesOnly=yes",
+        "StrictHostKeyChecking=no",
+        "UserKnownHostsFile=/dev/null",
+        "ExitOnForwardFailure=yes",
+        f"ConnectTimeout={START_TIMEOUT_S:.0f}",
+    ]
+    argv = ["ssh", "-F", "none", "-N", "-D", f"127.0.0.1:{socks_port}", "-p", str(sshd_port)]
+    argv += ["-i", str(directory / "client_key")]
+    argv += [arg for option in options for arg in ("-o", option)]
+    argv.append(f"{pwd.getpwuid(os.getuid()).pw_name}@127.0.0.1")
+    ssh_log = directory / "ssh.log"
+    with ssh_log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
+        )
+    proxy = OpenSshProxy(server, ProxyServer(socks_port, proc, ssh_log))
+    try:
+        wait_accepting(socks_port, proc, ssh_log)
+    except AssertionError as exc:
+        stop_openssh(proxy)
+        raise AssertionError(f"ssh -D did not start: {exc}\n{proxy.logs()}") from None
+    return proxy
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc; none where there is no /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rpartition(")")[2].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def stop_sshd(server: ProxyServer) -> None:
+    """Stop sshd once its per-connection processes have ended (each ends with its client
+    connection, and sshd reaps it); one still there after the timeout is terminated. sshd
+    puts each in a session of its own, and they outlive sshd, so they are looked up first."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while (children := child_pids(server.proc.pid)) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGTERM)
+    server.stop()
+
+
+def stop_openssh(proxy: OpenSshProxy) -> None:
+    """The client first: its sshd session process ends with the connection; then sshd."""
+    proxy.ssh.stop()
+    stop_sshd(proxy.sshd)
+
+
 # -- fixtures -----------------------------------------------------------------------------------
 
 
@@ -161,6 +304,20 @@ def danted(workdir: Path) -> Iterator[ProxyServer]:
     directory.mkdir()
     with running("danted", lambda port: danted_config(directory, port), directory) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def openssh(workdir: Path) -> Iterator[OpenSshProxy]:
+    sshd = sshd_binary()
+    if sshd is None or shutil.which("ssh") is None or shutil.which("ssh-keygen") is None:
+        pytest.skip("needs openssh-server and openssh-client (Debian packages)")
+    directory = workdir / "openssh"
+    directory.mkdir()
+    proxy = start_openssh(sshd, directory)
+    try:
+        yield proxy
+    finally:
+        stop_openssh(proxy)
 
 
 @pytest.fixture(scope="module")
@@ -369,6 +526,59 @@ def test_danted_refuses_socks4a_host_names(
         SocksReply.GENERAL_FAILURE,
         "rejected or failed (SOCKS4 0x5b)",
     )
+
+
+# -- OpenSSH ssh -D (SOCKS4a, SOCKS5) -----------------------------------------------------------
+
+
+def test_openssh_socks4a_host_name(
+    openssh: OpenSshProxy, pki: Pki, start_pt: Callable[[str], PtProcess]
+) -> None:
+    """The SOCKS4a host-name form against a real server: the PT sends ``localhost`` unresolved
+    (``0.0.0.1`` + name), ssh hands the name to sshd, sshd resolves it (here, from /etc/hosts)
+    and connects; the tunnel then carries checked data both ways."""
+    server = SecretPathServer(pki.server_context_for("localhost"))
+    server.start()
+    try:
+        pt = start_pt(f"socks4a://127.0.0.1:{openssh.port}")
+        path = secret_path("/echo")
+        checked_echo(pt, f"https://localhost:{server.port}{path}")
+        expected = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
+        assert server.request_heads[-1].startswith(expected)
+        line = pt.wait_for_log("tunnel up")
+        assert f"localhost:{server.port} via socks4a proxy 127.0.0.1:{openssh.port}" in line
+        # Had the PT resolved the name itself, sshd would log "target 127.0.0.1 port ...".
+        line = openssh.wait_for_sshd_log(f", target localhost port {server.port}")
+        assert "server_request_direct_tcpip: originator 127.0.0.1 port " in line, line
+    finally:
+        server.stop()
+
+
+def test_openssh_socks5(
+    openssh: OpenSshProxy, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+) -> None:
+    pt = start_pt(f"socks5://127.0.0.1:{openssh.port}")
+    checked_echo(pt, url(tls_server))
+    line = pt.wait_for_log("tunnel up")
+    assert f"127.0.0.1:{tls_server.port} via socks5 proxy 127.0.0.1:{openssh.port}" in line
+    line = openssh.wait_for_sshd_log(f", target 127.0.0.1 port {tls_server.port}")
+    assert "server_request_direct_tcpip: originator 127.0.0.1 port " in line, line
+
+
+def test_openssh_socks4a_target_refused(
+    openssh: OpenSshProxy, closed_port: int, start_pt: Callable[[str], PtProcess]
+) -> None:
+    """ssh answers a SOCKS request only once sshd has connected; when sshd cannot, ssh closes
+    the connection without a reply, and tor gets "general failure"."""
+    pt = start_pt(f"socks4a://127.0.0.1:{openssh.port}")
+    refused(
+        pt,
+        f"https://localhost:{closed_port}{secret_path()}",
+        SocksReply.GENERAL_FAILURE,
+        f"socks4a proxy 127.0.0.1:{openssh.port} closed the connection during the SOCKS4a "
+        "handshake",
+    )
+    openssh.wait_for_sshd_log(f"connect_to localhost port {closed_port}: failed.")
 
 
 # -- tinyproxy (HTTP CONNECT) -------------------------------------------------------------------
