@@ -1,9 +1,20 @@
 # webtunnel-pt — common tasks. `make deps demo` (install everything, show tor bootstrapping
 # through the PT) then `make test` is all a newcomer needs; see README.md.
-PYTHON ?= python3
+SYSTEM_PYTHON ?= python3
+## Debian's own python3 refuses `pip install` outside a virtual environment (PEP 668); with it,
+## everything runs in .venv (made by `make install`). Other interpreters (pyenv, a venv you
+## activated) are used as they are. `make PYTHON=...` overrides both.
+EXTERNALLY_MANAGED := $(shell $(SYSTEM_PYTHON) -c 'import os, sys, sysconfig; \
+  print(int(sys.prefix == sys.base_prefix and \
+  os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))' 2>/dev/null)
+ifeq ($(EXTERNALLY_MANAGED),1)
+PYTHON ?= .venv/bin/python
+else
+PYTHON ?= $(SYSTEM_PYTHON)
+endif
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install deps system-deps test unit integration e2e stress fuzz lint demo clean bench binary binary-onedir
+.PHONY: install deps system-deps test unit integration e2e e2e-binary stress fuzz lint demo clean bench binary binary-onedir
 
 ## System packages the tests use: tor and nginx (Debian), socat for benchmarks,
 ## microsocks, dante-server, tinyproxy and OpenSSH (ssh -D to a private sshd) as upstream
@@ -13,6 +24,10 @@ system-deps:
 
 ## Install the package (editable) with its test and lint tools.
 install:
+	@if [ "$(PYTHON)" = .venv/bin/python ] && [ ! -x .venv/bin/python ]; then \
+	  echo "$(SYSTEM_PYTHON) is externally managed (PEP 668): installing into .venv"; \
+	  $(SYSTEM_PYTHON) -m venv .venv; fi
+	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[test,lint,builtin]'
 
 deps: system-deps install
@@ -45,9 +60,9 @@ fuzz:
 	done
 
 lint:
-	ruff check webtunnel_pt tests bench
-	ruff format --check webtunnel_pt tests bench
-	mypy
+	$(PYTHON) -m ruff check webtunnel_pt tests bench
+	$(PYTHON) -m ruff format --check webtunnel_pt tests bench
+	$(PYTHON) -m mypy
 
 ## Throughput, set-up time, start-up and memory against a socat baseline (docs/performance.md).
 bench:
@@ -57,10 +72,17 @@ bench:
 PYINSTALLER = $(PYTHON) -m PyInstaller --noconfirm --clean --log-level WARN --strip \
 	--workpath build/pyinstaller --specpath build --name webtunnel-pt
 binary:
+	$(PIP) install -q -e '.[build]'
 	$(PYINSTALLER) --onefile --distpath dist webtunnel_pt/__main__.py
+
+## The e2e bootstrap with the binary as tor's PT instead of the installed package.
+e2e-binary: binary
+	WEBTUNNEL_PT="$(CURDIR)/dist/webtunnel-pt" $(PYTHON) -m pytest -q -m e2e tests/e2e \
+	  -k test_bootstrap_and_fetch
 
 ## The same as a folder (dist/onedir/webtunnel-pt/webtunnel-pt): starts faster, see docs/performance.md.
 binary-onedir:
+	$(PIP) install -q -e '.[build]'
 	$(PYINSTALLER) --onedir --distpath dist/onedir webtunnel_pt/__main__.py
 
 demo:

@@ -4,7 +4,7 @@
 # nginx and sshd would listen on all addresses. The tests start their own instances, on
 # 127.0.0.1 only. Used by `make system-deps` and `.ci/run`.
 set -euo pipefail
-PACKAGES=(make tor nginx-light socat microsocks dante-server tinyproxy
+PACKAGES=(make python3-venv tor nginx-light socat microsocks dante-server tinyproxy
           openssh-server openssh-client curl wget)
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "no apt-get: install ${PACKAGES[*]} with your package manager" >&2
