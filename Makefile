@@ -4,14 +4,12 @@ SYSTEM_PYTHON ?= python3
 ## Debian's own python3 refuses `pip install` outside a virtual environment (PEP 668); with it,
 ## everything runs in .venv (made by `make install`). Other interpreters (pyenv, a venv you
 ## activated) are used as they are. `make PYTHON=...` overrides both.
-EXTERNALLY_MANAGED := $(shell $(SYSTEM_PYTHON) -c 'import os, sys, sysconfig; \
+## Both are expanded when a recipe runs, so `make deps demo` on a machine that gets its
+## python3 from `system-deps` still decides correctly.
+EXTERNALLY_MANAGED = $(shell $(SYSTEM_PYTHON) -c 'import os, sys, sysconfig; \
   print(int(sys.prefix == sys.base_prefix and \
   os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))))' 2>/dev/null)
-ifeq ($(EXTERNALLY_MANAGED),1)
-PYTHON ?= .venv/bin/python
-else
-PYTHON ?= $(SYSTEM_PYTHON)
-endif
+PYTHON ?= $(if $(filter 1,$(EXTERNALLY_MANAGED)),.venv/bin/python,$(SYSTEM_PYTHON))
 PIP ?= $(PYTHON) -m pip
 
 .PHONY: install deps system-deps test unit integration e2e e2e-binary stress fuzz lint demo clean bench binary binary-onedir
