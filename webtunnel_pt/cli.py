@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from webtunnel_pt import __version__
 
@@ -27,6 +28,16 @@ PROBE_EPILOG = (
     'To test a bridge by hand: webtunnel-pt probe "<bridge line>" [--json] [--timeout S] '
     "(see webtunnel-pt probe --help for its exit statuses)."
 )
+
+
+def _go_bool(text: str) -> bool:
+    """A boolean flag's optional value as Go's flag package reads it (``-unsafeLogging=true``)."""
+    value = text.strip().lower()
+    if value in {"1", "t", "true"}:
+        return True
+    if value in {"0", "f", "false"}:
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
 def _positive_seconds(text: str) -> float:
@@ -50,8 +61,16 @@ def _log_file(args: argparse.Namespace, environ: Mapping[str, str]) -> str | Non
     return os.path.join(state, STATE_LOG_NAME)
 
 
+class _ExactOptionParser(argparse.ArgumentParser):
+    """Options only as spelled: Python 3.11 still expands ``-u`` to ``-unsafeLogging`` even
+    with ``allow_abbrev=False`` (single-dash long options)."""
+
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        return []
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ExactOptionParser(
         prog="webtunnel-pt",
         description=(
             "Tor pluggable transport client for WebTunnel. tor starts it through "
@@ -59,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
             "TOR_PT_* environment, stdout and a loopback SOCKS5 listener."
         ),
         epilog=PROBE_EPILOG,
+        allow_abbrev=False,  # -u must not quietly mean -unsafeLogging
     )
     parser.add_argument(
         "--version", "-version", action="version", version=f"webtunnel-pt {__version__}"
@@ -66,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         "-logLevel",
+        "--logLevel",
         default="notice",
         type=str.lower,
         choices=["error", "warn", "warning", "notice", "info", "debug"],
@@ -75,14 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--enable-logging",
         "-enableLogging",
-        action="store_true",
+        "--enableLogging",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_go_bool,
+        metavar="BOOL",
         help=f"write the text log to {STATE_LOG_NAME} in tor's PT state directory "
         "(TOR_PT_STATE_LOCATION), as lyrebird's -enableLogging does; --log-file wins",
     )
     parser.add_argument(
         "--unsafe-logging",
         "-unsafeLogging",
-        action="store_true",
+        "--unsafeLogging",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_go_bool,
+        metavar="BOOL",
         help="log bridge URL paths and fingerprints (secrets) instead of scrubbing them",
     )
     parser.add_argument(
@@ -102,10 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             from webtunnel_pt.link import probe  # lazy: loads cryptography; managed mode doesn't
         except ModuleNotFoundError as exc:
-            if not (exc.name or "").startswith("cryptography"):
+            name = exc.name or ""
+            if name != "cryptography" and not name.startswith("cryptography."):
                 raise
             print(
-                "webtunnel-pt probe needs the 'cryptography' package: "
+                f"webtunnel-pt probe needs the 'cryptography' package ({exc}): "
                 "pip install 'webtunnel-pt[builtin]'",
                 file=sys.stderr,
             )

@@ -15,6 +15,7 @@ unsafe logging was asked for. It runs only when a record is emitted, never on th
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import threading
@@ -137,6 +138,16 @@ class PtLogHandler(logging.Handler):
             self.handleError(record)
 
 
+#: A log may hold what only unsafe logging shows (bridge paths, fingerprints): owner only.
+LOG_FILE_MODE = 0o600
+
+
+def _open_private_log(path: str) -> TextIO:
+    """Append to ``path``, creating it readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, LOG_FILE_MODE)
+    return os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+
+
 def configure_logging(
     level_name: str = "notice",
     *,
@@ -163,7 +174,7 @@ def configure_logging(
     redacting = RedactingFilter(REDACTOR)
     text: logging.Handler
     if log_file:
-        text = logging.FileHandler(log_file, encoding="utf-8")
+        text = logging.StreamHandler(_open_private_log(log_file))
     else:
         text = logging.StreamHandler(sys.stderr)
     text.setFormatter(

@@ -58,8 +58,12 @@ def _short(text: str, limit: int = 120) -> str:
 
 
 def host_header(host: str) -> str:
-    """The ``Host`` value for a server name: an IPv6 literal in brackets, anything else as is."""
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+    """The ``Host`` value for a server name: an IPv6 literal in brackets, without a zone id
+    (``fe80::1%eth0`` names an interface of this machine; Go drops it too), anything else as
+    is."""
+    if ":" not in host or host.startswith("["):
+        return host
+    return f"[{host.partition('%')[0]}]"
 
 
 class UpgradeClient:

@@ -190,8 +190,8 @@ def socks5_connect(
 
 #: A stream can still fail in a network of a few minutes' age (a relay restarting its
 #: circuits, a consensus turning over); a browser would retry, so the fetch does too.  The
-#: one cause seen so far, an exit without a consensus of its own, is ruled out by
-#: `network.wait_ready`.
+#: one cause seen so far, an exit refusing streams from relays not in its consensus, is
+#: ruled out in `network.py` (`RefuseUnknownExits 0`, and `wait_ready`).
 FETCH_ATTEMPTS = 3
 
 

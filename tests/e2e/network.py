@@ -66,6 +66,10 @@ _EXIT_POLICY = [
     # address below keeps every exit connection on loopback anyway.
     "ExitPolicy accept *:*",
     "OutboundBindAddressExit 127.0.0.1",
+    # An exit refuses streams arriving from a relay missing from its own consensus ("from
+    # unknown relay", END reason misc); a consensus of a young network can lag behind the
+    # relays. wait_ready waits for every relay's bootstrap as well.
+    "RefuseUnknownExits 0",
 ]
 _NO_EXIT = ["ExitRelay 0", "ExitPolicy reject *:*"]
 

@@ -40,7 +40,7 @@ def test_startup_lines_follow_the_protocol(pt: PtProcess) -> None:
 
 
 def test_echo_through_tls_upgrade(pt: PtProcess, tls_server: ScriptedWebServer) -> None:
-    path = f"/echo-{new_secret()}"  # the server routes any /echo* to the echo
+    path = secret_path("/echo")
     rep, sock = socks_connect(
         pt.socks_port(), {"url": f"https://127.0.0.1:{tls_server.port}{path}", "ver": "0.0.3"}
     )

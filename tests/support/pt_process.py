@@ -16,10 +16,15 @@ from tests.support.secrets import record_output
 
 
 def pt_command() -> list[str]:
-    """``WEBTUNNEL_PT`` (e.g. a PyInstaller binary), else the installed ``webtunnel-pt``."""
+    """``WEBTUNNEL_PT`` (e.g. a PyInstaller binary), else the ``webtunnel-pt`` installed next to
+    the Python running the tests (a venv's bin, not activated, comes first: an older one on
+    PATH must not be tested instead), else ``python -m webtunnel_pt``."""
     override = os.environ.get("WEBTUNNEL_PT")
     if override:
         return [override]
+    beside = os.path.join(os.path.dirname(sys.executable), "webtunnel-pt")
+    if os.access(beside, os.X_OK):
+        return [beside]
     installed = shutil.which("webtunnel-pt")
     if installed:
         return [installed]

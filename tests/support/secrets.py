@@ -50,12 +50,15 @@ def strip_secret(path: str) -> str:
 
 
 class SecretPathServer(ScriptedWebServer):
-    """The scripted web server, routing ``/<secret>/early`` as it routes ``/early``."""
+    """The scripted web server, routing ``/<secret>/early`` as it routes ``/early``. A path
+    without a registered secret in front gets 404, as a real front does for a wrong path: a
+    PT that dropped or mangled the first segment must fail the test, not pass it."""
 
     async def _route(
         self, path: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await super()._route(strip_secret(path), reader, writer)
+        stripped = strip_secret(path)
+        await super()._route(stripped if stripped != path else "/status/404", reader, writer)
 
 
 def record_output(where: str, text: str) -> None:

@@ -80,3 +80,34 @@ def test_probe_without_cryptography_says_which_extra_to_install() -> None:
     assert done.returncode == cli.EXIT_CONFIG
     assert "pip install 'webtunnel-pt[builtin]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("words", "unsafe", "enable"),
+    [
+        (("-unsafeLogging=true", "--enableLogging"), True, True),
+        (("-unsafeLogging=false", "-enableLogging=1"), False, True),
+        (("--unsafeLogging", "--logLevel=DEBUG"), True, False),
+    ],
+)
+def test_go_flag_forms(words: tuple[str, ...], unsafe: bool, enable: bool) -> None:
+    """lyrebird parses its flags with Go's flag package: -x, --x, -x=value for booleans."""
+    args = parse(*words)
+    assert (args.unsafe_logging, args.enable_logging) == (unsafe, enable)
+
+
+@pytest.mark.parametrize("words", [("-u",), ("--unsafe",), ("-unsafeLogging=maybe",)])
+def test_abbreviations_and_bad_booleans_are_usage_errors(words: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse(*words)
+    assert stop.value.code == cli.EXIT_USAGE
+
+
+def test_log_files_are_created_owner_only(tmp_path: Path) -> None:
+    from webtunnel_pt import logs
+
+    path = tmp_path / "pt.log"
+    stream = logs._open_private_log(str(path))
+    stream.write("x\n")
+    stream.close()
+    assert path.stat().st_mode & 0o777 == logs.LOG_FILE_MODE == 0o600

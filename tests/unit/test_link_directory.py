@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.link_capture import (
     CAPTURED_AT,
+    DESCRIPTOR_BYTES,
     DESCRIPTOR_TEXT,
     ED25519_BASE64,
     ED25519_ID,
@@ -19,6 +20,7 @@ from tests.support.link_capture import (
     relay_identity,
 )
 from webtunnel_pt.link.directory import (
+    MAX_DESCRIPTOR_BYTES,
     MAX_DIR_RESPONSE_BYTES,
     check_descriptor_identity,
     dir_request,
@@ -135,6 +137,23 @@ def test_descriptor_identity_cert_must_agree_with_master_key() -> None:
 def test_malformed_descriptors(mutate: object) -> None:
     with pytest.raises(DirectoryError):
         parse_server_descriptor(mutate(DESCRIPTOR_TEXT))  # type: ignore[operator]
+
+
+def test_an_unterminated_object_is_an_error_found_in_one_pass() -> None:
+    """A hostile descriptor: after the fields the parser needs, many ``signing-key`` lines each
+    opening an object that never ends. The first one is an error; the parser used to rescan
+    the rest of the text for each of them (quadratic time, a probe frozen for minutes)."""
+    keep = DESCRIPTOR_TEXT[: DESCRIPTOR_TEXT.index("\nuptime ") + 1]  # router .. fingerprint
+    hostile = keep + "signing-key\n-----BEGIN RSA PUBLIC KEY-----\n" * 1000
+    assert len(hostile.encode()) <= MAX_DESCRIPTOR_BYTES
+    with pytest.raises(DirectoryError, match="signing-key object has no END line"):
+        parse_server_descriptor(hostile)
+
+
+def test_descriptor_size_is_bounded() -> None:
+    padded = DESCRIPTOR_BYTES + b"\n" * MAX_DESCRIPTOR_BYTES
+    with pytest.raises(DirectoryError, match="larger than"):
+        parse_server_descriptor(padded)
 
 
 @pytest.mark.parametrize(

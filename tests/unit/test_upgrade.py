@@ -86,6 +86,7 @@ def test_request_with_escaped_path_and_servername():
     [
         ("2001:db8::1", b"Host: [2001:db8::1]\r\n"),
         ("::1", b"Host: [::1]\r\n"),
+        ("fe80::1%eth0", b"Host: [fe80::1]\r\n"),
         ("192.0.2.7", b"Host: 192.0.2.7\r\n"),
         ("bridge.example", b"Host: bridge.example\r\n"),
     ],

@@ -35,6 +35,9 @@ from webtunnel_pt.link.errors import (
 SERVER_AUTHORITY_PATH = "/tor/server/authority"
 #: Bodies are bounded: a server descriptor is a few KiB; consensus documents are larger.
 MAX_DIR_RESPONSE_BYTES = 4 * 1024 * 1024
+#: A server descriptor is a few KiB (tor's directory authorities take at most 20 000 bytes);
+#: anything far larger is refused before it is parsed.
+MAX_DESCRIPTOR_BYTES = 64 * 1024
 ACCEPT_ENCODING = "deflate, gzip, identity"
 
 
@@ -153,19 +156,20 @@ def _keyword_lines(text: str) -> dict[str, str]:
 
 
 def _object_after(text: str, keyword: str) -> bytes | None:
-    """The base64 object that follows the ``keyword`` line, decoded."""
-    lines = text.splitlines()
-    for index, line in enumerate(lines):
-        if (
-            line.strip() == keyword
-            and index + 1 < len(lines)
-            and lines[index + 1].startswith("-----BEGIN ")
-        ):
-            body: list[str] = []
-            for inner in lines[index + 2 :]:
-                if inner.startswith("-----END "):
-                    return _b64("".join(body), keyword)
-                body.append(inner.strip())
+    """The base64 object that follows the first ``keyword`` line, decoded; one pass over the
+    text (an object without its END line is an error, not a reason to search on)."""
+    lines = iter(text.splitlines())
+    for line in lines:
+        if line.strip() != keyword:
+            continue
+        if not next(lines, "").startswith("-----BEGIN "):
+            return None
+        body: list[str] = []
+        for inner in lines:
+            if inner.startswith("-----END "):
+                return _b64("".join(body), keyword)
+            body.append(inner.strip())
+        raise DirectoryError(f"descriptor {keyword} object has no END line")
     return None
 
 
@@ -193,6 +197,8 @@ def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
         text, raw = raw, raw.encode("utf-8", "replace")
     else:
         text = raw.decode("utf-8", "replace")
+    if len(raw) > MAX_DESCRIPTOR_BYTES:
+        raise DirectoryError(f"descriptor is larger than {MAX_DESCRIPTOR_BYTES} bytes")
     fields = _keyword_lines(text)
     router = fields.get("router", "").split()
     if len(router) < 3 or not router[2].isdigit():
