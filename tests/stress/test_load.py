@@ -18,6 +18,7 @@ import pytest
 
 from tests.stress.procinfo import fd_count, rss_bytes
 from tests.support.pt_process import PtProcess, tor_environment
+from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import ScriptedWebServer, pattern
 from webtunnel_pt.pt_args import encode_socks_credentials, escape_args
@@ -53,7 +54,7 @@ async def concurrent_tunnels(
 def test_1000_concurrent_tunnels_carry_the_right_data(
     pt: PtProcess, tls_server: ScriptedWebServer
 ) -> None:
-    url = f"https://127.0.0.1:{tls_server.port}/echo"
+    url = f"https://127.0.0.1:{tls_server.port}{secret_path('/echo')}"
     count = 1000
 
     async def main() -> float:
@@ -85,7 +86,7 @@ def test_10000_sequential_connections_leave_fds_and_rss_flat(
     """tor closes each connection; over TLS the bridge cannot be told, so each tunnel lives on
     for the half-close idle limit (0.05 s here, so that few overlap and RSS shows leaks rather
     than concurrency) and must then be gone without a trace."""
-    url = f"https://127.0.0.1:{tls_server.port}/echo"
+    url = f"https://127.0.0.1:{tls_server.port}{secret_path('/echo')}"
     pt = PtProcess(
         tor_environment(tmp_path, SSL_CERT_FILE=str(pki.ca_file)), ["--half-close-idle", "0.05"]
     )
@@ -130,14 +131,14 @@ def test_10000_sequential_connections_leave_fds_and_rss_flat(
 
 @pytest.mark.stress
 def test_flooding_bridge_is_held_back_by_backpressure(pki, tmp_path) -> None:
-    server = ScriptedWebServer(pki.server_context)
+    server = SecretPathServer(pki.server_context)
     server.start()
     proc = PtProcess(tor_environment(tmp_path, SSL_CERT_FILE=str(pki.ca_file)))
     try:
         proc.socks_port()  # started and listening
         rss_idle = rss_bytes(proc.proc.pid)
         rep, sock = socks_connect(
-            proc.socks_port(), {"url": f"https://127.0.0.1:{server.port}/flood"}
+            proc.socks_port(), {"url": f"https://127.0.0.1:{server.port}{secret_path('/flood')}"}
         )
         assert rep == 0
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
@@ -173,7 +174,9 @@ def test_sigterm_with_1000_live_tunnels(pki, tls_server: ScriptedWebServer, tmp_
 
         async def main() -> float:
             tunnels = await concurrent_tunnels(
-                proc.socks_port(), f"https://127.0.0.1:{tls_server.port}/echo", 1000
+                proc.socks_port(),
+                f"https://127.0.0.1:{tls_server.port}{secret_path('/echo')}",
+                1000,
             )
             started = time.monotonic()
             proc.proc.send_signal(signal.SIGTERM)
