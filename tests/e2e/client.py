@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import shutil
 import socket
-import struct
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.socks_client import socks_connect
 
 from .network import BOOTSTRAPPED_100, TorNetwork
 from .ports import free_port
@@ -87,7 +87,7 @@ class TorClient:
         """GET through this client's SocksPort; a failure names the reasons tor logged."""
         try:
             return http_get_via_socks(self.socks_port, host, port, path)
-        except SocksError as exc:
+        except ConnectionError as exc:  # SocksError, or tor closing mid-handshake
             reasons = sorted(set(STREAM_END_REASON.findall(self.log_text())))
             raise SocksError(f"{exc}; stream end reasons in tor's log: {reasons}") from None
 
@@ -112,14 +112,16 @@ def start_client(
     appended to the client's torrc."""
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     socks_port = free_port()
-    torrc = net.write_client_torrc(
-        data_dir / "torrc",
-        data_dir,
-        socks_port=socks_port,
-        bridge_lines=bridge_lines,
-        pt_argv=pt_argv,
-        log_path=data_dir / "tor.log",
-        extra_lines=torrc_lines,
+    torrc = data_dir / "torrc"
+    torrc.write_text(
+        net.client_torrc(
+            data_dir,
+            socks_port=socks_port,
+            bridge_lines=bridge_lines,
+            pt_argv=pt_argv,
+            log_path=data_dir / "tor.log",
+            extra_lines=torrc_lines,
+        )
     )
     full_env = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"}
     full_env.update(env or {})
@@ -158,34 +160,14 @@ class SocksError(ConnectionError):
     pass
 
 
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise SocksError(f"SOCKS server closed after {len(buf)}/{n} bytes")
-        buf += chunk
-    return buf
-
-
 def socks5_connect(
     socks_port: int, host: str, port: int, timeout_s: float = SOCKS_TIMEOUT_S
 ) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", socks_port), timeout=timeout_s)
-    try:
-        sock.sendall(b"\x05\x01\x00")  # version 5, one method: no authentication
-        if _recv_exact(sock, 2) != b"\x05\x00":
-            raise SocksError("SOCKS5 server refused 'no authentication'")
-        addr = ipaddress.IPv4Address(host).packed
-        sock.sendall(b"\x05\x01\x00\x01" + addr + struct.pack("!H", port))  # CONNECT, IPv4
-        ver, rep, _, atyp = _recv_exact(sock, 4)
-        _recv_exact(sock, {1: 4, 4: 16}.get(atyp, 0) + 2)
-        if ver != 5 or rep != 0:
-            raise SocksError(f"SOCKS5 CONNECT failed: REP={rep}")
-        return sock
-    except BaseException:
-        sock.close()
-        raise
+    """CONNECT to ``host:port`` (IPv4) through tor's SocksPort; SocksError unless granted."""
+    rep, sock = socks_connect(socks_port, None, timeout_s, target=(host, port))
+    if rep != 0:
+        raise SocksError(f"SOCKS5 CONNECT failed: REP={rep}")
+    return sock
 
 
 #: A stream can still fail in a network of a few minutes' age (a relay restarting its

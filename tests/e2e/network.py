@@ -2,10 +2,10 @@
 
     with running_network(tmp_dir) as net:
         net.bridge_line(url)            # "webtunnel 127.0.0.1:9 <FP> url=... ver=0.0.2"
-        net.write_client_torrc(...)     # everything a bridge client needs
+        net.client_torrc(...)           # everything a bridge client needs
         net.foreign_sockets()           # [] unless something left loopback
 
-Facts behind the torrc options: /work/shared/docs/private-tor-network.md.  Every torrc,
+Facts behind the torrc options: the project's private-tor-network notes.  Every torrc,
 including the key-generation runs, names only our local authorities, sets
 `UseDefaultFallbackDirs 0` and `TestingTorNetwork 1`, and tor gets an empty
 `--defaults-torrc`, so nothing here can reach the public Tor network.
@@ -201,32 +201,6 @@ class TorNetwork:
             *extra_lines,
         ]
         return "\n".join(lines) + "\n"
-
-    def write_client_torrc(
-        self,
-        path: Path,
-        data_dir: Path,
-        *,
-        socks_port: int,
-        bridge_lines: Sequence[str],
-        pt_argv: Sequence[str],
-        log_path: Path,
-        log_level: str = "info",
-        extra_lines: Sequence[str] = (),
-    ) -> Path:
-        """Write client_torrc(...) to `path` and return it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        text = self.client_torrc(
-            data_dir,
-            socks_port=socks_port,
-            bridge_lines=bridge_lines,
-            pt_argv=pt_argv,
-            log_path=log_path,
-            log_level=log_level,
-            extra_lines=extra_lines,
-        )
-        path.write_text(text)
-        return path
 
     def foreign_sockets(self) -> list[SocketEntry]:
         return foreign_sockets(self.processes.pids())

@@ -281,6 +281,16 @@ def closed_port() -> int:
 
 
 @pytest.fixture(scope="module")
+def localhost_server(pki: Pki) -> Iterator[ScriptedWebServer]:
+    """The test web server with a certificate for ``localhost``: a bridge URL whose host is a
+    name the proxy, not the PT, must resolve."""
+    server = SecretPathServer(pki.server_context_for("localhost"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
 def microsocks(workdir: Path) -> Iterator[ProxyServer]:
     def argv(port: int) -> list[str]:
         return ["microsocks", "-i", "127.0.0.1", "-p", str(port)]
@@ -422,19 +432,17 @@ def test_microsocks_no_auth(
 
 
 def test_microsocks_resolves_the_bridge_host_name(
-    microsocks: ProxyServer, pki: Pki, start_pt: Callable[[str], PtProcess]
+    microsocks: ProxyServer,
+    localhost_server: ScriptedWebServer,
+    start_pt: Callable[[str], PtProcess],
 ) -> None:
     """The URL host goes to the proxy as a name; microsocks resolves ``localhost`` itself."""
-    server = SecretPathServer(pki.server_context_for("localhost"))
-    server.start()
-    try:
-        pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
-        path = secret_path("/echo")
-        checked_echo(pt, f"https://localhost:{server.port}{path}", size=4096)
-        expected = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
-        assert server.request_heads[-1].startswith(expected)
-    finally:
-        server.stop()
+    server = localhost_server
+    pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
+    path = secret_path("/echo")
+    checked_echo(pt, f"https://localhost:{server.port}{path}", size=4096)
+    expected = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
+    assert server.request_heads[-1].startswith(expected)
 
 
 def test_microsocks_username_password(
@@ -497,15 +505,12 @@ def test_danted_socks5(
 
 
 def test_danted_socks5_resolves_the_bridge_host_name(
-    danted: ProxyServer, pki: Pki, start_pt: Callable[[str], PtProcess]
+    danted: ProxyServer,
+    localhost_server: ScriptedWebServer,
+    start_pt: Callable[[str], PtProcess],
 ) -> None:
-    server = SecretPathServer(pki.server_context_for("localhost"))
-    server.start()
-    try:
-        pt = start_pt(f"socks5://127.0.0.1:{danted.port}")
-        checked_echo(pt, url(server, host="localhost"), size=4096)
-    finally:
-        server.stop()
+    pt = start_pt(f"socks5://127.0.0.1:{danted.port}")
+    checked_echo(pt, url(localhost_server, host="localhost"), size=4096)
 
 
 def test_danted_socks4(
@@ -532,26 +537,24 @@ def test_danted_refuses_socks4a_host_names(
 
 
 def test_openssh_socks4a_host_name(
-    openssh: OpenSshProxy, pki: Pki, start_pt: Callable[[str], PtProcess]
+    openssh: OpenSshProxy,
+    localhost_server: ScriptedWebServer,
+    start_pt: Callable[[str], PtProcess],
 ) -> None:
     """The SOCKS4a host-name form against a real server: the PT sends ``localhost`` unresolved
     (``0.0.0.1`` + name), ssh hands the name to sshd, sshd resolves it (here, from /etc/hosts)
     and connects; the tunnel then carries checked data both ways."""
-    server = SecretPathServer(pki.server_context_for("localhost"))
-    server.start()
-    try:
-        pt = start_pt(f"socks4a://127.0.0.1:{openssh.port}")
-        path = secret_path("/echo")
-        checked_echo(pt, f"https://localhost:{server.port}{path}")
-        expected = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
-        assert server.request_heads[-1].startswith(expected)
-        line = pt.wait_for_log("tunnel up")
-        assert f"localhost:{server.port} via socks4a proxy 127.0.0.1:{openssh.port}" in line
-        # Had the PT resolved the name itself, sshd would log "target 127.0.0.1 port ...".
-        line = openssh.wait_for_sshd_log(f", target localhost port {server.port}")
-        assert "server_request_direct_tcpip: originator 127.0.0.1 port " in line, line
-    finally:
-        server.stop()
+    server = localhost_server
+    pt = start_pt(f"socks4a://127.0.0.1:{openssh.port}")
+    path = secret_path("/echo")
+    checked_echo(pt, f"https://localhost:{server.port}{path}")
+    expected = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
+    assert server.request_heads[-1].startswith(expected)
+    line = pt.wait_for_log("tunnel up")
+    assert f"localhost:{server.port} via socks4a proxy 127.0.0.1:{openssh.port}" in line
+    # Had the PT resolved the name itself, sshd would log "target 127.0.0.1 port ...".
+    line = openssh.wait_for_sshd_log(f", target localhost port {server.port}")
+    assert "server_request_direct_tcpip: originator 127.0.0.1 port " in line, line
 
 
 def test_openssh_socks5(

@@ -18,10 +18,19 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
     return data
 
 
+#: The bridge line's placeholder address, which tor sends to a client PT (ATYP 01).
+PLACEHOLDER_TARGET = ("192.0.2.3", 443)
+
+
 def socks_connect(
-    port: int, args: str | dict[str, str] | None, timeout: float = 60.0
+    port: int,
+    args: str | dict[str, str] | None,
+    timeout: float = 60.0,
+    target: tuple[str, int] = PLACEHOLDER_TARGET,
 ) -> tuple[int, socket.socket]:
-    """Run tor's SOCKS5 handshake; return (REP, socket). The socket is open only if REP == 0."""
+    """Run tor's SOCKS5 handshake for an IPv4 ``target``; return (REP, socket). The socket is
+    open only if REP == 0. Without ``args``, no authentication is offered (as an application
+    talking to tor's own SocksPort does)."""
     if isinstance(args, dict):
         args = escape_args(args.items())
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -38,8 +47,8 @@ def socks_connect(
         else:
             sock.sendall(b"\x05\x01\x00")
             assert recv_exactly(sock, 2) == b"\x05\x00"
-        # The bridge line's placeholder address, as tor sends it (ATYP 01).
-        sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("192.0.2.3") + struct.pack(">H", 443))
+        host, target_port = target
+        sock.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(host) + struct.pack(">H", target_port))
         reply = recv_exactly(sock, 10)
     except BaseException:
         sock.close()
