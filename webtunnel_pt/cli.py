@@ -52,8 +52,10 @@ def _positive_seconds(text: str) -> float:
 
 def _log_file(args: argparse.Namespace, environ: Mapping[str, str]) -> str | None:
     """--log-file, else with --enable-logging the state directory's log, else None (stderr)."""
-    if args.log_file or not args.enable_logging:
-        return str(args.log_file) if args.log_file else None
+    if args.log_file:
+        return str(args.log_file)
+    if not args.enable_logging:
+        return None
     state = environ.get("TOR_PT_STATE_LOCATION")
     if not state:
         return None  # managed mode reports the missing variable to tor
