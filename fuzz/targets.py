@@ -15,9 +15,13 @@ from collections.abc import Callable
 import atheris
 
 with atheris.instrument_imports():
-    from webtunnel_pt import bridge, proxy, pt_args, pt_env, socks, upgrade
     from webtunnel_pt.errors import WebtunnelError
-    from webtunnel_pt.link import cells, certs, descriptor_sig, directory
+    from webtunnel_pt.outbound import proxy
+    from webtunnel_pt.pt import args as pt_args
+    from webtunnel_pt.pt import env as pt_env
+    from webtunnel_pt.socks import server as socks
+    from webtunnel_pt.tor import cells, certs, descriptor_sig, directory
+    from webtunnel_pt.webtunnel import bridge, upgrade
 
 
 def fuzz_args(data: bytes) -> None:

@@ -4,7 +4,7 @@ Exit status: 0 after a clean stop, 1 on a configuration error reported to tor, 2
 error.
 
 ``webtunnel-pt probe "<bridge line>"`` checks a bridge layer by layer (built-in mode,
-:mod:`webtunnel_pt.link.probe`, which has its own exit statuses); it is imported only when
+:mod:`webtunnel_pt.probe.run`, which has its own exit statuses); it is imported only when
 asked for, so managed mode never loads ``cryptography``.
 """
 
@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webtunnel_pt import __version__
+from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -124,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="SECONDS",
         help="after one side of a tunnel has ended, close it once the other side has been "
-        "silent this long (default: 10)",
+        f"silent this long (default: {HALF_CLOSED_IDLE_S:g})",
     )
     return parser
 
@@ -133,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words[:1] == [PROBE_COMMAND]:
         try:
-            from webtunnel_pt.link import probe  # lazy: loads cryptography; managed mode doesn't
+            from webtunnel_pt.probe import (
+                run as probe,  # lazy: loads cryptography; managed mode doesn't
+            )
         except ModuleNotFoundError as exc:
             name = exc.name or ""
             if name != "cryptography" and not name.startswith("cryptography."):
@@ -167,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"webtunnel-pt: cannot open log file: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from webtunnel_pt import managed
+    from webtunnel_pt.pt import managed
 
     try:
         return managed.run(os.environ, out, half_closed_idle_s=args.half_close_idle)

@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Final, TextIO
 
-from webtunnel_pt import pt_messages
+from webtunnel_pt.pt import messages as pt_messages
 
 NOTICE: Final = 25
 logging.addLevelName(NOTICE, "NOTICE")

@@ -4,7 +4,7 @@
 
 Starts `tor` as a bridge relay (ORPort on 127.0.0.1 only, one made-up DirAuthority on an unused
 loopback port, UseDefaultFallbackDirs 0, PublishServerDescriptor 0: nothing leaves loopback),
-connects to its ORPort with webtunnel_pt.link's own channel code (plain TLS, no WebTunnel),
+connects to its ORPort with webtunnel_pt.tor's own channel code (plain TLS, no WebTunnel),
 verifies the CERTS cell, builds a CREATE_FAST circuit, fetches /tor/server/authority over
 BEGIN_DIR, and writes:
 
@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from webtunnel_pt.link.channel import handshake_channel, start_inner_tls
-from webtunnel_pt.link.directory import SERVER_AUTHORITY_PATH
+from webtunnel_pt.tor.channel import handshake_channel, start_inner_tls
+from webtunnel_pt.tor.directory import SERVER_AUTHORITY_PATH
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 60.0

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from webtunnel_pt.socks_server import SocksServer
+from webtunnel_pt.pt.listener import SocksServer
 
 
 def run(coro: object) -> object:

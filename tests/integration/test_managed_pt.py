@@ -18,7 +18,7 @@ from tests.support.pt_process import PtProcess, tor_environment
 from tests.support.secrets import new_secret, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import EARLY_PAYLOAD, TALK_BYTES, ScriptedWebServer, pattern
-from webtunnel_pt.pt_args import encode_socks_credentials, escape_args
+from webtunnel_pt.pt.args import encode_socks_credentials, escape_args
 
 
 def url(server: ScriptedWebServer, path: str, scheme: str = "https") -> str:

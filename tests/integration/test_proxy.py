@@ -37,11 +37,11 @@ from tests.support.pt_process import PtProcess, tor_environment
 from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import ScriptedWebServer
-from webtunnel_pt.bridge import bridge_config_from_args
-from webtunnel_pt.dial import DialOptions, dial_bridge
 from webtunnel_pt.errors import SocksReply
-from webtunnel_pt.proxy import parse_proxy_uri
-from webtunnel_pt.pt_args import BridgeArgs
+from webtunnel_pt.outbound.proxy import parse_proxy_uri
+from webtunnel_pt.pt.args import BridgeArgs
+from webtunnel_pt.webtunnel.bridge import bridge_config_from_args
+from webtunnel_pt.webtunnel.dial import DialOptions, dial_bridge
 
 START_TIMEOUT_S = 10.0
 POLL_S = 0.02  # port polling while a proxy starts: it has no readiness signal we can wait on

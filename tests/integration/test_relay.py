@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.support.certs import Pki
-from webtunnel_pt import relay as relay_mod
+from webtunnel_pt.webtunnel import relay as relay_mod
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 

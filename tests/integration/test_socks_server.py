@@ -15,8 +15,7 @@ import pytest
 from tests.support.certs import Pki, bad_certificate_context
 from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.upgrade_server import EARLY_PAYLOAD, ScriptedWebServer
-from webtunnel_pt import open_tunnel, open_webtunnel, tls_profiles
-from webtunnel_pt.dial import DialOptions
+from webtunnel_pt import open_tunnel, open_webtunnel
 from webtunnel_pt.errors import (
     BridgeArgsError,
     BridgeUnreachable,
@@ -25,8 +24,10 @@ from webtunnel_pt.errors import (
     TlsError,
     UpgradeRejected,
 )
-from webtunnel_pt.pt_args import encode_socks_credentials, escape_args
-from webtunnel_pt.socks_server import ServerOptions, SocksServer
+from webtunnel_pt.outbound import tls_profiles
+from webtunnel_pt.pt.args import encode_socks_credentials, escape_args
+from webtunnel_pt.pt.listener import ServerOptions, SocksServer
+from webtunnel_pt.webtunnel.dial import DialOptions
 
 
 @pytest.fixture(autouse=True)
@@ -250,7 +251,7 @@ def test_bad_certificates_fail_closed(pki: Pki, kind: str) -> None:
 def test_cert_pin_replaces_ca_validation(pki: Pki) -> None:
     import trustme
 
-    from webtunnel_pt.dial import chain_pin
+    from webtunnel_pt.webtunnel.dial import chain_pin
 
     ca = trustme.CA()  # not trusted by the PT
     leaf = ca.issue_cert("127.0.0.1")

@@ -1,4 +1,4 @@
-"""The pyOpenSSL transport of the browser profiles (``webtunnel_pt.tls_transport``) against
+"""The pyOpenSSL transport of the browser profiles (``webtunnel_pt.outbound.tls_transport``) against
 TLS peers doing what ``asyncio``'s own TLS transport copes with: a closing ``close_notify``, a
 renegotiation request, a corrupted record. Real loopback sockets, test CA, no sleeps."""
 
@@ -18,8 +18,8 @@ import pytest
 
 from tests.support.certs import Pki
 from tests.support.raw_server import RawServer
-from webtunnel_pt import tls_profiles
-from webtunnel_pt.tls_transport import open_tls_connection
+from webtunnel_pt.outbound import tls_profiles
+from webtunnel_pt.outbound.tls_transport import open_tls_connection
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("OpenSSL") is None, reason="browser profiles need pyOpenSSL"

@@ -21,7 +21,7 @@ from tests.support.pt_process import PtProcess, tor_environment
 from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import ScriptedWebServer, pattern
-from webtunnel_pt.pt_args import encode_socks_credentials, escape_args
+from webtunnel_pt.pt.args import encode_socks_credentials, escape_args
 
 
 async def open_tunnel(port: int, url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

@@ -2,7 +2,7 @@
 
 tests/data/capture_link.py started a throwaway tor 0.4.9.11 bridge relay on 127.0.0.1 (nickname
 LinkCapture, nothing published, keys deleted afterwards), connected to its ORPort with
-webtunnel_pt.link's own channel code (plain TLS 1.3, link protocol 5), verified the CERTS cell,
+webtunnel_pt.tor's own channel code (plain TLS 1.3, link protocol 5), verified the CERTS cell,
 fetched /tor/server/authority over BEGIN_DIR on a CREATE_FAST circuit and wrote what it saw:
 
     certs_cell.bin          the CERTS cell payload as received          -> CERTS_CELL
@@ -21,7 +21,7 @@ import base64
 import json
 from pathlib import Path
 
-from webtunnel_pt.link.certs import RelayIdentity, parse_certs_cell, verify_certs
+from webtunnel_pt.tor.certs import RelayIdentity, parse_certs_cell, verify_certs
 
 LINK_DATA = Path(__file__).resolve().parents[1] / "data" / "link"
 

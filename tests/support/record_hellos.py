@@ -38,9 +38,9 @@ from tests.support.clienthello import (
     ja4,
     ja4_r,
 )
-from webtunnel_pt.bridge import bridge_config_from_args
-from webtunnel_pt.dial import DialOptions, dial_bridge
-from webtunnel_pt.pt_args import BridgeArgs
+from webtunnel_pt.pt.args import BridgeArgs
+from webtunnel_pt.webtunnel.bridge import bridge_config_from_args
+from webtunnel_pt.webtunnel.dial import DialOptions, dial_bridge
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA_DIR = ROOT / "tests" / "data" / "hellos"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from webtunnel_pt.pt_args import encode_socks_credentials, escape_args
+from webtunnel_pt.pt.args import encode_socks_credentials, escape_args
 
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:

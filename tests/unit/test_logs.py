@@ -164,7 +164,7 @@ def test_record_reaches_stderr_and_tor_redacted(sinks):
     redactor = sinks.configure("info")
     secret = SECRET + "-routed"
     redactor.add(secret)
-    logging.getLogger("webtunnel_pt.dial").warning(
+    logging.getLogger("webtunnel_pt.webtunnel.dial").warning(
         'dial https://h.example/%s for %s "failed"', secret, FINGERPRINT
     )
     assert lines(stdout) == [
@@ -172,7 +172,7 @@ def test_record_reaches_stderr_and_tor_redacted(sinks):
         r'\042failed\042"'
     ]
     (text,) = lines(stderr)
-    assert "[WARNING] webtunnel_pt.dial:" in text
+    assert "[WARNING] webtunnel_pt.webtunnel.dial:" in text
     assert text.endswith(f'dial https://h.example/{REDACTED} for {REDACTED} "failed"')
     assert secret not in stderr.getvalue() + stdout.getvalue()
     assert FINGERPRINT not in stderr.getvalue() + stdout.getvalue()

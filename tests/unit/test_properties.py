@@ -14,9 +14,8 @@ import struct
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from webtunnel_pt.bridge import KNOWN_KEYS, bridge_config_from_args, parse_bridge_line
 from webtunnel_pt.errors import SocksReply, WebtunnelError
-from webtunnel_pt.pt_args import (
+from webtunnel_pt.pt.args import (
     MAX_ARGS_BYTES,
     BridgeArgs,
     decode_socks_credentials,
@@ -24,9 +23,10 @@ from webtunnel_pt.pt_args import (
     escape_args,
     parse_args,
 )
-from webtunnel_pt.pt_env import negotiate_version, parse_client_environment
-from webtunnel_pt.socks import SocksServerHandshake
-from webtunnel_pt.upgrade import UpgradeAccepted, UpgradeClient
+from webtunnel_pt.pt.env import negotiate_version, parse_client_environment
+from webtunnel_pt.socks.server import SocksServerHandshake
+from webtunnel_pt.webtunnel.bridge import KNOWN_KEYS, bridge_config_from_args, parse_bridge_line
+from webtunnel_pt.webtunnel.upgrade import UpgradeAccepted, UpgradeClient
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -1,0 +1,207 @@
+"""link.circuit: circuit ids, CREATE_FAST, BEGIN_DIR, DATA, END, SENDME, DESTROY (tor-link.md
+§4.5, §5, §8, §9), against a relay side written here from the spec."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import pytest
+
+from webtunnel_pt.errors import CircuitHandshakeError, LinkProtocolError, LocalProtocolError
+from webtunnel_pt.tor.cells import (
+    Cell,
+    CellCommand,
+    DestroyReason,
+    EndReason,
+    RelayCell,
+    RelayCommand,
+    decode_relay_payload,
+    destroy_cell,
+    encode_relay_payload,
+    with_digest,
+)
+from webtunnel_pt.tor.circuit import (
+    CIRC_ID_HIGH_BIT,
+    Circuit,
+    CircuitClosed,
+    CircuitOpen,
+    CircuitState,
+    StreamClosed,
+    StreamConnected,
+    StreamData,
+    allocate_circ_id,
+)
+from webtunnel_pt.tor.kdf import kdf_tor
+from webtunnel_pt.tor.onionskin import HopKeys
+from webtunnel_pt.tor.relay_crypto import AesCtr
+
+Y = bytes(range(20))
+
+
+class FakeRelay:
+    """The relay end of a one-hop circuit."""
+
+    def __init__(self, create_fast: Cell) -> None:
+        x = create_fast.payload[:20]
+        material = kdf_tor(x + Y, 92)
+        self.created = Cell(create_fast.circ_id, CellCommand.CREATED_FAST, Y + material[:20])
+        keys = HopKeys.from_material(material[20:])
+        self.forward, self.backward = AesCtr(keys.kf), AesCtr(keys.kb)
+        self.fd, self.bd = hashlib.sha1(keys.df), hashlib.sha1(keys.db)
+        self.circ_id = create_fast.circ_id
+
+    def receive(self, cell: Cell) -> RelayCell:
+        assert cell.command == CellCommand.RELAY and cell.circ_id == self.circ_id
+        plain = self.forward.process(cell.payload)
+        self.fd.update(with_digest(plain, bytes(4)))
+        assert plain[1:3] == b"\0\0" and plain[5:9] == self.fd.digest()[:4]
+        return decode_relay_payload(plain)
+
+    def send(self, message: RelayCell) -> Cell:
+        payload = encode_relay_payload(message)
+        self.bd.update(payload)
+        wire = self.backward.process(with_digest(payload, self.bd.digest()))
+        return Cell(self.circ_id, CellCommand.RELAY, wire)
+
+
+def open_circuit() -> tuple[Circuit, FakeRelay]:
+    circuit = Circuit(0x80000001, 5)
+    circuit.create_fast()
+    (create,) = circuit.cells_to_send()
+    assert create.command == CellCommand.CREATE_FAST and len(create.payload) == 20
+    relay = FakeRelay(create)
+    assert circuit.receive_cell(relay.created) == [CircuitOpen()]
+    assert circuit.state is CircuitState.OPEN
+    return circuit, relay
+
+
+def test_circuit_ids_have_the_high_bit_from_link_4() -> None:
+    values = iter([0, 5, 5, 6])
+    assert allocate_circ_id(set(), 4, lambda bits: next(values)) == CIRC_ID_HIGH_BIT
+    assert (
+        allocate_circ_id({CIRC_ID_HIGH_BIT | 5}, 5, lambda bits: next(values))
+        == CIRC_ID_HIGH_BIT | 6
+    )
+    for _ in range(100):
+        assert allocate_circ_id(set(), 5) & CIRC_ID_HIGH_BIT
+        assert 0 < allocate_circ_id(set(), 3) < 0x10000
+
+
+def test_circuit_ids_avoid_zero_and_used_on_link_3() -> None:
+    values = iter([0, 7, 8])
+    assert allocate_circ_id({7}, 3, lambda bits: next(values)) == 8
+    with pytest.raises(LocalProtocolError):
+        allocate_circ_id({1}, 3, lambda bits: 1)
+
+
+def test_begin_dir_request_response() -> None:
+    circuit, relay = open_circuit()
+    stream = circuit.begin_dir()
+    (begin,) = circuit.cells_to_send()
+    assert relay.receive(begin) == RelayCell(RelayCommand.BEGIN_DIR, stream, b"")
+    assert circuit.receive_cell(relay.send(RelayCell(RelayCommand.CONNECTED, stream))) == [
+        StreamConnected(stream, b"")
+    ]
+    circuit.send_data(stream, b"G" * 600)  # two DATA cells
+    sent = [relay.receive(c) for c in circuit.cells_to_send()]
+    assert [len(m.data) for m in sent] == [498, 102]
+    events = circuit.receive_cell(relay.send(RelayCell(RelayCommand.DATA, stream, b"HTTP/1.0 200")))
+    assert events == [StreamData(stream, b"HTTP/1.0 200")]
+    done = relay.send(RelayCell(RelayCommand.END, stream, bytes([EndReason.DONE])))
+    assert circuit.receive_cell(done) == [StreamClosed(stream, EndReason.DONE)]
+    circuit.end_stream(stream)  # no END in reply to END
+    assert circuit.cells_to_send() == []
+    with pytest.raises(LocalProtocolError):
+        circuit.send_data(stream, b"late")
+
+
+def test_empty_end_means_misc_and_unknown_commands_are_dropped() -> None:
+    circuit, relay = open_circuit()
+    stream = circuit.begin_dir()
+    circuit.cells_to_send()
+    assert circuit.receive_cell(relay.send(RelayCell(RelayCommand.DROP, 0))) == []
+    assert circuit.receive_cell(relay.send(RelayCell(99, stream, b"?"))) == []
+    assert circuit.receive_cell(relay.send(RelayCell(RelayCommand.END, stream))) == [
+        StreamClosed(stream, EndReason.MISC)
+    ]
+
+
+def test_sendme_after_100_data_cells() -> None:
+    """Circuit SENDME v1 with the backward digest after the 100th DATA cell; stream SENDMEs
+    every 50 cells (§8.4)."""
+    circuit, relay = open_circuit()
+    stream = circuit.begin_dir()
+    relay.receive(circuit.cells_to_send()[0])
+    sendmes: list[RelayCell] = []
+    for n in range(1, 101):
+        circuit.receive_cell(relay.send(RelayCell(RelayCommand.DATA, stream, b"d")))
+        digest_after = relay.bd.digest()
+        for cell in circuit.cells_to_send():
+            message = relay.receive(cell)
+            assert message.command == RelayCommand.SENDME
+            sendmes.append(message)
+            if message.stream_id == 0:
+                assert n == 100
+                assert message.data == struct.pack(">BH", 1, 20) + digest_after
+    assert [m.stream_id for m in sendmes] == [stream, 0, stream]
+    assert sendmes[0].data == b""
+
+
+def test_package_window_refuses_to_overrun() -> None:
+    circuit, relay = open_circuit()
+    stream = circuit.begin_dir()
+    circuit.cells_to_send()
+    circuit.send_data(stream, bytes(498 * 500))
+    assert len(circuit.cells_to_send()) == 500
+    with pytest.raises(LocalProtocolError, match="window"):
+        circuit.send_data(stream, b"x")
+    circuit.receive_cell(relay.send(RelayCell(RelayCommand.SENDME, stream)))
+    circuit.send_data(stream, b"x")
+
+
+def test_destroy_from_relay() -> None:
+    circuit, _relay = open_circuit()
+    assert circuit.receive_cell(destroy_cell(circuit.circ_id, DestroyReason.FINISHED)) == [
+        CircuitClosed(DestroyReason.FINISHED)
+    ]
+    assert circuit.state is CircuitState.DESTROYED
+    assert circuit.receive_cell(destroy_cell(circuit.circ_id, 1)) == []  # dropped after
+    with pytest.raises(LocalProtocolError):
+        circuit.begin_dir()
+
+
+def test_destroy_by_us() -> None:
+    circuit, _relay = open_circuit()
+    circuit.destroy()
+    assert circuit.cells_to_send() == [destroy_cell(circuit.circ_id, DestroyReason.NONE)]
+    circuit.destroy()
+    assert circuit.cells_to_send() == []
+
+
+def test_bad_created_fast() -> None:
+    circuit = Circuit(0x80000002, 5)
+    circuit.create_fast()
+    circuit.cells_to_send()
+    with pytest.raises(CircuitHandshakeError):
+        circuit.receive_cell(Cell(circuit.circ_id, CellCommand.CREATED_FAST, bytes(40)))
+
+
+def test_unrecognized_relay_cell_is_a_protocol_error() -> None:
+    circuit, _relay = open_circuit()
+    with pytest.raises(LinkProtocolError):
+        circuit.receive_cell(Cell(circuit.circ_id, CellCommand.RELAY, bytes(509)))
+
+
+def test_inbound_relay_early_is_refused() -> None:
+    circuit, relay = open_circuit()
+    cell = relay.send(RelayCell(RelayCommand.DROP, 0))
+    with pytest.raises(LinkProtocolError, match="RELAY_EARLY"):
+        circuit.receive_cell(Cell(cell.circ_id, CellCommand.RELAY_EARLY, cell.payload))
+
+
+def test_relay_cells_before_created_fast() -> None:
+    circuit = Circuit(0x80000003, 5)
+    circuit.create_fast()
+    with pytest.raises(LinkProtocolError):
+        circuit.receive_cell(Cell(circuit.circ_id, CellCommand.RELAY, bytes(509)))

@@ -1,0 +1,115 @@
+"""link.relay_crypto: the 3-hop vector of tor-link.md §11 and the receive rules of §7.3."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from webtunnel_pt.errors import LinkProtocolError, LocalProtocolError
+from webtunnel_pt.tor.cells import PAYLOAD_LEN, RelayCell, encode_relay_payload, with_digest
+from webtunnel_pt.tor.onionskin import HopKeys
+from webtunnel_pt.tor.relay_crypto import AesCtr, RelayCrypto
+
+K1 = b"    'My public key is in this signed x509 object', said Tom assertively.      (N-PREG-VIRYL)"
+K2 = b"'Let's chart the pedal phlanges in the tomb', said Tom cryptographically.  (PELCG-GBR-TENCU)"
+K3 = b"     'Segmentation fault bugs don't _just happen_', said Tom seethingly.        (P-GUVAT-YL)"
+SEED = b"'You mean to tell me that there's a version of Sha-3 with no limit on the output length?', said Tom shakily."
+CELL0_PREFIX = "CAEC8C2606B65A1D42EEBB1DD3FDC997"
+CELL_SHA256 = {
+    0: "f3cc9a1db3b472b95a5344d4bd9756bf8a1b827b4b65770f4bea3e2486e37ad6",
+    1: "d531b194233f70e76d72e4d5b656099328ae95634401bbb26ae71904b26b65a6",
+    50: "0ceaabe1dd9fd32184163dcf130543ec24c58f4aa5c3a718a782e01cfa2305fb",
+}
+
+
+def three_hops() -> RelayCrypto:
+    crypto = RelayCrypto()
+    for key in (K1, K2, K3):
+        assert len(key) == 92
+        crypto.add_hop(HopKeys.from_material(key))
+    return crypto
+
+
+def test_outbound_vector_from_tor() -> None:
+    crypto = three_hops()
+    stream = hashlib.shake_256(SEED).digest(51 * 498)
+    for n in range(51):
+        payload = bytearray(PAYLOAD_LEN)
+        payload[0] = 2
+        payload[3:5] = b"\x00\x01"
+        payload[9:11] = bytes.fromhex("01f2")
+        payload[11:] = stream[n * 498 : (n + 1) * 498]
+        wire = crypto.encrypt_outbound(bytes(payload), hop=2)
+        if n == 0:
+            assert wire.hex().upper().startswith(CELL0_PREFIX)
+        if n in CELL_SHA256:
+            assert hashlib.sha256(wire).hexdigest() == CELL_SHA256[n], n
+
+
+class FakeRelayHop:
+    """The relay's side of one hop, written from the spec (roles reversed)."""
+
+    def __init__(self, keys: HopKeys) -> None:
+        self.forward = AesCtr(keys.kf)
+        self.backward = AesCtr(keys.kb)
+        self.forward_digest = hashlib.sha1(keys.df)
+        self.backward_digest = hashlib.sha1(keys.db)
+
+    def originate(self, cell: RelayCell) -> bytes:
+        payload = encode_relay_payload(cell)
+        self.backward_digest.update(payload)
+        return self.backward.process(with_digest(payload, self.backward_digest.digest()))
+
+
+def test_inbound_from_each_hop() -> None:
+    crypto = three_hops()
+    relays = [FakeRelayHop(HopKeys.from_material(k)) for k in (K1, K2, K3)]
+    for origin in (2, 0, 1, 2, 2, 0):
+        wire = relays[origin].originate(RelayCell(2, 7, f"from hop {origin}".encode()))
+        for hop in range(origin - 1, -1, -1):  # earlier hops add their layers on the way back
+            wire = relays[hop].backward.process(wire)
+        inbound = crypto.decrypt_inbound(wire)
+        assert inbound.hop == origin
+        assert inbound.payload[11 : 11 + 10] == f"from hop {origin}".encode()
+        assert inbound.digest == relays[origin].backward_digest.digest()
+
+
+def test_unrecognized_cell_leaves_state_untouched() -> None:
+    crypto = RelayCrypto()
+    crypto.add_hop(HopKeys.from_material(K1))
+    relay = FakeRelayHop(HopKeys.from_material(K1))
+    good = relay.originate(RelayCell(2, 1, b"first"))
+    corrupt = bytearray(good)
+    corrupt[100] ^= 0xFF
+    with pytest.raises(LinkProtocolError, match="not recognized"):
+        crypto.decrypt_inbound(bytes(corrupt))
+    # the real cell still decrypts: keystream and digest were not advanced by the bad one
+    assert crypto.decrypt_inbound(good).payload[11:16] == b"first"
+
+
+def test_outbound_reaches_relay_with_valid_digest() -> None:
+    crypto = RelayCrypto()
+    crypto.add_hop(HopKeys.from_material(K2))
+    relay = FakeRelayHop(HopKeys.from_material(K2))
+    for text in (b"one", b"two"):
+        plain = relay.forward.process(
+            crypto.encrypt_outbound(encode_relay_payload(RelayCell(2, 3, text)))
+        )
+        relay.forward_digest.update(with_digest(plain, bytes(4)))
+        assert plain[5:9] == relay.forward_digest.digest()[:4]
+        assert plain[11:14] == text
+
+
+def test_ctr_offsets_are_continuous() -> None:
+    whole = AesCtr(K1[40:56]).process(bytes(1000))
+    pieces = AesCtr(K1[40:56])
+    assert b"".join(pieces.process(bytes(n)) for n in (1, 15, 16, 17, 509, 442)) == whole
+
+
+def test_outbound_needs_hops_and_zero_digest() -> None:
+    with pytest.raises(LocalProtocolError):
+        RelayCrypto().encrypt_outbound(bytes(PAYLOAD_LEN))
+    crypto = three_hops()
+    with pytest.raises(LocalProtocolError):
+        crypto.encrypt_outbound(b"\x02" + b"\x01" * 508)

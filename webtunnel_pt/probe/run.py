@@ -1,0 +1,552 @@
+"""``webtunnel-pt probe "<bridge line>"``: check a WebTunnel bridge layer by layer.
+
+    DNS -> TCP -> outer TLS -> upgrade          (webtunnel_pt.webtunnel.dial, webtunnel-wire.md §3)
+      -> inner TLS -> channel (VERSIONS, CERTS, NETINFO)   (tor-link.md §2, §4)
+      -> CREATE_FAST -> descriptor (BEGIN_DIR /tor/server/authority)   (§5, §8.1, §10)
+
+Each layer is timed and reported as soon as it completes; the first failure stops the probe
+and selects the exit status (:data:`EXIT_CODES`). Success means every layer worked, the
+descriptor's signatures verify, and both the link (CERTS) and the descriptor carry the bridge
+line's identity. A bad or missing descriptor signature fails the descriptor layer (18).
+
+The bridge URL path, the fingerprint and the Ed25519 identity are secrets: the output is
+scrubbed of them unless ``--unsafe-logging``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import re
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO, TypeVar
+from urllib.parse import urlsplit
+
+from webtunnel_pt.deadlines import PROBE_BACKSTOP_GRACE_S, PROBE_TIMEOUT_S
+from webtunnel_pt.errors import (
+    BridgeArgsError,
+    BridgeUnreachable,
+    DirectoryError,
+    IdentityMismatch,
+    TlsError,
+    UpgradeError,
+    UpgradeRejected,
+    WebtunnelError,
+    describe_failure,
+)
+from webtunnel_pt.logs import Redactor
+from webtunnel_pt.tor.cells import IPAddress
+from webtunnel_pt.tor.channel import (
+    Channel,
+    ChannelCircuit,
+    InnerTls,
+    handshake_channel,
+    start_inner_tls,
+)
+from webtunnel_pt.tor.directory import (
+    SERVER_AUTHORITY_PATH,
+    ServerDescriptor,
+    check_descriptor_identity,
+    parse_server_descriptor,
+)
+from webtunnel_pt.webtunnel.bridge import (
+    BridgeConfig,
+    BridgeLine,
+    bridge_config_from_args,
+    parse_bridge_line,
+)
+from webtunnel_pt.webtunnel.dial import DialOptions, DialReport, Tunnel, dial_bridge
+
+T = TypeVar("T")
+
+
+#: Layers in order: key, title, exit status when this layer fails.
+LAYERS: tuple[tuple[str, str, int], ...] = (
+    ("dns", "DNS", 10),
+    ("tcp", "TCP", 11),
+    ("tls", "outer TLS", 12),
+    ("upgrade", "upgrade", 13),
+    ("inner_tls", "inner TLS", 14),
+    ("channel", "channel", 15),
+    ("create_fast", "CREATE_FAST", 17),
+    ("descriptor", "descriptor", 18),
+)
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+#: Valid certificates and descriptor, but not the identity the bridge line names.
+EXIT_IDENTITY = 16
+EXIT_CODES: dict[str, int] = {key: code for key, _, code in LAYERS} | {"identity": EXIT_IDENTITY}
+_TITLES = {key: title for key, title, _ in LAYERS}
+
+
+@dataclass
+class LayerResult:
+    """One layer: ``status`` is ``ok``, ``failed`` or ``skipped``; ``seconds`` its own time."""
+
+    layer: str
+    status: str
+    seconds: float | None = None
+    summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def title(self) -> str:
+        return _TITLES[self.layer]
+
+
+@dataclass
+class ProbeReport:
+    target: str
+    layers: list[LayerResult] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+    total_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "exit_code": self.exit_code,
+            "target": self.target,
+            "total_seconds": round(self.total_seconds, 6),
+            "layers": [
+                {
+                    "layer": r.layer,
+                    "status": r.status,
+                    "seconds": None if r.seconds is None else round(r.seconds, 6),
+                    "details": r.details,
+                    "error": r.error,
+                }
+                for r in self.layers
+            ],
+        }
+
+
+class LayerFailed(Exception):
+    """Internal: stop the probe at ``layer`` with ``exit_code``."""
+
+    def __init__(self, layer: str, exit_code: int, error: str, seconds: float | None) -> None:
+        super().__init__(error)
+        self.layer = layer
+        self.exit_code = exit_code
+        self.error = error
+        self.seconds = seconds
+
+
+def _layer_failed(layer: str, exc: Exception, seconds: float) -> LayerFailed:
+    """A failure at ``layer``; exceptions that are bugs, not network trouble, exit 1."""
+    _reply, severity, message = describe_failure(exc)
+    internal = severity == "error" and not isinstance(exc, WebtunnelError | OSError)
+    return LayerFailed(layer, EXIT_INTERNAL if internal else EXIT_CODES[layer], message, seconds)
+
+
+# ---- helpers for the dial layers ------------------------------------------------------------
+
+_DURING = re.compile(r"during (DNS|TCP connect|TLS handshake|upgrade|proxy)")
+_STAGE_LAYERS = {
+    "DNS": "dns",
+    "TCP connect": "tcp",
+    "TLS handshake": "tls",
+    "upgrade": "upgrade",
+    "proxy": "tcp",
+    "proxy connect": "tcp",
+    "proxy handshake": "tcp",
+}
+
+
+def dial_failure_layer(exc: BaseException) -> str:
+    """Which dial layer an exception from :func:`dial_bridge` belongs to."""
+    stage = getattr(exc, "stage", None)
+    if stage in _STAGE_LAYERS:
+        return _STAGE_LAYERS[stage]
+    if isinstance(exc, UpgradeRejected | UpgradeError):
+        return "upgrade"
+    if isinstance(exc, TlsError):
+        return "tls"
+    match = _DURING.search(str(exc))
+    if match:
+        return _STAGE_LAYERS[match.group(1)]
+    if isinstance(exc, BridgeUnreachable) and re.search(r"resolve|DNS", str(exc)):
+        return "dns"
+    return "tcp"
+
+
+def _name(entries: Any) -> str:
+    """``getpeercert()`` subject/issuer -> ``CN=x, O=y``."""
+    parts = [f"{key}={value}" for rdn in entries or () for key, value in rdn]
+    return ", ".join(parts) or "?"
+
+
+def _dial_layers(config: BridgeConfig, report: DialReport) -> list[LayerResult]:
+    t = report.timings
+    addresses = ", ".join(report.addresses) or config.dial_host
+    layers = [
+        LayerResult("dns", "ok", t.get("dns"), addresses, {"addresses": report.addresses}),
+        LayerResult("tcp", "ok", t.get("tcp"), report.peer, {"peer": report.peer}),
+    ]
+    if config.use_tls:
+        cert = report.peer_certificate or {}
+        details = {
+            "version": report.tls_version,
+            "cipher": report.tls_cipher,
+            "subject": _name(cert.get("subject")) if cert else None,
+            "issuer": _name(cert.get("issuer")) if cert else None,
+            "not_after": cert.get("notAfter"),
+        }
+        summary = f"{report.tls_version} {report.tls_cipher}"
+        if cert:
+            summary += (
+                f"; subject {details['subject']}; issuer {details['issuer']}; "
+                f"expires {details['not_after']}"
+            )
+        else:
+            summary += "; certificate checked by the cert= pin"
+        layers.append(LayerResult("tls", "ok", t.get("tls"), summary, details))
+    else:
+        layers.append(LayerResult("tls", "skipped", None, "http:// URL: no outer TLS"))
+    upgrade = report.upgrade
+    server = upgrade.header("server") if upgrade else None
+    reason = upgrade.reason if upgrade else ""
+    layers.append(
+        LayerResult(
+            "upgrade",
+            "ok",
+            t.get("upgrade"),
+            f"101 {reason}; Server: {server or '-'}",
+            {"status": 101, "reason": reason, "server": server},
+        )
+    )
+    return layers
+
+
+def _fmt_uptime(seconds: int | None) -> str:
+    if seconds is None:
+        return "?"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes}m"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m {secs}s"
+
+
+def _peer_address(line: BridgeLine) -> IPAddress | None:
+    host = line.address.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _describe_descriptor(descriptor: ServerDescriptor) -> tuple[str, dict[str, Any]]:
+    details = {
+        "nickname": descriptor.nickname,
+        "platform": descriptor.platform,
+        "tor_version": descriptor.tor_version,
+        "uptime_seconds": descriptor.uptime,
+        "published": descriptor.published,
+        "signatures_valid": True,
+        "identity_matches": True,
+    }
+    summary = (
+        f"nickname {descriptor.nickname}; {descriptor.platform or 'platform ?'}; "
+        f"uptime {_fmt_uptime(descriptor.uptime)}; published {descriptor.published}; "
+        "signatures valid; fingerprint and Ed25519 identity match"
+    )
+    return summary, details
+
+
+# ---- the probe -------------------------------------------------------------------------------
+
+
+class Probe:
+    """One probe run; ``on_layer`` sees each layer result as soon as it is known."""
+
+    def __init__(
+        self,
+        line: BridgeLine,
+        config: BridgeConfig,
+        *,
+        timeout_s: float = PROBE_TIMEOUT_S,
+        on_layer: Callable[[LayerResult], None] = lambda result: None,
+        redactor: Redactor | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if line.fingerprint is None:
+            raise BridgeArgsError("the bridge line must contain the bridge fingerprint")
+        self.line = line
+        self.fingerprint: str = line.fingerprint
+        self.config = config
+        self.timeout_s = timeout_s
+        self.on_layer = on_layer
+        self.redactor = redactor
+        self.clock = clock
+        self.report = ProbeReport(config.redacted_url())
+        self._deadline = 0.0
+        self._current = "dns"
+
+    def _remaining(self) -> float:
+        return max(0.1, self._deadline - time.monotonic())
+
+    def _emit(self, result: LayerResult) -> None:
+        self.report.layers.append(result)
+        self.on_layer(result)
+
+    def _secret(self, *values: str) -> None:
+        if self.redactor is not None:
+            self.redactor.add(*values)
+
+    async def run(self) -> ProbeReport:
+        start = time.monotonic()
+        self._deadline = start + self.timeout_s
+        tunnel: Tunnel | None = None
+        channel: Channel | None = None
+        try:
+            async with asyncio.timeout(self.timeout_s + PROBE_BACKSTOP_GRACE_S):
+                tunnel = await self._dial()
+                tls = await self._layer("inner_tls", self._inner_tls(tunnel))
+                channel = await self._layer("channel", self._channel(tunnel, tls))
+                circuit = await self._layer("create_fast", self._create_fast(channel))
+                await self._layer("descriptor", self._descriptor(channel, circuit))
+        except LayerFailed as failed:
+            self._fail(failed)
+        except TimeoutError:
+            self._fail(LayerFailed(self._current, EXIT_CODES[self._current], "timed out", None))
+        finally:
+            await self._close(channel, tunnel)
+        self.report.total_seconds = time.monotonic() - start
+        self._skip_rest()
+        return self.report
+
+    async def _layer(self, layer: str, step: Awaitable[tuple[T, str, dict[str, Any]]]) -> T:
+        """Run one layer's coroutine; map its failure to the layer's exit code."""
+        self._current = layer
+        mark = time.monotonic()
+        try:
+            value, summary, details = await step
+        except IdentityMismatch as exc:
+            raise LayerFailed(layer, EXIT_IDENTITY, str(exc), time.monotonic() - mark) from exc
+        except (asyncio.CancelledError, LayerFailed):
+            raise
+        except Exception as exc:
+            raise _layer_failed(layer, exc, time.monotonic() - mark) from exc
+        self._emit(LayerResult(layer, "ok", time.monotonic() - mark, summary, details))
+        return value
+
+    async def _dial(self) -> Tunnel:
+        self._current = "dns"
+        mark = time.monotonic()
+        try:
+            tunnel = await dial_bridge(self.config, DialOptions(timeout_s=self._remaining()))
+        except (asyncio.CancelledError, LayerFailed):
+            raise
+        except Exception as exc:
+            failed = _layer_failed(dial_failure_layer(exc), exc, time.monotonic() - mark)
+            self._emit_dial_layers_before(failed.layer)
+            raise failed from exc
+        for result in _dial_layers(self.config, tunnel.report):
+            self._emit(result)
+        return tunnel
+
+    def _emit_dial_layers_before(self, layer: str) -> None:
+        """The dial reports no times when it fails; earlier layers did complete."""
+        for key in ("dns", "tcp", "tls", "upgrade"):
+            if key == layer:
+                return
+            if key == "tls" and not self.config.use_tls:
+                self._emit(LayerResult(key, "skipped", None, "http:// URL: no outer TLS"))
+            else:
+                self._emit(LayerResult(key, "ok", None, "completed"))
+
+    async def _inner_tls(self, tunnel: Tunnel) -> tuple[InnerTls, str, dict[str, Any]]:
+        tls = await start_inner_tls(
+            tunnel.writer, timeout_s=self._remaining(), reader=tunnel.reader
+        )
+        summary = f"{tls.version} {tls.cipher} (SNI {tls.server_hostname})"
+        details = {"version": tls.version, "cipher": tls.cipher, "sni": tls.server_hostname}
+        return tls, summary, details
+
+    async def _channel(self, tunnel: Tunnel, tls: InnerTls) -> tuple[Channel, str, dict[str, Any]]:
+        channel = await handshake_channel(
+            tunnel.reader,
+            tunnel.writer,
+            tls,
+            expected_fingerprint=self.fingerprint,
+            peer_address=_peer_address(self.line),
+            timeout_s=self._remaining(),
+            clock=self.clock,
+        )
+        identity = channel.identity
+        self._secret(
+            identity.rsa_fingerprint, identity.ed25519_base64, identity.ed25519_identity.hex()
+        )
+        skew = channel.clock_skew
+        netinfo = channel.link.relay_netinfo
+        details = {
+            "link_protocol": channel.link_version,
+            "rsa_identity": identity.rsa_fingerprint,
+            "ed25519_identity": identity.ed25519_base64,
+            "clock_skew_seconds": skew,
+            "relay_sees_us_as": str(netinfo.other_address) if netinfo.other_address else None,
+            "relay_addresses": [str(a) for a in netinfo.my_addresses],
+        }
+        skew_text = "unknown" if skew is None else f"{skew:+.0f} s"
+        summary = (
+            f"link protocol {channel.link_version}; RSA id {identity.rsa_fingerprint} (matches); "
+            f"Ed25519 id {identity.ed25519_base64}; clock skew {skew_text}"
+        )
+        return channel, summary, details
+
+    async def _create_fast(self, channel: Channel) -> tuple[ChannelCircuit, str, dict[str, Any]]:
+        circuit = await channel.create_fast_circuit(timeout_s=self._remaining())
+        return circuit, f"circuit {circuit.circ_id:#010x}", {"circuit_id": circuit.circ_id}
+
+    async def _descriptor(
+        self, channel: Channel, circuit: ChannelCircuit
+    ) -> tuple[ServerDescriptor, str, dict[str, Any]]:
+        response = await circuit.fetch_directory(SERVER_AUTHORITY_PATH, timeout_s=self._remaining())
+        if response.status != 200:
+            raise DirectoryError(
+                f"{SERVER_AUTHORITY_PATH} answered HTTP {response.status} {response.reason}"
+            )
+        descriptor = parse_server_descriptor(response.body)
+        check_descriptor_identity(descriptor, channel.identity, now=self.clock())
+        return descriptor, *_describe_descriptor(descriptor)
+
+    def _fail(self, failed: LayerFailed) -> None:
+        self._emit(LayerResult(failed.layer, "failed", failed.seconds, error=failed.error))
+        self.report.exit_code = failed.exit_code
+
+    def _skip_rest(self) -> None:
+        seen = {r.layer for r in self.report.layers}
+        for key, _, _ in LAYERS:
+            if key not in seen:
+                self._emit(LayerResult(key, "skipped"))
+
+    async def _close(self, channel: Channel | None, tunnel: Tunnel | None) -> None:
+        if channel is not None:
+            await channel.aclose()
+        elif tunnel is not None:
+            tunnel.writer.transport.abort()
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+_MARKS = {"ok": "ok  ", "failed": "FAIL", "skipped": "--  "}
+
+
+def format_layer(result: LayerResult) -> str:
+    """One line per layer: mark, title, own time, what was found (or the error)."""
+    seconds = "" if result.seconds is None else f"{result.seconds * 1000:.1f} ms"
+    text = result.error if result.status == "failed" else result.summary
+    return f"  {_MARKS[result.status]} {result.title:<12}{seconds:>10}  {text or ''}".rstrip()
+
+
+def format_verdict(report: ProbeReport) -> str:
+    total = f"{report.total_seconds * 1000:.0f} ms"
+    if report.ok:
+        return f"result: OK - every layer works and the bridge identity matches ({total})"
+    failed = next((r for r in report.layers if r.status == "failed"), None)
+    where = failed.title if failed else "?"
+    if report.exit_code == EXIT_IDENTITY:
+        where = f"{where} (identity mismatch)"
+    return f"result: FAILED at {where}, exit status {report.exit_code} ({total})"
+
+
+def _exit_code_help() -> str:
+    rows = [f"  {code:>3}  {title} failed" for _, title, code in LAYERS]
+    rows.insert(6, f"  {EXIT_IDENTITY:>3}  identity mismatch (link CERTS or descriptor)")
+    return "\n".join(
+        [
+            "exit status:",
+            f"  {EXIT_OK:>3}  every layer succeeded and the identity matched",
+            f"  {EXIT_INTERNAL:>3}  internal error",
+            f"  {EXIT_USAGE:>3}  usage error or invalid bridge line (the fingerprint is required)",
+            *rows,
+        ]
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="webtunnel-pt probe",
+        description=(
+            "Connect to a WebTunnel bridge the way tor would and report every layer with its "
+            "time: DNS, TCP, outer TLS, upgrade, inner TLS, Tor channel (CERTS, NETINFO), "
+            "CREATE_FAST, the bridge's descriptor."
+        ),
+        epilog=_exit_code_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "bridge",
+        nargs="+",
+        help="the bridge line as in torrc, with or without the leading 'Bridge' (quote it)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=PROBE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"deadline for the whole probe (default: {PROBE_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--unsafe-logging",
+        "-unsafeLogging",
+        action="store_true",
+        help="show the URL path, fingerprint and Ed25519 identity instead of scrubbing them",
+    )
+    return parser
+
+
+def _prepare(text: str, redactor: Redactor) -> tuple[BridgeLine, BridgeConfig]:
+    line = parse_bridge_line(text)
+    config = bridge_config_from_args(line.args)
+    if line.fingerprint is None:
+        raise BridgeArgsError("the bridge line must contain the bridge fingerprint")
+    raw_path = urlsplit(line.args.get("url", "")).path
+    # Without the leading '/', so that URLs read https://host:port/[scrubbed].
+    redactor.add(line.fingerprint, raw_path.lstrip("/"), config.request_target.lstrip("/"))
+    return line, config
+
+
+def main(argv: Sequence[str], stdout: TextIO | None = None) -> int:
+    """``webtunnel-pt probe ...``; returns the exit status."""
+    out = stdout if stdout is not None else sys.stdout
+    args = build_parser().parse_args(argv)
+    redactor = Redactor(unsafe=args.unsafe_logging)
+    try:
+        line, config = _prepare(" ".join(args.bridge), redactor)
+    except BridgeArgsError as exc:
+        print(f"webtunnel-pt probe: {redactor.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def show(result: LayerResult) -> None:
+        if not args.json:
+            print(redactor.scrub(format_layer(result)), file=out, flush=True)
+
+    if not args.json:
+        target = config.describe(unsafe=args.unsafe_logging)
+        print(redactor.scrub(f"probing {target}"), file=out, flush=True)
+    probe = Probe(line, config, timeout_s=args.timeout, on_layer=show, redactor=redactor)
+    try:
+        report = asyncio.run(probe.run())
+    except KeyboardInterrupt:
+        return EXIT_INTERNAL
+    if args.json:
+        print(redactor.scrub(json.dumps(report.to_json(), indent=2)), file=out, flush=True)
+    else:
+        print(format_verdict(report), file=out, flush=True)
+    return report.exit_code

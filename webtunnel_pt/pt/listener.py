@@ -1,0 +1,232 @@
+"""The loopback SOCKS listener tor connects to, and the life of one connection.
+
+Per connection: SOCKS handshake (deadline :data:`SOCKS_HANDSHAKE_TIMEOUT_S`) → bridge arguments
+validated → dial (TCP, TLS, upgrade; its own deadline) while watching for tor hanging up → SOCKS
+grant → relay. Every failure ends in the SOCKS reply :func:`describe_failure` picks and one LOG
+line without secrets; nothing raised here escapes into asyncio's default handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import logging
+import time
+from dataclasses import dataclass, field
+
+from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, SHUTDOWN_GRACE_S, SOCKS_HANDSHAKE_TIMEOUT_S
+from webtunnel_pt.errors import (
+    BridgeArgsError,
+    HandshakeTimeout,
+    SocksReply,
+    WebtunnelError,
+    describe_failure,
+)
+from webtunnel_pt.logs import NOTICE, REDACTOR, Redactor
+from webtunnel_pt.socks.server import SocksRequest, SocksServerHandshake
+from webtunnel_pt.webtunnel import relay as relay_mod
+from webtunnel_pt.webtunnel.bridge import BridgeConfig, bridge_config_from_args
+from webtunnel_pt.webtunnel.dial import DialOptions, Tunnel, dial_bridge
+
+log = logging.getLogger(__name__)
+
+
+class ClientGone(WebtunnelError, ConnectionError):
+    """tor closed its SOCKS connection before the tunnel was ready."""
+
+    log_severity = "info"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    dial: DialOptions = field(default_factory=DialOptions)
+    socks_timeout_s: float = SOCKS_HANDSHAKE_TIMEOUT_S
+    half_closed_idle_s: float = HALF_CLOSED_IDLE_S
+
+
+def require_loopback(host: str) -> None:
+    """The SOCKS listener is for tor on this machine only."""
+    if not ipaddress.ip_address(host).is_loopback:
+        raise ValueError(f"refusing to listen on non-loopback address {host}")
+
+
+class SocksServer:
+    """Accepts tor's SOCKS connections on loopback and serves each as a tunnel."""
+
+    def __init__(self, options: ServerOptions | None = None, redactor: Redactor = REDACTOR):
+        self.options = options or ServerOptions()
+        self._redactor = redactor
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count(1)
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
+        require_loopback(host)
+        self._server = await asyncio.start_server(self._on_connection, host, port)
+        address = self._server.sockets[0].getsockname()
+        return address[0], address[1]
+
+    @property
+    def active_connections(self) -> int:
+        return len(self._connections)
+
+    async def aclose(self) -> None:
+        """Stop accepting, end every connection; returns within about a second."""
+        if self._server is not None:
+            self._server.close()
+        for attempt in range(2):
+            pending = [task for task in self._connections if not task.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S * (attempt + 1))
+
+    async def _on_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        conn_id = next(self._ids)
+        try:
+            await Connection(conn_id, reader, writer, self.options, self._redactor).serve()
+        except asyncio.CancelledError:
+            # Only aclose() cancels connections. Ending the task normally keeps asyncio's stream
+            # callback from reporting the cancellation as an error.
+            pass
+        finally:
+            self._connections.discard(task)
+
+
+class Connection:
+    """One SOCKS connection from tor."""
+
+    def __init__(
+        self,
+        conn_id: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        options: ServerOptions,
+        redactor: Redactor,
+    ) -> None:
+        self.id = conn_id
+        self.reader = reader
+        self.writer = writer
+        self.options = options
+        self.redactor = redactor
+        self.handshake = SocksServerHandshake()
+        self.config: BridgeConfig | None = None
+
+    def _where(self) -> str:
+        if self.config is None:
+            return f"connection {self.id}"
+        return f"connection {self.id} to {self.config.describe(self.redactor.unsafe)}"
+
+    async def serve(self) -> None:
+        tunnel: Tunnel | None = None
+        try:
+            request = await self._socks_handshake()
+            self.config = self._bridge_config(request)
+            started = time.monotonic()
+            tunnel, early = await self._dial_watching_client(self.config)
+            self.handshake.reply(SocksReply.SUCCEEDED)
+            self.writer.write(self.handshake.data_to_send())
+            pending = self.handshake.trailing_data + early
+            if pending:
+                tunnel.writer.write(pending)
+            log.info(
+                "%s: tunnel up in %.0f ms (%s)",
+                self._where(),
+                (time.monotonic() - started) * 1000,
+                tunnel.report.peer,
+            )
+            sent, received = await relay_mod.relay(
+                self.reader,
+                self.writer,
+                tunnel.reader,
+                tunnel.writer,
+                half_closed_idle_s=self.options.half_closed_idle_s,
+            )
+            tunnel = None
+            log.info("%s: closed after %d bytes up, %d down", self._where(), sent, received)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._refuse(exc)
+        finally:
+            if tunnel is not None:
+                tunnel.writer.transport.abort()
+            await relay_mod.close_writer(self.writer)
+
+    def _refuse(self, exc: BaseException) -> None:
+        reply, severity, message = describe_failure(exc)
+        if self.handshake.awaiting_reply:
+            self.handshake.reply(reply)
+        with contextlib.suppress(Exception):
+            data = self.handshake.data_to_send()
+            if data and not self.writer.is_closing():
+                self.writer.write(data)
+        level = {"error": logging.ERROR, "warning": logging.WARNING, "notice": NOTICE}.get(
+            severity, logging.INFO
+        )
+        log.log(level, "%s failed: %s", self._where(), message, exc_info=severity == "error")
+
+    async def _socks_handshake(self) -> SocksRequest:
+        try:
+            async with asyncio.timeout(self.options.socks_timeout_s):
+                while True:
+                    request = self.handshake.next_event()
+                    self._flush_handshake()
+                    if request is not None:
+                        return request
+                    data = await self.reader.read(4096)
+                    if not data:
+                        raise ClientGone("tor closed the connection during the SOCKS handshake")
+                    self.handshake.receive_data(data)
+        except TimeoutError as exc:
+            raise HandshakeTimeout(
+                f"SOCKS handshake not finished within {self.options.socks_timeout_s:g} s"
+            ) from exc
+        finally:
+            self._flush_handshake()
+
+    def _flush_handshake(self) -> None:
+        data = self.handshake.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+    def _bridge_config(self, request: SocksRequest) -> BridgeConfig:
+        if request.args is None:
+            raise BridgeArgsError("tor sent no bridge arguments; the bridge line needs url=")
+        config = bridge_config_from_args(request.args)
+        self.redactor.add(request.args["url"], config.request_target)
+        for notice in config.notices:
+            log.log(NOTICE, "connection %d: %s", self.id, notice)
+        return config
+
+    async def _dial_watching_client(self, config: BridgeConfig) -> tuple[Tunnel, bytes]:
+        """Dial, but give up as soon as tor hangs up; keep any bytes tor sends meanwhile."""
+        dial = asyncio.create_task(dial_bridge(config, self.options.dial))
+        watch = asyncio.create_task(self.reader.read(relay_mod.READ_CHUNK_BYTES))
+        try:
+            await asyncio.wait({dial, watch}, return_when=asyncio.FIRST_COMPLETED)
+            if not watch.done():
+                watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch  # re-raises a read error from tor's side
+            early = b"" if watch.cancelled() else watch.result()
+            if watch.done() and not watch.cancelled() and not early:
+                raise ClientGone("tor closed the connection while the bridge was dialled")
+            return await dial, early
+        except BaseException:
+            watch.cancel()
+            if not dial.done():
+                dial.cancel()
+                with contextlib.suppress(BaseException):
+                    await dial
+            elif not dial.cancelled() and dial.exception() is None:
+                dial.result().writer.transport.abort()
+            raise

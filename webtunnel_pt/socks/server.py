@@ -1,0 +1,277 @@
+"""SOCKS server handshake as a sans-I/O state machine: SOCKS5 (RFC 1928 + RFC 1929) and SOCKS4a.
+
+What tor sends to a client PT (pt-spec §3.5, ``pt-protocol.md`` §6)::
+
+    greeting   05 NMETHODS METHODS...            we pick 02 (user/pass) whenever offered
+    auth       01 ULEN UNAME PLEN PASSWD         the bridge arguments, see pt_args
+    request    05 01 00 ATYP ADDR PORT           CONNECT to the bridge line's (placeholder) address
+    reply      05 REP 00 01 00000000 0000        sent by us, REP 00 only once the tunnel is up
+
+    socks4a    04 01 PORT IPV4 USERID 00 [HOST 00]   USERID is the whole argument string
+
+Vocabulary as h11's: feed bytes with :meth:`SocksServerHandshake.receive_data`, ask for
+:meth:`next_event` (``None`` means more bytes are needed), send :meth:`data_to_send`. A violation
+raises :class:`SocksProtocolError` after queueing the reply the client should get, so the caller
+always flushes :meth:`data_to_send` before closing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import Enum, IntEnum, auto
+from typing import NoReturn
+
+from webtunnel_pt.errors import BridgeArgsError, LocalProtocolError, SocksProtocolError, SocksReply
+from webtunnel_pt.pt.args import BridgeArgs, decode_socks_credentials, parse_args
+
+__all__ = ["SocksReply", "SocksRequest", "SocksServerHandshake"]
+
+#: The handshake is a few hundred bytes (tor's arguments are at most 510); anything beyond this
+#: before the request is complete is not a SOCKS client.
+MAX_HANDSHAKE_BYTES = 4096
+#: SOCKS4 user id: tor sends the whole argument string (≤ 510 bytes) there.
+MAX_SOCKS4_FIELD_BYTES = 1024
+
+
+class AuthMethod(IntEnum):
+    NO_AUTH = 0x00  # RFC 1928 §3
+    USERNAME_PASSWORD = 0x02  # RFC 1929
+    NO_ACCEPTABLE = 0xFF
+
+
+class AddressType(IntEnum):
+    IPV4 = 0x01  # RFC 1928 §5
+    DOMAIN = 0x03
+    IPV6 = 0x04
+
+
+class Command(IntEnum):
+    CONNECT = 0x01  # RFC 1928 §4
+    BIND = 0x02
+    UDP_ASSOCIATE = 0x03
+
+
+class _State(Enum):
+    GREETING = auto()
+    AUTH = auto()
+    REQUEST = auto()
+    AWAIT_REPLY = auto()
+    DONE = auto()
+    FAILED = auto()
+
+
+@dataclass(frozen=True)
+class SocksRequest:
+    """A complete CONNECT request. ``args`` is ``None`` when the client sent no credentials."""
+
+    version: int
+    host: str
+    port: int
+    args: BridgeArgs | None
+
+
+class SocksServerHandshake:
+    """The server side of one SOCKS handshake, from greeting to reply."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._outgoing = bytearray()
+        self._state = _State.GREETING
+        self._version = 0
+        self._args: BridgeArgs | None = None
+
+    # -- vocabulary ---------------------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        if self._state in (_State.DONE, _State.FAILED):
+            raise LocalProtocolError("handshake is over; data belongs to the tunnel")
+        self._buffer += data
+        if self._state is not _State.AWAIT_REPLY and len(self._buffer) > MAX_HANDSHAKE_BYTES:
+            self._fail("SOCKS handshake too long")
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._outgoing)
+        self._outgoing.clear()
+        return out
+
+    @property
+    def trailing_data(self) -> bytes:
+        """Bytes the client sent after its request; they belong to the tunnel."""
+        return bytes(self._buffer) if self._state is _State.DONE else b""
+
+    def next_event(self) -> SocksRequest | None:
+        """Advance as far as the buffered bytes allow; return the request once complete."""
+        while True:
+            if self._state is _State.GREETING:
+                if not self._parse_greeting():
+                    return None
+            elif self._state is _State.AUTH:
+                if not self._parse_auth():
+                    return None
+            elif self._state is _State.REQUEST:
+                return self._parse_request()
+            else:
+                return None
+
+    def reply(self, code: SocksReply) -> None:
+        """Queue the answer to the request: success opens the tunnel, anything else ends it."""
+        if self._state is not _State.AWAIT_REPLY:
+            raise LocalProtocolError(f"cannot reply in state {self._state.name}")
+        if self._version == 4:
+            status = 0x5A if code == SocksReply.SUCCEEDED else 0x5B
+            self._outgoing += bytes([0x00, status]) + bytes(6)
+        else:
+            self._outgoing += bytes([0x05, code, 0x00, AddressType.IPV4]) + bytes(6)
+        self._state = _State.DONE if code == SocksReply.SUCCEEDED else _State.FAILED
+
+    @property
+    def awaiting_reply(self) -> bool:
+        return self._state is _State.AWAIT_REPLY
+
+    # -- parsing ------------------------------------------------------------------------------
+    def _fail(
+        self, message: str, reply: SocksReply = SocksReply.GENERAL_FAILURE, *, silent: bool = False
+    ) -> NoReturn:
+        """Queue the right refusal for the current step (unless ``silent``) and raise."""
+        if not silent:
+            if self._state is _State.GREETING and self._version == 5:
+                self._outgoing += bytes([0x05, AuthMethod.NO_ACCEPTABLE])
+            elif self._state is _State.AUTH:
+                self._outgoing += b"\x01\x01"
+            elif self._version == 4:
+                self._outgoing += b"\x00\x5b" + bytes(6)
+            elif self._version == 5:
+                self._outgoing += bytes([0x05, reply, 0x00, AddressType.IPV4]) + bytes(6)
+        self._state = _State.FAILED
+        raise SocksProtocolError(message, reply)
+
+    def _parse_greeting(self) -> bool:
+        buf = self._buffer
+        if not buf:
+            return False
+        if buf[0] == 0x04:
+            self._version = 4
+            self._state = _State.REQUEST
+            return True
+        if buf[0] != 0x05:
+            self._fail(f"unsupported SOCKS version {buf[0]}", silent=True)
+        self._version = 5
+        if len(buf) < 2 or len(buf) < 2 + buf[1]:
+            return False
+        methods = set(buf[2 : 2 + buf[1]])
+        del buf[: 2 + buf[1]]
+        if AuthMethod.USERNAME_PASSWORD in methods:
+            self._outgoing += bytes([0x05, AuthMethod.USERNAME_PASSWORD])
+            self._state = _State.AUTH
+        elif AuthMethod.NO_AUTH in methods:
+            self._outgoing += bytes([0x05, AuthMethod.NO_AUTH])
+            self._state = _State.REQUEST
+        else:
+            self._fail(
+                "client offers no usable SOCKS authentication method", SocksReply.NOT_ALLOWED
+            )
+        return True
+
+    def _parse_auth(self) -> bool:
+        buf = self._buffer
+        if not buf:
+            return False
+        if buf[0] != 0x01:
+            self._fail(
+                f"unsupported username/password auth version {buf[0]}", SocksReply.GENERAL_FAILURE
+            )
+        if len(buf) < 2 or len(buf) < 3 + buf[1]:
+            return False
+        ulen = buf[1]
+        plen = buf[2 + ulen]
+        if len(buf) < 3 + ulen + plen:
+            return False
+        username = bytes(buf[2 : 2 + ulen])
+        password = bytes(buf[3 + ulen : 3 + ulen + plen])
+        del buf[: 3 + ulen + plen]
+        if ulen == 0 or plen == 0:
+            self._fail("empty SOCKS username or password")
+        try:
+            self._args = parse_args(decode_socks_credentials(username, password))
+        except BridgeArgsError as exc:
+            self._fail(
+                f"invalid bridge arguments in SOCKS credentials: {exc}", SocksReply.GENERAL_FAILURE
+            )
+        self._outgoing += b"\x01\x00"
+        self._state = _State.REQUEST
+        return True
+
+    def _parse_request(self) -> SocksRequest | None:
+        if self._version == 4:
+            return self._parse_socks4_request()
+        buf = self._buffer
+        if len(buf) < 5:
+            return None
+        if buf[0] != 0x05:
+            self._fail(f"request has SOCKS version {buf[0]}")
+        if buf[1] != Command.CONNECT:
+            self._fail(f"unsupported SOCKS command {buf[1]}", SocksReply.COMMAND_NOT_SUPPORTED)
+        if buf[2] != 0x00:
+            self._fail("non-zero reserved byte in SOCKS request")
+        atyp = buf[3]
+        if atyp == AddressType.IPV4:
+            end = 4 + 4
+        elif atyp == AddressType.IPV6:
+            end = 4 + 16
+        elif atyp == AddressType.DOMAIN:
+            if buf[4] == 0:
+                self._fail("empty domain name in SOCKS request")
+            end = 5 + buf[4]
+        else:
+            self._fail(
+                f"unsupported SOCKS address type {atyp}", SocksReply.ADDRESS_TYPE_NOT_SUPPORTED
+            )
+        if len(buf) < end + 2:
+            return None
+        if atyp == AddressType.IPV4:
+            host = str(ipaddress.IPv4Address(bytes(buf[4:8])))
+        elif atyp == AddressType.IPV6:
+            host = str(ipaddress.IPv6Address(bytes(buf[4:20])))
+        else:
+            host = bytes(buf[5:end]).decode("ascii", errors="replace")
+        port = int.from_bytes(buf[end : end + 2], "big")
+        del buf[: end + 2]
+        self._state = _State.AWAIT_REPLY
+        return SocksRequest(5, host, port, self._args)
+
+    def _parse_socks4_request(self) -> SocksRequest | None:
+        buf = self._buffer
+        if len(buf) < 9:
+            return None
+        if buf[1] != Command.CONNECT:
+            self._fail(f"unsupported SOCKS4 command {buf[1]}", SocksReply.COMMAND_NOT_SUPPORTED)
+        userid_end = buf.find(b"\x00", 8)
+        if userid_end < 0:
+            if len(buf) > 8 + MAX_SOCKS4_FIELD_BYTES:
+                self._fail("SOCKS4 user id too long")
+            return None
+        port = int.from_bytes(buf[2:4], "big")
+        ip = bytes(buf[4:8])
+        end = userid_end + 1
+        if ip[:3] == b"\x00\x00\x00" and ip[3] != 0:  # SOCKS4a: a host name follows
+            host_end = buf.find(b"\x00", end)
+            if host_end < 0:
+                if len(buf) > end + MAX_SOCKS4_FIELD_BYTES:
+                    self._fail("SOCKS4a host name too long")
+                return None
+            host = bytes(buf[end:host_end]).decode("ascii", errors="replace")
+            end = host_end + 1
+        else:
+            host = str(ipaddress.IPv4Address(ip))
+        userid = bytes(buf[8:userid_end])
+        del buf[:end]
+        args = None
+        if userid:
+            try:
+                args = parse_args(decode_socks_credentials(userid, b"\x00"))
+            except BridgeArgsError as exc:
+                self._fail(
+                    f"invalid bridge arguments in SOCKS4 user id: {exc}", SocksReply.GENERAL_FAILURE
+                )
+        self._state = _State.AWAIT_REPLY
+        return SocksRequest(4, host, port, args)

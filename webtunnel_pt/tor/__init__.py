@@ -1,0 +1,20 @@
+"""The Tor protocols spoken by this client itself (tor-link.md): the built-in mode.
+
+Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)::
+
+    cells.py         cells, VERSIONS, NETINFO, DESTROY, relay payloads (§3, §4, §7.1)
+    certs.py         CERTS cell: Tor Ed25519 certs, RSA cross-cert, identity verification (§4.2)
+    link_handshake.py  client link handshake VERSIONS -> CERTS -> NETINFO as a state machine (§4)
+    kdf.py           KDF-TOR (§5)
+    onionskin.py     CREATE_FAST / CREATED_FAST (§5)
+    relay_crypto.py  AES-128-CTR + running SHA-1 per hop (§7.2, §7.3)
+    circuit.py       circuit ids, relay streams, BEGIN_DIR, DATA, END, SENDME (§4.5, §8)
+    directory.py     HTTP/1.0 over a directory stream and the bridge server descriptor (§10)
+
+asyncio glue::
+
+    channel.py       inner TLS over a stream, the handshake, a Channel to open circuits on
+
+Importing this package loads nothing heavy; ``cryptography`` is imported by the modules that
+need it.
+"""

@@ -1,0 +1,399 @@
+"""Dial a WebTunnel bridge: DNS, TCP, outer TLS (fail closed), HTTP upgrade.
+
+The whole dial has one deadline (:data:`DIAL_TIMEOUT_S`); each TCP attempt has its own shorter
+one so a black-holed address does not eat the time of the next. When the upgrade is accepted the
+returned :class:`Tunnel` holds an asyncio reader/writer pair carrying raw tunnel bytes; bytes
+the server sent right behind its ``101`` head are still in the reader, first in line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import ipaddress
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from webtunnel_pt.deadlines import CONNECT_TIMEOUT_S, DIAL_TIMEOUT_S
+from webtunnel_pt.errors import (
+    BridgeUnreachable,
+    HandshakeTimeout,
+    SocksReply,
+    TlsError,
+    UpgradeError,
+    WebtunnelError,
+    reply_for_os_error,
+)
+from webtunnel_pt.outbound import proxy_dial, resolver
+from webtunnel_pt.outbound.proxy import ProxyConfig
+from webtunnel_pt.outbound.tls_profiles import OpenSSLContext, tls_context
+from webtunnel_pt.outbound.tls_transport import open_tls_connection
+from webtunnel_pt.webtunnel.bridge import BridgeConfig
+from webtunnel_pt.webtunnel.upgrade import MAX_RESPONSE_HEAD_BYTES, UpgradeAccepted, UpgradeClient
+
+log = logging.getLogger(__name__)
+
+#: StreamReader limit: bounds one head line and, with flow control, the buffered bytes.
+STREAM_LIMIT_BYTES = 64 * 1024
+
+#: Value of _ssl.ENCODING_DER (private in 3.11; Certificate.public_bytes takes it).
+_ENCODING_DER = 2
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class DialOptions:
+    timeout_s: float = DIAL_TIMEOUT_S
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    bind_v4: ipaddress.IPv4Address | None = None
+    bind_v6: ipaddress.IPv6Address | None = None
+    #: Replaceable for tests: (host, port) -> list of addresses in resolver order.
+    resolver: Callable[[str, int], Any] | None = None
+    #: ``TOR_PT_PROXY``: when set, TCP goes through it and no DNS is done for the bridge.
+    proxy: ProxyConfig | None = None
+
+
+@dataclass
+class DialReport:
+    """What happened during the dial, for logs and ``probe``; timings in seconds."""
+
+    addresses: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    peer: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    peer_certificate: dict[str, Any] | None = None
+    upgrade: UpgradeAccepted | None = None
+
+
+@dataclass
+class Tunnel:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    report: DialReport
+
+
+def is_public(address: IPAddress) -> bool:
+    """False for what a censor's poisoned DNS answer would point at: loopback, private,
+    link-local, multicast, unspecified, and anything else not globally routable (shared
+    100.64/10, documentation and benchmarking ranges)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+    )
+
+
+def chain_pin(der_chain: list[bytes]) -> bytes:
+    """The official client's chain hash (``webtunnel-wire.md`` §4.3), leaf first."""
+    digest = hashlib.sha256(der_chain[0]).digest()
+    for der in der_chain[1:]:
+        digest = hashlib.sha256(digest + hashlib.sha256(der).digest()).digest()
+    return digest
+
+
+def _unverified_chain(ssl_object: Any) -> list[bytes]:
+    getter = getattr(ssl_object, "get_unverified_chain", None)
+    if getter is None:
+        getter = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if getter is None:
+        raise TlsError("cert= pinning needs a Python whose ssl module exposes the peer chain")
+    chain = getter() or []
+    out = []
+    for cert in chain:
+        der = cert.public_bytes(_ENCODING_DER) if hasattr(cert, "public_bytes") else cert
+        out.append(bytes(der))
+    if not out:
+        raise TlsError("server sent no certificate")
+    return out
+
+
+async def _resolve(config: BridgeConfig, options: DialOptions, report: DialReport) -> list[str]:
+    host, port = config.dial_host, config.dial_port
+    try:
+        literal: IPAddress | None = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        return [str(literal)]
+    try:
+        if options.resolver is not None:
+            found = list(await options.resolver(host, port))
+        else:
+            infos = await resolver.getaddrinfo(host, port)
+            found = [info[4][0] for info in infos]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise BridgeUnreachable(
+            f"could not resolve {host}: {getattr(exc, 'strerror', None) or exc}",
+            SocksReply.HOST_UNREACHABLE,
+        ) from exc
+    addresses: list[str] = []
+    for text in dict.fromkeys(found):
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        if config.dial_literal or is_public(address):
+            addresses.append(str(address))
+        else:
+            report.skipped.append(str(address))
+    if not addresses:
+        skipped = ", ".join(report.skipped) or "none"
+        raise BridgeUnreachable(
+            f"DNS for {host} gave no usable public address (skipped: {skipped})",
+            SocksReply.HOST_UNREACHABLE,
+        )
+    return addresses
+
+
+def _bind_address(address: IPAddress, options: DialOptions) -> str | None:
+    if address.is_loopback:
+        return None
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(options.bind_v4) if options.bind_v4 else None
+    return str(options.bind_v6) if options.bind_v6 else None
+
+
+async def _connect_one(address: str, port: int, options: DialOptions) -> socket.socket:
+    ip = ipaddress.ip_address(address)
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        bind = _bind_address(ip, options)
+        if bind is not None:
+            sock.bind((bind, 0))
+        async with asyncio.timeout(options.connect_timeout_s):
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def _connect(
+    addresses: list[str], port: int, options: DialOptions, report: DialReport
+) -> socket.socket:
+    last: BridgeUnreachable | None = None
+    for address in addresses:
+        shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        try:
+            sock = await _connect_one(address, port, options)
+        except TimeoutError:
+            last = BridgeUnreachable(f"TCP connect to {shown} timed out", SocksReply.TTL_EXPIRED)
+        except OSError as exc:
+            if isinstance(exc, socket.gaierror) or not exc.errno:  # a scoped literal's zone
+                reason = exc.strerror or type(exc).__name__
+            else:
+                reason = os.strerror(exc.errno)
+            last = BridgeUnreachable(
+                f"TCP connect to {shown} failed: {reason}", reply_for_os_error(exc)
+            )
+        else:
+            report.peer = shown
+            return sock
+        log.debug("%s", last)
+    assert last is not None  # addresses is never empty
+    raise last
+
+
+async def _read_upgrade(reader: asyncio.StreamReader, client: UpgradeClient) -> UpgradeAccepted:
+    """Feed the response head line by line so nothing past its end leaves the reader."""
+    received = 0
+    while True:
+        try:
+            line = await reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial:
+                client.receive_data(exc.partial)
+            client.receive_eof()
+            event = client.next_event()
+            if event is None:  # pragma: no cover - h11 reports the close above
+                raise UpgradeError("connection closed before the response head ended") from exc
+            return event
+        except asyncio.LimitOverrunError as exc:
+            raise UpgradeError(f"response head exceeds {MAX_RESPONSE_HEAD_BYTES} bytes") from exc
+        received += len(line)
+        client.receive_data(line)
+        event = client.next_event()
+        if event is not None:
+            return event
+        if received > MAX_RESPONSE_HEAD_BYTES:
+            raise UpgradeError(f"response head exceeds {MAX_RESPONSE_HEAD_BYTES} bytes")
+
+
+def _tls_error(exc: BaseException, config: BridgeConfig) -> TlsError:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or getattr(exc, "reason", None) or "verification failed"
+        return TlsError(f"TLS certificate of {config.server_name} not accepted: {detail}")
+    if isinstance(exc, ssl.SSLError):
+        return TlsError(
+            f"TLS handshake with {config.server_name} failed: {getattr(exc, 'reason', None) or exc}"
+        )
+    if isinstance(exc, ConnectionError | EOFError):
+        return TlsError(f"TLS handshake with {config.server_name} failed: connection closed")
+    return TlsError(f"TLS handshake with {config.server_name} failed: {exc}")
+
+
+async def _connect_via_proxy(
+    proxy: ProxyConfig,
+    config: BridgeConfig,
+    options: DialOptions,
+    report: DialReport,
+    stage: list[str],
+) -> socket.socket:
+    """TCP to the proxy (connect timeout and bind addresses as for a direct dial), then its
+    handshake for the bridge host as written: no local DNS for the bridge."""
+    mark = time.monotonic()
+    sock, _ = await proxy_dial.connect_via_proxy(
+        proxy,
+        config.dial_host,
+        config.dial_port,
+        lambda addresses, port: _connect(addresses, port, options, report),
+        stage,
+    )
+    report.peer = f"{_host_port(config.dial_host, config.dial_port)} via {proxy.describe()}"
+    report.timings["proxy"] = time.monotonic() - mark
+    return sock
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _dial(
+    config: BridgeConfig, options: DialOptions, report: DialReport, stage: list[str]
+) -> Tunnel:
+    clock = time.monotonic
+    if options.proxy is not None:
+        sock = await _connect_via_proxy(options.proxy, config, options, report, stage)
+    else:
+        start = clock()
+        stage[0] = "DNS"
+        addresses = await _resolve(config, options, report)
+        report.addresses = addresses
+        report.timings["dns"] = clock() - start
+        if report.skipped:
+            log.debug("skipped non-public DNS answers %s", ", ".join(report.skipped))
+
+        stage[0] = "TCP connect"
+        mark = clock()
+        sock = await _connect(addresses, config.dial_port, options, report)
+        report.timings["tcp"] = clock() - mark
+
+    stage[0] = "TLS handshake"
+    mark = clock()
+    reader, writer = await _open_stream(sock, config, options)
+    try:
+        if config.use_tls:
+            _check_tls(writer, config, report)
+            report.timings["tls"] = clock() - mark
+            log.debug(
+                "TLS %s %s with %s", report.tls_version, report.tls_cipher, config.server_name
+            )
+
+        stage[0] = "upgrade"
+        mark = clock()
+        client = UpgradeClient(config.server_name, config.request_target)
+        writer.write(client.data_to_send())
+        await writer.drain()
+        accepted = await _read_upgrade(reader, client)
+        report.upgrade = accepted
+        report.timings["upgrade"] = clock() - mark
+        log.debug(
+            "upgrade accepted (%s, server %s)", accepted.reason, accepted.header("server") or "?"
+        )
+    except BaseException:
+        writer.transport.abort()
+        raise
+    return Tunnel(reader, writer, report)
+
+
+async def _open_stream(
+    sock: socket.socket, config: BridgeConfig, options: DialOptions
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Wrap the connected socket in a stream: TLS with the bridge's profile, or plain."""
+    handshake_timeout = max(options.timeout_s, 1.0)
+    try:
+        ssl_ctx = (
+            tls_context(config.cert_pin is not None, config.tls_profile) if config.use_tls else None
+        )
+        if isinstance(ssl_ctx, OpenSSLContext):
+            return await open_tls_connection(
+                sock,
+                ssl_ctx,
+                config.server_name,
+                limit=STREAM_LIMIT_BYTES,
+                handshake_timeout_s=handshake_timeout,
+            )
+        return await asyncio.open_connection(
+            sock=sock,
+            ssl=ssl_ctx,
+            server_hostname=config.server_name if ssl_ctx else None,
+            ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
+            limit=STREAM_LIMIT_BYTES,
+        )
+    except (ssl.SSLError, ConnectionError, EOFError) as exc:
+        sock.close()
+        raise _tls_error(exc, config) from exc
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _check_tls(writer: asyncio.StreamWriter, config: BridgeConfig, report: DialReport) -> None:
+    """Record what was negotiated and, with ``cert=``, check the chain against the pin."""
+    ssl_object = writer.get_extra_info("ssl_object")
+    report.tls_version = ssl_object.version()
+    cipher = ssl_object.cipher()
+    report.tls_cipher = cipher[0] if cipher else None
+    report.peer_certificate = ssl_object.getpeercert() or None
+    if config.cert_pin is not None:
+        pin = chain_pin(_unverified_chain(ssl_object))
+        if pin != config.cert_pin:
+            raise TlsError(
+                "TLS certificate chain does not match the cert= pin "
+                f"(server chain hashes to {base64.b64encode(pin).decode()})"
+            )
+
+
+async def dial_bridge(config: BridgeConfig, options: DialOptions | None = None) -> Tunnel:
+    """Open a tunnel to the bridge or raise a :class:`WebtunnelError` subclass."""
+    options = options or DialOptions()
+    report = DialReport()
+    stage = ["start"]
+    try:
+        async with asyncio.timeout(options.timeout_s):
+            return await _dial(config, options, report, stage)
+    except WebtunnelError as exc:
+        if exc.stage is None:
+            exc.stage = stage[0]
+        raise
+    except TimeoutError as exc:
+        error: WebtunnelError = HandshakeTimeout(
+            f"bridge dial timed out after {options.timeout_s:g} s during {stage[0]}"
+        )
+        cause: BaseException = exc
+    except ssl.SSLError as exc:  # e.g. a TLS 1.3 alert that arrives with the first read
+        reason = getattr(exc, "reason", None) or exc
+        error, cause = TlsError(f"TLS error during {stage[0]}: {reason}"), exc
+    except OSError as exc:
+        error = BridgeUnreachable(
+            f"connection lost during {stage[0]}: {exc.strerror or type(exc).__name__}",
+            reply_for_os_error(exc),
+        )
+        cause = exc
+    error.stage = stage[0]
+    raise error from cause
