@@ -17,6 +17,8 @@
     │  └─ TlsError                          outer TLS handshake or verification failed
     └─ HandshakeTimeout (also TimeoutError) a deadline passed (SOCKS, TCP, TLS, upgrade)
 
+An error out of a bridge dial carries the :class:`DialStage` it failed in (``exc.stage``).
+
 Every class knows the SOCKS5 reply code (RFC 1928 §6) it maps to and the severity of the PT
 ``LOG`` line that reports it (pt-spec §3.3.4). :func:`describe_failure` is the one place that
 turns any exception into that triple.
@@ -27,7 +29,7 @@ from __future__ import annotations
 import errno
 import os
 import ssl
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Literal
 
 LogSeverity = Literal["error", "warning", "notice", "info", "debug"]
@@ -47,14 +49,27 @@ class SocksReply(IntEnum):
     ADDRESS_TYPE_NOT_SUPPORTED = 0x08
 
 
+class DialStage(StrEnum):
+    """The steps of a bridge dial, in order; the value is how messages name it
+    ("... during TLS handshake"). Through ``TOR_PT_PROXY`` the two proxy steps replace DNS and
+    TCP connect."""
+
+    DNS = "DNS"
+    TCP_CONNECT = "TCP connect"
+    PROXY_CONNECT = "proxy connect"
+    PROXY_HANDSHAKE = "proxy handshake"
+    TLS_HANDSHAKE = "TLS handshake"
+    UPGRADE = "upgrade"
+
+
 class WebtunnelError(Exception):
     """Base class of every error this package raises on purpose."""
 
     socks_reply: SocksReply = SocksReply.GENERAL_FAILURE
     log_severity: LogSeverity = "warning"
-    #: Where a bridge dial failed ("DNS", "TCP connect", "proxy", "TLS handshake", "upgrade"),
-    #: set by :func:`webtunnel_pt.webtunnel.dial.dial_bridge`.
-    stage: str | None = None
+    #: The dial step that failed, set by :func:`webtunnel_pt.webtunnel.dial.dial_bridge` on
+    #: every error it raises; None for errors from anywhere else.
+    stage: DialStage | None = None
 
 
 class ConfigError(WebtunnelError):

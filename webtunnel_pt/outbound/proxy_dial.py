@@ -14,7 +14,7 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 
-from webtunnel_pt.errors import BridgeUnreachable, LocalProtocolError, SocksReply
+from webtunnel_pt.errors import BridgeUnreachable, DialStage, LocalProtocolError, SocksReply
 from webtunnel_pt.outbound import resolver
 from webtunnel_pt.outbound.proxy import (
     ProxyConfig,
@@ -25,6 +25,8 @@ from webtunnel_pt.outbound.proxy import (
 
 #: Connects to the first reachable address of a list (``dial._connect`` with its options).
 Connector = Callable[[list[str], int], Awaitable[socket.socket]]
+#: Told each dial step as it begins, so that an error can name where it happened.
+StageObserver = Callable[[DialStage], None]
 
 
 async def _proxy_addresses(proxy: ProxyConfig) -> list[str]:
@@ -44,15 +46,15 @@ async def _proxy_addresses(proxy: ProxyConfig) -> list[str]:
 
 
 async def connect_via_proxy(
-    proxy: ProxyConfig, host: str, port: int, connect: Connector, stage: list[str]
+    proxy: ProxyConfig, host: str, port: int, connect: Connector, enter: StageObserver
 ) -> tuple[socket.socket, ProxyConnected]:
     """A socket that is a raw pipe to ``host:port`` through ``proxy``, or a ProxyError."""
-    stage[0] = "proxy connect"
+    enter(DialStage.PROXY_CONNECT)
     try:
         sock = await connect(await _proxy_addresses(proxy), proxy.port)
     except BridgeUnreachable as exc:
         raise ProxyUnreachable(f"cannot reach {proxy.describe()}: {exc}", exc.socks_reply) from exc
-    stage[0] = "proxy handshake"
+    enter(DialStage.PROXY_HANDSHAKE)
     try:
         return sock, await _handshake(sock, proxy, host, port)
     except BaseException:

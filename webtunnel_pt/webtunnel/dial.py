@@ -1,7 +1,9 @@
 """Dial a WebTunnel bridge: DNS, TCP, outer TLS (fail closed), HTTP upgrade.
 
-The whole dial has one deadline (:data:`DIAL_TIMEOUT_S`); each TCP attempt has its own shorter
-one so a black-holed address does not eat the time of the next. When the upgrade is accepted the
+The whole dial has one budget (:data:`DIAL_TIMEOUT_S`, a :class:`Deadline`): each step waits at
+most for what is left of it, and each TCP attempt also for at most :data:`CONNECT_TIMEOUT_S`, so
+a black-holed address does not eat the time of the next. An error names the :class:`DialStage`
+it happened in (``exc.stage``). When the upgrade is accepted the
 returned :class:`Tunnel` holds an asyncio reader/writer pair carrying raw tunnel bytes; bytes
 the server sent right behind its ``101`` head are still in the reader, first in line.
 """
@@ -21,9 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from webtunnel_pt.deadlines import CONNECT_TIMEOUT_S, DIAL_TIMEOUT_S
+from webtunnel_pt.deadlines import CONNECT_TIMEOUT_S, DIAL_TIMEOUT_S, Deadline
 from webtunnel_pt.errors import (
     BridgeUnreachable,
+    DialStage,
     HandshakeTimeout,
     SocksReply,
     TlsError,
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 
 #: StreamReader limit: bounds one head line and, with flow control, the buffered bytes.
 STREAM_LIMIT_BYTES = 64 * 1024
+
+#: asyncio refuses a TLS handshake timeout of 0; the dial's deadline ends the wait anyway.
+MIN_HANDSHAKE_TIMEOUT_S = 0.001
 
 #: Value of _ssl.ENCODING_DER (private in 3.11; Certificate.public_bytes takes it).
 _ENCODING_DER = 2
@@ -73,6 +79,17 @@ class DialReport:
     tls_cipher: str | None = None
     peer_certificate: dict[str, Any] | None = None
     upgrade: UpgradeAccepted | None = None
+
+
+@dataclass
+class _Attempt:
+    """One dial in progress: the step it is in and the budget it has left."""
+
+    deadline: Deadline
+    stage: DialStage = DialStage.DNS
+
+    def enter(self, stage: DialStage) -> None:
+        self.stage = stage
 
 
 @dataclass
@@ -165,7 +182,15 @@ def _bind_address(address: IPAddress, options: DialOptions) -> str | None:
     return str(options.bind_v6) if options.bind_v6 else None
 
 
-async def _connect_one(address: str, port: int, options: DialOptions) -> socket.socket:
+def _attempt_timeout(options: DialOptions, deadline: Deadline) -> float | None:
+    """One TCP attempt's own limit when it is shorter than what is left of the dial; else None,
+    and the dial's deadline ends the attempt (and reports the dial's timeout)."""
+    return options.connect_timeout_s if options.connect_timeout_s < deadline.remaining() else None
+
+
+async def _connect_one(
+    address: str, port: int, options: DialOptions, deadline: Deadline
+) -> socket.socket:
     ip = ipaddress.ip_address(address)
     family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -175,7 +200,7 @@ async def _connect_one(address: str, port: int, options: DialOptions) -> socket.
         bind = _bind_address(ip, options)
         if bind is not None:
             sock.bind((bind, 0))
-        async with asyncio.timeout(options.connect_timeout_s):
+        async with asyncio.timeout(_attempt_timeout(options, deadline)):
             await asyncio.get_running_loop().sock_connect(sock, (address, port))
     except BaseException:
         sock.close()
@@ -184,13 +209,13 @@ async def _connect_one(address: str, port: int, options: DialOptions) -> socket.
 
 
 async def _connect(
-    addresses: list[str], port: int, options: DialOptions, report: DialReport
+    addresses: list[str], port: int, options: DialOptions, report: DialReport, deadline: Deadline
 ) -> socket.socket:
     last: BridgeUnreachable | None = None
     for address in addresses:
         shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         try:
-            sock = await _connect_one(address, port, options)
+            sock = await _connect_one(address, port, options, deadline)
         except TimeoutError:
             last = BridgeUnreachable(f"TCP connect to {shown} timed out", SocksReply.TTL_EXPIRED)
         except OSError as exc:
@@ -252,7 +277,7 @@ async def _connect_via_proxy(
     config: BridgeConfig,
     options: DialOptions,
     report: DialReport,
-    stage: list[str],
+    attempt: _Attempt,
 ) -> socket.socket:
     """TCP to the proxy (connect timeout and bind addresses as for a direct dial), then its
     handshake for the bridge host as written: no local DNS for the bridge."""
@@ -261,8 +286,8 @@ async def _connect_via_proxy(
         proxy,
         config.dial_host,
         config.dial_port,
-        lambda addresses, port: _connect(addresses, port, options, report),
-        stage,
+        lambda addresses, port: _connect(addresses, port, options, report, attempt.deadline),
+        attempt.enter,
     )
     report.peer = f"{_host_port(config.dial_host, config.dial_port)} via {proxy.describe()}"
     report.timings["proxy"] = time.monotonic() - mark
@@ -274,28 +299,28 @@ def _host_port(host: str, port: int) -> str:
 
 
 async def _dial(
-    config: BridgeConfig, options: DialOptions, report: DialReport, stage: list[str]
+    config: BridgeConfig, options: DialOptions, report: DialReport, attempt: _Attempt
 ) -> Tunnel:
     clock = time.monotonic
     if options.proxy is not None:
-        sock = await _connect_via_proxy(options.proxy, config, options, report, stage)
+        sock = await _connect_via_proxy(options.proxy, config, options, report, attempt)
     else:
         start = clock()
-        stage[0] = "DNS"
+        attempt.enter(DialStage.DNS)
         addresses = await _resolve(config, options, report)
         report.addresses = addresses
         report.timings["dns"] = clock() - start
         if report.skipped:
             log.debug("skipped non-public DNS answers %s", ", ".join(report.skipped))
 
-        stage[0] = "TCP connect"
+        attempt.enter(DialStage.TCP_CONNECT)
         mark = clock()
-        sock = await _connect(addresses, config.dial_port, options, report)
+        sock = await _connect(addresses, config.dial_port, options, report, attempt.deadline)
         report.timings["tcp"] = clock() - mark
 
-    stage[0] = "TLS handshake"
+    attempt.enter(DialStage.TLS_HANDSHAKE)
     mark = clock()
-    reader, writer = await _open_stream(sock, config, options)
+    reader, writer = await _open_stream(sock, config, attempt.deadline)
     try:
         if config.use_tls:
             _check_tls(writer, config, report)
@@ -304,7 +329,7 @@ async def _dial(
                 "TLS %s %s with %s", report.tls_version, report.tls_cipher, config.server_name
             )
 
-        stage[0] = "upgrade"
+        attempt.enter(DialStage.UPGRADE)
         mark = clock()
         client = UpgradeClient(config.server_name, config.request_target)
         writer.write(client.data_to_send())
@@ -322,10 +347,12 @@ async def _dial(
 
 
 async def _open_stream(
-    sock: socket.socket, config: BridgeConfig, options: DialOptions
+    sock: socket.socket, config: BridgeConfig, deadline: Deadline
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Wrap the connected socket in a stream: TLS with the bridge's profile, or plain."""
-    handshake_timeout = max(options.timeout_s, 1.0)
+    """Wrap the connected socket in a stream: TLS with the bridge's profile, or plain. The
+    handshake gets what is left of the dial's budget; the dial's own deadline, which falls
+    first, reports the timeout."""
+    handshake_timeout = max(deadline.remaining(), MIN_HANDSHAKE_TIMEOUT_S)
     try:
         ssl_ctx = (
             tls_context(config.cert_pin is not None, config.tls_profile) if config.use_tls else None
@@ -373,27 +400,29 @@ async def dial_bridge(config: BridgeConfig, options: DialOptions | None = None) 
     """Open a tunnel to the bridge or raise a :class:`WebtunnelError` subclass."""
     options = options or DialOptions()
     report = DialReport()
-    stage = ["start"]
+    loop = asyncio.get_running_loop()
+    # On the loop's clock, so that the deadline below is the very moment the budget runs out.
+    attempt = _Attempt(Deadline.after(options.timeout_s, clock=loop.time))
     try:
-        async with asyncio.timeout(options.timeout_s):
-            return await _dial(config, options, report, stage)
+        async with asyncio.timeout_at(attempt.deadline.when):
+            return await _dial(config, options, report, attempt)
     except WebtunnelError as exc:
         if exc.stage is None:
-            exc.stage = stage[0]
+            exc.stage = attempt.stage
         raise
     except TimeoutError as exc:
         error: WebtunnelError = HandshakeTimeout(
-            f"bridge dial timed out after {options.timeout_s:g} s during {stage[0]}"
+            f"bridge dial timed out after {options.timeout_s:g} s during {attempt.stage}"
         )
         cause: BaseException = exc
     except ssl.SSLError as exc:  # e.g. a TLS 1.3 alert that arrives with the first read
         reason = getattr(exc, "reason", None) or exc
-        error, cause = TlsError(f"TLS error during {stage[0]}: {reason}"), exc
+        error, cause = TlsError(f"TLS error during {attempt.stage}: {reason}"), exc
     except OSError as exc:
         error = BridgeUnreachable(
-            f"connection lost during {stage[0]}: {exc.strerror or type(exc).__name__}",
+            f"connection lost during {attempt.stage}: {exc.strerror or type(exc).__name__}",
             reply_for_os_error(exc),
         )
         cause = exc
-    error.stage = stage[0]
+    error.stage = attempt.stage
     raise error from cause

@@ -1,4 +1,5 @@
-"""dial: the pure helpers chain_pin (webtunnel-wire.md §4.3) and is_public (§3 step 3)."""
+"""dial: the pure helpers chain_pin (webtunnel-wire.md §4.3), is_public (§3 step 3), the bind
+address per family and each TCP attempt's share of the dial's budget."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ import ipaddress
 import pytest
 import trustme
 
+from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.pt.args import BridgeArgs
 from webtunnel_pt.webtunnel.bridge import bridge_config_from_args
-from webtunnel_pt.webtunnel.dial import DialOptions, _bind_address, chain_pin, is_public
+from webtunnel_pt.webtunnel.dial import (
+    DialOptions,
+    _attempt_timeout,
+    _bind_address,
+    chain_pin,
+    is_public,
+)
 
 
 def sha256(data: bytes) -> bytes:
@@ -116,3 +124,16 @@ def test_no_bind_address_when_tor_gave_none():
 )
 def test_shared_and_documentation_ranges_are_not_public(address):
     assert is_public(ipaddress.ip_address(address)) is False
+
+
+def test_a_tcp_attempt_never_outlives_the_dial():
+    """A connect attempt's own limit counts only while it is shorter than what is left; after
+    that the dial's deadline ends the attempt (and reports the dial's timeout)."""
+    now = [100.0]
+    deadline = Deadline.after(30.0, clock=lambda: now[0])
+    options = DialOptions(connect_timeout_s=10.0)
+    assert _attempt_timeout(options, deadline) == 10.0
+    now[0] += 25.0  # 5 s left
+    assert _attempt_timeout(options, deadline) is None
+    now[0] += 10.0  # spent
+    assert _attempt_timeout(options, deadline) is None
