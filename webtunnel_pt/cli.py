@@ -1,11 +1,20 @@
-"""Command line: ``webtunnel-pt`` (managed mode when tor runs it) and its options.
+"""Command line: one parser for ``webtunnel-pt`` (managed mode when tor runs it) and its
+subcommands.
 
-Exit status: 0 after a clean stop, 1 on a configuration error reported to tor, 2 on a usage
-error.
+    webtunnel-pt [FLAGS]                          managed mode (tor starts it)
+    webtunnel-pt [FLAGS] probe "<bridge line>" [--json] [--timeout S] [FLAGS]
 
-``webtunnel-pt probe "<bridge line>"`` checks a bridge layer by layer (built-in mode,
-:mod:`webtunnel_pt.probe.run`, which has its own exit statuses); it is imported only when
-asked for, so managed mode never loads ``cryptography``.
+The FLAGS are lyrebird's, in Go's spellings and ours: ``-logLevel``/``--log-level``,
+``-unsafeLogging[=BOOL]``, ``-enableLogging[=BOOL]``, ``--log-file``, ``-version``; they work
+before and after a subcommand. A boolean takes its value only as ``-flag=value``, as Go's flag
+package reads it, so ``probe -unsafeLogging "<bridge line>"`` keeps the bridge line.
+
+Exit status of managed mode: 0 after a clean stop, 1 on a configuration error reported to tor,
+2 on a usage error. ``probe`` has its own (``webtunnel-pt probe --help``).
+
+A subcommand is one :class:`Command` in :data:`COMMANDS`: its arguments, and a runner that
+imports its modules only when it is chosen, so managed mode never loads ``cryptography``.
+Here the :class:`~webtunnel_pt.logs.Redactor` is created and handed to logging and to the mode.
 """
 
 from __future__ import annotations
@@ -13,11 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from webtunnel_pt import __version__
-from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S
+from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, PROBE_TIMEOUT_S
+from webtunnel_pt.logs import PtStdout, Redactor, configure_logging
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -29,6 +40,17 @@ PROBE_EPILOG = (
     'To test a bridge by hand: webtunnel-pt probe "<bridge line>" [--json] [--timeout S] '
     "(see webtunnel-pt probe --help for its exit statuses)."
 )
+#: Every spelling of the boolean flags; :func:`_explicit_booleans` gives each its value.
+_BOOLEAN_FLAGS = frozenset(
+    {
+        "--unsafe-logging",
+        "-unsafeLogging",
+        "--unsafeLogging",
+        "--enable-logging",
+        "-enableLogging",
+        "--enableLogging",
+    }
+)
 
 
 def _go_bool(text: str) -> bool:
@@ -39,6 +61,17 @@ def _go_bool(text: str) -> bool:
     if value in {"0", "f", "false"}:
         return False
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _explicit_booleans(words: Sequence[str]) -> list[str]:
+    """``-unsafeLogging`` becomes ``-unsafeLogging=true``: Go never takes a boolean's value from
+    the next word, and argparse would (the bridge line after ``probe -unsafeLogging``)."""
+    out: list[str] = []
+    for index, word in enumerate(words):
+        if word == "--":
+            return out + list(words[index:])
+        out.append(f"{word}=true" if word in _BOOLEAN_FLAGS else word)
+    return out
 
 
 def _positive_seconds(text: str) -> float:
@@ -64,25 +97,38 @@ def _log_file(args: argparse.Namespace, environ: Mapping[str, str]) -> str | Non
     return os.path.join(state, STATE_LOG_NAME)
 
 
-class _ExactOptionParser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
     """Options only as spelled: Python 3.11 still expands ``-u`` to ``-unsafeLogging`` even
-    with ``allow_abbrev=False`` (single-dash long options)."""
+    with ``allow_abbrev=False`` (single-dash long options). Booleans get explicit values
+    (:func:`_explicit_booleans`). A help epilog may be built only when help is shown."""
+
+    def __init__(self, *args: Any, lazy_epilog: Callable[[], str] | None = None, **kw: Any):
+        kw.setdefault("allow_abbrev", False)  # -u must not quietly mean -unsafeLogging
+        super().__init__(*args, **kw)
+        self._lazy_epilog = lazy_epilog
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
         return []
 
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = sys.argv[1:] if args is None else args
+        return super().parse_known_args(_explicit_booleans(words), namespace)
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _ExactOptionParser(
-        prog="webtunnel-pt",
-        description=(
-            "Tor pluggable transport client for WebTunnel. tor starts it through "
-            "'ClientTransportPlugin webtunnel exec webtunnel-pt' and talks to it over the "
-            "TOR_PT_* environment, stdout and a loopback SOCKS5 listener."
-        ),
-        epilog=PROBE_EPILOG,
-        allow_abbrev=False,  # -u must not quietly mean -unsafeLogging
-    )
+    def format_help(self) -> str:
+        if self._lazy_epilog is not None:
+            self.epilog = self._lazy_epilog()
+        return super().format_help()
+
+
+def _add_common_flags(parser: argparse.ArgumentParser, *, with_defaults: bool) -> None:
+    """lyrebird's flags. A subcommand's copy has no defaults (``SUPPRESS``) so that it does
+    not undo what was given before the subcommand."""
+
+    def default(value: object) -> object:
+        return value if with_defaults else argparse.SUPPRESS
+
     parser.add_argument(
         "--version", "-version", action="version", version=f"webtunnel-pt {__version__}"
     )
@@ -90,19 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level",
         "-logLevel",
         "--logLevel",
-        default="notice",
+        default=default("notice"),
         type=str.lower,
         choices=["error", "warn", "warning", "notice", "info", "debug"],
         help="least severe messages to log (default: notice)",
     )
-    parser.add_argument("--log-file", help="write the text log here instead of stderr")
+    parser.add_argument(
+        "--log-file", default=default(None), help="write the text log here instead of stderr"
+    )
     parser.add_argument(
         "--enable-logging",
         "-enableLogging",
         "--enableLogging",
         nargs="?",
         const=True,
-        default=False,
+        default=default(False),
         type=_go_bool,
         metavar="BOOL",
         help=f"write the text log to {STATE_LOG_NAME} in tor's PT state directory "
@@ -114,11 +162,96 @@ def build_parser() -> argparse.ArgumentParser:
         "--unsafeLogging",
         nargs="?",
         const=True,
-        default=False,
+        default=default(False),
         type=_go_bool,
         metavar="BOOL",
-        help="log bridge URL paths and fingerprints (secrets) instead of scrubbing them",
+        help="log and show bridge URL paths and fingerprints (secrets) instead of scrubbing them",
     )
+
+
+# ---- subcommands ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: how to read its arguments, how to run it, what ``--help`` says."""
+
+    name: str
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    #: Imports what it needs, runs, returns the exit status; logging is already set up.
+    run: Callable[[argparse.Namespace, Redactor], int]
+    epilog: Callable[[], str] | None = None
+
+
+def _probe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "bridge",
+        nargs="+",
+        help="the bridge line as in torrc, with or without the leading 'Bridge' (quote it)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=PROBE_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"deadline for the whole probe (default: {PROBE_TIMEOUT_S:g})",
+    )
+
+
+def _probe_epilog() -> str:
+    from webtunnel_pt.probe.output import exit_status_help
+
+    return exit_status_help()
+
+
+def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
+    try:
+        from webtunnel_pt.probe import run  # loads cryptography; managed mode doesn't
+    except ModuleNotFoundError as exc:
+        name = exc.name or ""
+        if name != "cryptography" and not name.startswith("cryptography."):
+            raise
+        print(
+            f"webtunnel-pt probe needs the 'cryptography' package ({exc}): "
+            "pip install 'webtunnel-pt[builtin]'",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    return run.main(
+        " ".join(args.bridge), redactor=redactor, json_output=args.json, timeout_s=args.timeout
+    )
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command(
+        PROBE_COMMAND,
+        help="check a WebTunnel bridge layer by layer",
+        description=(
+            "Connect to a WebTunnel bridge the way tor would and report every layer with its "
+            "time: DNS, TCP, outer TLS, upgrade, inner TLS, Tor channel (CERTS, NETINFO), "
+            "CREATE_FAST, the bridge's descriptor."
+        ),
+        add_arguments=_probe_arguments,
+        run=_run_probe,
+        epilog=_probe_epilog,
+    ),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="webtunnel-pt",
+        description=(
+            "Tor pluggable transport client for WebTunnel. tor starts it through "
+            "'ClientTransportPlugin webtunnel exec webtunnel-pt' and talks to it over the "
+            "TOR_PT_* environment, stdout and a loopback SOCKS5 listener."
+        ),
+        epilog=PROBE_EPILOG,
+    )
+    _add_common_flags(parser, with_defaults=True)
     parser.add_argument(
         "--half-close-idle",
         type=_positive_seconds,
@@ -127,52 +260,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="after one side of a tunnel has ended, close it once the other side has been "
         f"silent this long (default: {HALF_CLOSED_IDLE_S:g})",
     )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=command.description,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            lazy_epilog=command.epilog,
+        )
+        _add_common_flags(sub, with_defaults=False)
+        command.add_arguments(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    words = list(sys.argv[1:] if argv is None else argv)
-    if words[:1] == [PROBE_COMMAND]:
-        try:
-            from webtunnel_pt.probe import (
-                run as probe,  # lazy: loads cryptography; managed mode doesn't
-            )
-        except ModuleNotFoundError as exc:
-            name = exc.name or ""
-            if name != "cryptography" and not name.startswith("cryptography."):
-                raise
-            print(
-                f"webtunnel-pt probe needs the 'cryptography' package ({exc}): "
-                "pip install 'webtunnel-pt[builtin]'",
-                file=sys.stderr,
-            )
-            return EXIT_CONFIG
-        return probe.main(words[1:])
-    args = build_parser().parse_args(argv)
-    from webtunnel_pt.logs import PtStdout, configure_logging
+def _not_started_by_tor() -> int:
+    print(
+        "webtunnel-pt: not started by tor (TOR_PT_MANAGED_TRANSPORT_VER is not set).\n"
+        "Use it from torrc:  ClientTransportPlugin webtunnel exec "
+        f"{sys.argv[0] or 'webtunnel-pt'}",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
 
-    if "TOR_PT_MANAGED_TRANSPORT_VER" not in os.environ:
-        print(
-            "webtunnel-pt: not started by tor (TOR_PT_MANAGED_TRANSPORT_VER is not set).\n"
-            "Use it from torrc:  ClientTransportPlugin webtunnel exec "
-            f"{sys.argv[0] or 'webtunnel-pt'}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    out = PtStdout()
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = next((c for c in COMMANDS if c.name == args.command), None)
+    if command is None and "TOR_PT_MANAGED_TRANSPORT_VER" not in os.environ:
+        return _not_started_by_tor()
+    redactor = Redactor(unsafe=args.unsafe_logging)
+    out = PtStdout() if command is None else None
     try:
         configure_logging(
-            args.log_level,
-            log_file=_log_file(args, os.environ),
-            unsafe=args.unsafe_logging,
-            pt_stdout=out,
+            args.log_level, redactor, log_file=_log_file(args, os.environ), pt_stdout=out
         )
     except OSError as exc:
         print(f"webtunnel-pt: cannot open log file: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if command is not None:
+        return command.run(args, redactor)
     from webtunnel_pt.pt import managed
 
     try:
-        return managed.run(os.environ, out, half_closed_idle_s=args.half_close_idle)
+        return managed.run(
+            os.environ, out, redactor=redactor, half_closed_idle_s=args.half_close_idle
+        )
     except KeyboardInterrupt:
         return EXIT_OK

@@ -7,9 +7,11 @@ Two sinks share one logger tree (``webtunnel_pt.*``):
 - A text handler (stderr by default, ``--log-file`` otherwise) at the selected level.
 
 Secrets are the bridge URL path and fingerprints. Messages are written without them in the
-first place (see :meth:`BridgeConfig.describe`); :class:`RedactingFilter` is the safety net: it
-scrubs every registered secret and anything shaped like a fingerprint from every record unless
-unsafe logging was asked for. It runs only when a record is emitted, never on the data path.
+first place (see :meth:`BridgeConfig.describe`); the :class:`Redactor` is the safety net: it
+scrubs every registered secret and anything shaped like a fingerprint unless unsafe logging was
+asked for. There is one per process: the command line creates it, hands it to
+:func:`configure_logging` (whose :class:`RedactingFilter` runs it on each emitted record, never
+on the data path) and to whatever learns secrets (the SOCKS listener, ``probe``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import sys
 import threading
 from typing import Final, TextIO
+from urllib.parse import urlsplit
 
 from webtunnel_pt.pt import messages as pt_messages
 
@@ -38,6 +41,8 @@ REDACTED: Final = "[scrubbed]"
 _FINGERPRINT = re.compile(r"\b[0-9A-Fa-f]{40}\b")
 #: Secrets registered at most; older ones are dropped first (one per distinct bridge URL).
 MAX_SECRETS = 1024
+#: Shorter strings (such as "/") would scrub harmless text and protect nothing.
+MIN_SECRET_CHARS = 4
 
 
 def severity_for(levelno: int) -> str:
@@ -75,20 +80,29 @@ class PtStdout:
 
 
 class Redactor:
-    """Remembers secrets and removes them from text."""
+    """Remembers secrets and removes them from text; ``unsafe`` keeps everything."""
 
     def __init__(self, unsafe: bool = False) -> None:
         self.unsafe = unsafe
         self._secrets: dict[str, None] = {}
         self._lock = threading.Lock()
 
+    def add_bridge(self, url: str, request_target: str, fingerprint: str | None = None) -> None:
+        """Register one bridge's secrets: the path of its ``url=`` as written and as requested,
+        the URL's query, and its fingerprint. A path is registered without its leading ``/``
+        (a URL then reads ``https://host/[scrubbed]``) unless that leaves it too short."""
+        parts = urlsplit(url)
+        paths = (parts.path, request_target)
+        forms = [p.lstrip("/") if len(p.lstrip("/")) >= MIN_SECRET_CHARS else p for p in paths]
+        self.add(*forms, parts.query, *([fingerprint] if fingerprint else []))
+
     def add(self, *secrets: str) -> None:
+        """Register secrets found on the way (a relay's identity keys)."""
         if self.unsafe:
             return
         with self._lock:
             for secret in secrets:
-                # Short strings such as "/" would scrub harmless text and protect nothing.
-                if len(secret) >= 4:
+                if len(secret) >= MIN_SECRET_CHARS:
                     self._secrets[secret] = None
             while len(self._secrets) > MAX_SECRETS:
                 del self._secrets[next(iter(self._secrets))]
@@ -102,9 +116,6 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return _FINGERPRINT.sub(REDACTED, text)
-
-
-REDACTOR = Redactor()
 
 
 class RedactingFilter(logging.Filter):
@@ -149,15 +160,14 @@ def _open_private_log(path: str) -> TextIO:
 
 
 def configure_logging(
-    level_name: str = "notice",
+    level_name: str,
+    redactor: Redactor,
     *,
     log_file: str | None = None,
-    unsafe: bool = False,
     pt_stdout: PtStdout | None = None,
-) -> Redactor:
-    """Set up the logger tree once per process; return the redactor to register secrets with."""
+) -> None:
+    """Set up the logger tree once per process; every record passes through ``redactor``."""
     level = LEVELS[level_name]
-    REDACTOR.unsafe = unsafe
     root = logging.getLogger(LOGGER_NAME)
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -171,7 +181,7 @@ def configure_logging(
         asyncio_logger.removeHandler(handler)
     asyncio_logger.setLevel(max(level, logging.WARNING))
     asyncio_logger.propagate = False
-    redacting = RedactingFilter(REDACTOR)
+    redacting = RedactingFilter(redactor)
     text: logging.Handler
     if log_file:
         text = logging.StreamHandler(_open_private_log(log_file))
@@ -188,4 +198,3 @@ def configure_logging(
         pt_handler.addFilter(redacting)
         root.addHandler(pt_handler)
         asyncio_logger.addHandler(pt_handler)
-    return REDACTOR

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from webtunnel_pt.probe.run import EXIT_CODES, EXIT_IDENTITY, LAYERS
+from webtunnel_pt.probe.report import EXIT_CODES, EXIT_IDENTITY, LAYERS
 
 from .stack import Stack
 

@@ -1,9 +1,8 @@
-"""The command line: options, lyrebird's spellings, and what happens without the extras."""
+"""The command line: one parser, lyrebird's spellings before and after a subcommand. (Runs in
+a child process are in tests/integration/test_cli_process.py.)"""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -69,19 +68,6 @@ def test_without_enable_logging_the_log_goes_to_stderr(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_probe_without_cryptography_says_which_extra_to_install() -> None:
-    """`pip install webtunnel-pt` (no extras) then `webtunnel-pt probe`: a sentence, not a
-    traceback."""
-    code = (
-        "import sys; sys.modules['cryptography'] = None;"  # as if it were not installed
-        "from webtunnel_pt import cli; sys.exit(cli.main(['probe', 'webtunnel 192.0.2.1:443']))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    assert done.returncode == cli.EXIT_CONFIG
-    assert "pip install 'webtunnel-pt[builtin]'" in done.stderr
-    assert "Traceback" not in done.stderr
-
-
 @pytest.mark.parametrize(
     ("words", "unsafe", "enable"),
     [
@@ -111,3 +97,62 @@ def test_log_files_are_created_owner_only(tmp_path: Path) -> None:
     stream.write("x\n")
     stream.close()
     assert path.stat().st_mode & 0o777 == logs.LOG_FILE_MODE == 0o600
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ("probe", "webtunnel 192.0.2.1:443", "-unsafeLogging=true", "-logLevel=DEBUG"),
+        ("-unsafeLogging=true", "-logLevel", "debug", "probe", "webtunnel 192.0.2.1:443"),
+        ("-logLevel", "debug", "probe", "-unsafeLogging", "webtunnel", "192.0.2.1:443"),
+        ("--log-level", "debug", "probe", "--unsafe-logging", "webtunnel 192.0.2.1:443"),
+    ],
+)
+def test_lyrebird_flags_work_before_and_after_probe(words: tuple[str, ...]) -> None:
+    args = parse(*words)
+    assert args.command == cli.PROBE_COMMAND
+    assert (args.log_level, args.unsafe_logging, args.enable_logging) == ("debug", True, False)
+    assert " ".join(args.bridge) == "webtunnel 192.0.2.1:443"
+
+
+def test_probe_options_keep_their_spellings() -> None:
+    args = parse("probe", "webtunnel 192.0.2.1:443", "--json", "--timeout", "2.5")
+    assert (args.json, args.timeout, args.unsafe_logging) == (True, 2.5, False)
+    assert parse("probe", "x").timeout == cli.PROBE_TIMEOUT_S
+
+
+def test_managed_mode_is_the_default() -> None:
+    args = parse("-logLevel", "info")
+    assert args.command is None and args.log_level == "info"
+
+
+def test_a_boolean_never_takes_the_next_word() -> None:
+    assert cli._explicit_booleans(["-unsafeLogging", "x", "--", "-enableLogging"]) == [
+        "-unsafeLogging=true",
+        "x",
+        "--",
+        "-enableLogging",
+    ]
+
+
+@pytest.mark.parametrize("words", [("probe", "-u", "x"), ("probe", "x", "-unsafeLogging=maybe")])
+def test_probe_abbreviations_and_bad_booleans_are_usage_errors(words: tuple[str, ...]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse(*words)
+    assert stop.value.code == cli.EXIT_USAGE
+
+
+def test_probe_help_lists_its_exit_statuses(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse("probe", "--help")
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert "exit status:" in out and "identity mismatch" in out and "--timeout" in out
+    assert "-unsafeLogging" in out
+
+
+def test_every_command_is_a_subparser() -> None:
+    for command in cli.COMMANDS:
+        with pytest.raises(SystemExit) as stop:
+            parse(command.name, "--help")
+        assert stop.value.code == 0

@@ -137,10 +137,12 @@ class Sinks:
         self.stderr = io.StringIO()
         self.stdout = io.StringIO()
 
-    def configure(self, level: str, *, pt: bool = True, **kwargs) -> Redactor:
+    def configure(self, level: str, *, pt: bool = True, unsafe: bool = False, **kwargs) -> Redactor:
         self._monkeypatch.setattr(sys, "stderr", self.stderr)
         pt_stdout = PtStdout(self.stdout) if pt else None
-        return configure_logging(level, pt_stdout=pt_stdout, **kwargs)
+        redactor = Redactor(unsafe=unsafe)
+        configure_logging(level, redactor, pt_stdout=pt_stdout, **kwargs)
+        return redactor
 
 
 @pytest.fixture
@@ -152,7 +154,6 @@ def sinks(monkeypatch):
         handler.close()
     root.propagate = True
     root.setLevel(logging.NOTSET)
-    logs.REDACTOR.unsafe = False
 
 
 def lines(stream: io.StringIO) -> list[str]:
@@ -255,3 +256,39 @@ def test_log_file_sink(sinks, tmp_path):
         handler.flush()
     assert stderr.getvalue() == ""
     assert path.read_text(encoding="utf-8").rstrip().endswith(f"to file {REDACTED}")
+
+
+def test_one_registration_for_a_bridge():
+    """The listener and probe register a bridge the same way: URL, path, fingerprint."""
+    redactor = Redactor()
+    redactor.add_bridge(f"https://h.example/{SECRET}?q=12", f"/{SECRET}", FINGERPRINT)
+    assert redactor.scrub(f"GET /{SECRET} HTTP/1.1") == f"GET /{REDACTED} HTTP/1.1"
+    assert redactor.scrub(f"https://h.example:443/{SECRET}") == f"https://h.example:443/{REDACTED}"
+    assert (
+        redactor.scrub(f"https://h.example/{SECRET}?q=12")
+        == f"https://h.example/{REDACTED}?{REDACTED}"
+    )
+    assert redactor.scrub(f"bridge {FINGERPRINT.lower()}") == f"bridge {REDACTED}"
+
+
+def test_a_short_path_is_still_scrubbed_with_its_slash():
+    redactor = Redactor()
+    redactor.add_bridge("https://h.example/abc", "/abc")
+    assert redactor.scrub("GET /abc x") == f"GET {REDACTED} x"
+
+
+def test_redacted_is_defined_once():
+    from webtunnel_pt.webtunnel import bridge
+
+    assert bridge.REDACTED is logs.REDACTED
+    assert not hasattr(logs, "REDACTOR")
+
+
+def test_redactors_are_independent(sinks):
+    """No global: a redactor only scrubs what was registered with it."""
+    first = sinks.configure("info")
+    first.add(SECRET + "-first")
+    other = Redactor()
+    assert other.scrub(SECRET + "-first") == SECRET + "-first"
+    logging.getLogger("webtunnel_pt.test").warning("x %s", SECRET + "-first")
+    assert lines(sinks.stdout) == [f'LOG SEVERITY=warning MESSAGE="x {REDACTED}"']

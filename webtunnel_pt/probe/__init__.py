@@ -1,4 +1,9 @@
 """``webtunnel-pt probe``: check a bridge layer by layer, with the built-in Tor link.
 
-Imported only when ``probe`` is asked for: it loads ``cryptography``, managed mode never does.
+    report.py (S)   layers, results, exit statuses, which layer a failure belongs to
+    output.py (S)   text lines, the verdict, the JSON document, the exit-status help
+    run.py          the layers over the network (asyncio); loads ``cryptography``
+
+The command line imports ``run`` only when ``probe`` runs (and ``output`` for its ``--help``), so
+managed mode never loads any of it.
 """

@@ -4,42 +4,43 @@
       -> inner TLS -> channel (VERSIONS, CERTS, NETINFO)   (tor-link.md §2, §4)
       -> CREATE_FAST -> descriptor (BEGIN_DIR /tor/server/authority)   (§5, §8.1, §10)
 
-Each layer is timed and reported as soon as it completes; the first failure stops the probe
-and selects the exit status (:data:`EXIT_CODES`). Success means every layer worked, the
+This module runs the layers (asyncio); :mod:`~webtunnel_pt.probe.report` holds what they found
+and the exit statuses, :mod:`~webtunnel_pt.probe.output` renders it. Each layer is timed and
+reported as soon as it completes, and waits at most for what is left of the probe's
+:class:`Deadline`; the first failure stops the probe. Success means every layer worked, the
 descriptor's signatures verify, and both the link (CERTS) and the descriptor carry the bridge
 line's identity. A bad or missing descriptor signature fails the descriptor layer (18).
 
 The bridge URL path, the fingerprint and the Ed25519 identity are secrets: the output is
-scrubbed of them unless ``--unsafe-logging``.
+scrubbed of them by the :class:`Redactor` the command line passes in, unless it is unsafe.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ipaddress
-import json
-import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any, TextIO, TypeVar
-from urllib.parse import urlsplit
 
-from webtunnel_pt.deadlines import PROBE_BACKSTOP_GRACE_S, PROBE_TIMEOUT_S
-from webtunnel_pt.errors import (
-    BridgeArgsError,
-    BridgeUnreachable,
-    DirectoryError,
-    IdentityMismatch,
-    TlsError,
-    UpgradeError,
-    UpgradeRejected,
-    WebtunnelError,
-    describe_failure,
-)
+from webtunnel_pt.deadlines import PROBE_BACKSTOP_GRACE_S, PROBE_TIMEOUT_S, Deadline
+from webtunnel_pt.errors import BridgeArgsError, DirectoryError, IdentityMismatch
 from webtunnel_pt.logs import Redactor
+from webtunnel_pt.probe.output import format_json, format_layer, format_verdict
+from webtunnel_pt.probe.report import (
+    DIAL_LAYERS,
+    EXIT_CODES,
+    EXIT_IDENTITY,
+    EXIT_INTERNAL,
+    EXIT_USAGE,
+    LAYERS,
+    LayerFailed,
+    LayerResult,
+    ProbeReport,
+    dial_failure_layer,
+    layer_failed,
+)
 from webtunnel_pt.tor.cells import IPAddress
 from webtunnel_pt.tor.channel import (
     Channel,
@@ -64,120 +65,12 @@ from webtunnel_pt.webtunnel.dial import DialOptions, DialReport, Tunnel, dial_br
 
 T = TypeVar("T")
 
-
-#: Layers in order: key, title, exit status when this layer fails.
-LAYERS: tuple[tuple[str, str, int], ...] = (
-    ("dns", "DNS", 10),
-    ("tcp", "TCP", 11),
-    ("tls", "outer TLS", 12),
-    ("upgrade", "upgrade", 13),
-    ("inner_tls", "inner TLS", 14),
-    ("channel", "channel", 15),
-    ("create_fast", "CREATE_FAST", 17),
-    ("descriptor", "descriptor", 18),
-)
-EXIT_OK = 0
-EXIT_INTERNAL = 1
-EXIT_USAGE = 2
-#: Valid certificates and descriptor, but not the identity the bridge line names.
-EXIT_IDENTITY = 16
-EXIT_CODES: dict[str, int] = {key: code for key, _, code in LAYERS} | {"identity": EXIT_IDENTITY}
-_TITLES = {key: title for key, title, _ in LAYERS}
+#: A layer started with (almost) nothing left still gets this long: asyncio refuses a zero TLS
+#: handshake timeout. The probe's backstop deadline bounds the overshoot.
+MIN_LAYER_WAIT_S = 0.1
 
 
-@dataclass
-class LayerResult:
-    """One layer: ``status`` is ``ok``, ``failed`` or ``skipped``; ``seconds`` its own time."""
-
-    layer: str
-    status: str
-    seconds: float | None = None
-    summary: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def title(self) -> str:
-        return _TITLES[self.layer]
-
-
-@dataclass
-class ProbeReport:
-    target: str
-    layers: list[LayerResult] = field(default_factory=list)
-    exit_code: int = EXIT_OK
-    total_seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == EXIT_OK
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "exit_code": self.exit_code,
-            "target": self.target,
-            "total_seconds": round(self.total_seconds, 6),
-            "layers": [
-                {
-                    "layer": r.layer,
-                    "status": r.status,
-                    "seconds": None if r.seconds is None else round(r.seconds, 6),
-                    "details": r.details,
-                    "error": r.error,
-                }
-                for r in self.layers
-            ],
-        }
-
-
-class LayerFailed(Exception):
-    """Internal: stop the probe at ``layer`` with ``exit_code``."""
-
-    def __init__(self, layer: str, exit_code: int, error: str, seconds: float | None) -> None:
-        super().__init__(error)
-        self.layer = layer
-        self.exit_code = exit_code
-        self.error = error
-        self.seconds = seconds
-
-
-def _layer_failed(layer: str, exc: Exception, seconds: float) -> LayerFailed:
-    """A failure at ``layer``; exceptions that are bugs, not network trouble, exit 1."""
-    _reply, severity, message = describe_failure(exc)
-    internal = severity == "error" and not isinstance(exc, WebtunnelError | OSError)
-    return LayerFailed(layer, EXIT_INTERNAL if internal else EXIT_CODES[layer], message, seconds)
-
-
-# ---- helpers for the dial layers ------------------------------------------------------------
-
-_DURING = re.compile(r"during (DNS|TCP connect|TLS handshake|upgrade|proxy)")
-_STAGE_LAYERS = {
-    "DNS": "dns",
-    "TCP connect": "tcp",
-    "TLS handshake": "tls",
-    "upgrade": "upgrade",
-    "proxy": "tcp",
-    "proxy connect": "tcp",
-    "proxy handshake": "tcp",
-}
-
-
-def dial_failure_layer(exc: BaseException) -> str:
-    """Which dial layer an exception from :func:`dial_bridge` belongs to."""
-    stage = getattr(exc, "stage", None)
-    if stage in _STAGE_LAYERS:
-        return _STAGE_LAYERS[stage]
-    if isinstance(exc, UpgradeRejected | UpgradeError):
-        return "upgrade"
-    if isinstance(exc, TlsError):
-        return "tls"
-    match = _DURING.search(str(exc))
-    if match:
-        return _STAGE_LAYERS[match.group(1)]
-    if isinstance(exc, BridgeUnreachable) and re.search(r"resolve|DNS", str(exc)):
-        return "dns"
-    return "tcp"
+# ---- the dial layers --------------------------------------------------------------------
 
 
 def _name(entries: Any) -> str:
@@ -283,6 +176,8 @@ class Probe:
         redactor: Redactor | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``redactor`` learns the relay identities as they are found; ``clock`` is wall time
+        (certificate and descriptor validity)."""
         if line.fingerprint is None:
             raise BridgeArgsError("the bridge line must contain the bridge fingerprint")
         self.line = line
@@ -293,11 +188,12 @@ class Probe:
         self.redactor = redactor
         self.clock = clock
         self.report = ProbeReport(config.redacted_url())
-        self._deadline = 0.0
+        self._deadline = Deadline.after(timeout_s)
         self._current = "dns"
 
     def _remaining(self) -> float:
-        return max(0.1, self._deadline - time.monotonic())
+        """What the next wait may take: what is left of the probe's deadline."""
+        return max(MIN_LAYER_WAIT_S, self._deadline.remaining())
 
     def _emit(self, result: LayerResult) -> None:
         self.report.layers.append(result)
@@ -309,7 +205,7 @@ class Probe:
 
     async def run(self) -> ProbeReport:
         start = time.monotonic()
-        self._deadline = start + self.timeout_s
+        self._deadline = Deadline.after(self.timeout_s)
         tunnel: Tunnel | None = None
         channel: Channel | None = None
         try:
@@ -340,7 +236,7 @@ class Probe:
         except (asyncio.CancelledError, LayerFailed):
             raise
         except Exception as exc:
-            raise _layer_failed(layer, exc, time.monotonic() - mark) from exc
+            raise layer_failed(layer, exc, time.monotonic() - mark) from exc
         self._emit(LayerResult(layer, "ok", time.monotonic() - mark, summary, details))
         return value
 
@@ -352,7 +248,7 @@ class Probe:
         except (asyncio.CancelledError, LayerFailed):
             raise
         except Exception as exc:
-            failed = _layer_failed(dial_failure_layer(exc), exc, time.monotonic() - mark)
+            failed = layer_failed(dial_failure_layer(exc), exc, time.monotonic() - mark)
             self._emit_dial_layers_before(failed.layer)
             raise failed from exc
         for result in _dial_layers(self.config, tunnel.report):
@@ -361,7 +257,7 @@ class Probe:
 
     def _emit_dial_layers_before(self, layer: str) -> None:
         """The dial reports no times when it fails; earlier layers did complete."""
-        for key in ("dns", "tcp", "tls", "upgrade"):
+        for key in DIAL_LAYERS:
             if key == layer:
                 return
             if key == "tls" and not self.config.use_tls:
@@ -430,9 +326,9 @@ class Probe:
 
     def _skip_rest(self) -> None:
         seen = {r.layer for r in self.report.layers}
-        for key, _, _ in LAYERS:
-            if key not in seen:
-                self._emit(LayerResult(key, "skipped"))
+        for layer in LAYERS:
+            if layer.key not in seen:
+                self._emit(LayerResult(layer.key, "skipped"))
 
     async def _close(self, channel: Channel | None, tunnel: Tunnel | None) -> None:
         if channel is not None:
@@ -441,112 +337,50 @@ class Probe:
             tunnel.writer.transport.abort()
 
 
-# ---- command line ----------------------------------------------------------------------------
-
-_MARKS = {"ok": "ok  ", "failed": "FAIL", "skipped": "--  "}
+# ---- the command ----------------------------------------------------------------------------
 
 
-def format_layer(result: LayerResult) -> str:
-    """One line per layer: mark, title, own time, what was found (or the error)."""
-    seconds = "" if result.seconds is None else f"{result.seconds * 1000:.1f} ms"
-    text = result.error if result.status == "failed" else result.summary
-    return f"  {_MARKS[result.status]} {result.title:<12}{seconds:>10}  {text or ''}".rstrip()
-
-
-def format_verdict(report: ProbeReport) -> str:
-    total = f"{report.total_seconds * 1000:.0f} ms"
-    if report.ok:
-        return f"result: OK - every layer works and the bridge identity matches ({total})"
-    failed = next((r for r in report.layers if r.status == "failed"), None)
-    where = failed.title if failed else "?"
-    if report.exit_code == EXIT_IDENTITY:
-        where = f"{where} (identity mismatch)"
-    return f"result: FAILED at {where}, exit status {report.exit_code} ({total})"
-
-
-def _exit_code_help() -> str:
-    rows = [f"  {code:>3}  {title} failed" for _, title, code in LAYERS]
-    rows.insert(6, f"  {EXIT_IDENTITY:>3}  identity mismatch (link CERTS or descriptor)")
-    return "\n".join(
-        [
-            "exit status:",
-            f"  {EXIT_OK:>3}  every layer succeeded and the identity matched",
-            f"  {EXIT_INTERNAL:>3}  internal error",
-            f"  {EXIT_USAGE:>3}  usage error or invalid bridge line (the fingerprint is required)",
-            *rows,
-        ]
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="webtunnel-pt probe",
-        description=(
-            "Connect to a WebTunnel bridge the way tor would and report every layer with its "
-            "time: DNS, TCP, outer TLS, upgrade, inner TLS, Tor channel (CERTS, NETINFO), "
-            "CREATE_FAST, the bridge's descriptor."
-        ),
-        epilog=_exit_code_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "bridge",
-        nargs="+",
-        help="the bridge line as in torrc, with or without the leading 'Bridge' (quote it)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=PROBE_TIMEOUT_S,
-        metavar="SECONDS",
-        help=f"deadline for the whole probe (default: {PROBE_TIMEOUT_S:g})",
-    )
-    parser.add_argument(
-        "--unsafe-logging",
-        "-unsafeLogging",
-        action="store_true",
-        help="show the URL path, fingerprint and Ed25519 identity instead of scrubbing them",
-    )
-    return parser
-
-
-def _prepare(text: str, redactor: Redactor) -> tuple[BridgeLine, BridgeConfig]:
+def prepare(text: str, redactor: Redactor) -> tuple[BridgeLine, BridgeConfig]:
+    """Parse the bridge line (the fingerprint is required) and register its secrets."""
     line = parse_bridge_line(text)
     config = bridge_config_from_args(line.args)
     if line.fingerprint is None:
         raise BridgeArgsError("the bridge line must contain the bridge fingerprint")
-    raw_path = urlsplit(line.args.get("url", "")).path
-    # Without the leading '/', so that URLs read https://host:port/[scrubbed].
-    redactor.add(line.fingerprint, raw_path.lstrip("/"), config.request_target.lstrip("/"))
+    redactor.add_bridge(line.args.get("url", ""), config.request_target, line.fingerprint)
     return line, config
 
 
-def main(argv: Sequence[str], stdout: TextIO | None = None) -> int:
-    """``webtunnel-pt probe ...``; returns the exit status."""
+def main(
+    bridge: str,
+    *,
+    redactor: Redactor,
+    json_output: bool = False,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    stdout: TextIO | None = None,
+) -> int:
+    """``webtunnel-pt probe``, its options parsed by :mod:`webtunnel_pt.cli`; returns the exit
+    status."""
     out = stdout if stdout is not None else sys.stdout
-    args = build_parser().parse_args(argv)
-    redactor = Redactor(unsafe=args.unsafe_logging)
     try:
-        line, config = _prepare(" ".join(args.bridge), redactor)
+        line, config = prepare(bridge, redactor)
     except BridgeArgsError as exc:
         print(f"webtunnel-pt probe: {redactor.scrub(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
     def show(result: LayerResult) -> None:
-        if not args.json:
+        if not json_output:
             print(redactor.scrub(format_layer(result)), file=out, flush=True)
 
-    if not args.json:
-        target = config.describe(unsafe=args.unsafe_logging)
+    if not json_output:
+        target = config.describe(unsafe=redactor.unsafe)
         print(redactor.scrub(f"probing {target}"), file=out, flush=True)
-    probe = Probe(line, config, timeout_s=args.timeout, on_layer=show, redactor=redactor)
+    probe = Probe(line, config, timeout_s=timeout_s, on_layer=show, redactor=redactor)
     try:
         report = asyncio.run(probe.run())
     except KeyboardInterrupt:
         return EXIT_INTERNAL
-    if args.json:
-        print(redactor.scrub(json.dumps(report.to_json(), indent=2)), file=out, flush=True)
+    if json_output:
+        print(redactor.scrub(format_json(report)), file=out, flush=True)
     else:
         print(format_verdict(report), file=out, flush=True)
     return report.exit_code

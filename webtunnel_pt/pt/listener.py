@@ -24,7 +24,7 @@ from webtunnel_pt.errors import (
     WebtunnelError,
     describe_failure,
 )
-from webtunnel_pt.logs import NOTICE, REDACTOR, Redactor
+from webtunnel_pt.logs import NOTICE, Redactor
 from webtunnel_pt.socks.server import SocksRequest, SocksServerHandshake
 from webtunnel_pt.webtunnel import relay as relay_mod
 from webtunnel_pt.webtunnel.bridge import BridgeConfig, bridge_config_from_args
@@ -55,9 +55,10 @@ def require_loopback(host: str) -> None:
 class SocksServer:
     """Accepts tor's SOCKS connections on loopback and serves each as a tunnel."""
 
-    def __init__(self, options: ServerOptions | None = None, redactor: Redactor = REDACTOR):
+    def __init__(self, options: ServerOptions | None = None, redactor: Redactor | None = None):
+        """``redactor`` learns each bridge's secrets: pass the one logging scrubs with."""
         self.options = options or ServerOptions()
-        self._redactor = redactor
+        self._redactor = redactor if redactor is not None else Redactor()
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
@@ -202,7 +203,7 @@ class Connection:
         if request.args is None:
             raise BridgeArgsError("tor sent no bridge arguments; the bridge line needs url=")
         config = bridge_config_from_args(request.args)
-        self.redactor.add(request.args["url"], config.request_target)
+        self.redactor.add_bridge(request.args["url"], config.request_target)
         for notice in config.notices:
             log.log(NOTICE, "connection %d: %s", self.id, notice)
         return config

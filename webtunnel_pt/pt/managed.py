@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from webtunnel_pt import __version__
 from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S
 from webtunnel_pt.errors import ConfigError, EnvError, ProxyConfigError, VersionError
-from webtunnel_pt.logs import PtStdout
+from webtunnel_pt.logs import PtStdout, Redactor
 from webtunnel_pt.outbound.proxy import ProxyConfig, parse_proxy_uri
 from webtunnel_pt.pt import messages as pt_messages
 from webtunnel_pt.pt.env import (
@@ -166,9 +166,11 @@ async def serve(
     out: PtStdout,
     server_options: ServerOptions | None = None,
     *,
+    redactor: Redactor | None = None,
     half_closed_idle_s: float | None = None,
 ) -> int:
-    """Run managed mode until told to stop; return the exit status."""
+    """Run managed mode until told to stop; return the exit status. ``redactor`` is the one
+    logging scrubs with; the listeners register each bridge's secrets with it."""
     try:
         config, proxy = configure(env, out)
     except ConfigError as exc:
@@ -191,7 +193,7 @@ async def serve(
     servers: list[SocksServer] = []
     try:
         for name in config.transports:
-            server = SocksServer(options)
+            server = SocksServer(options, redactor)
             try:
                 host, port = await server.start("127.0.0.1", 0)
             except OSError as exc:
@@ -215,11 +217,14 @@ def run(
     env: Mapping[str, str] | None = None,
     out: PtStdout | None = None,
     *,
+    redactor: Redactor | None = None,
     half_closed_idle_s: float | None = None,
 ) -> int:
     """Synchronous entry point for the CLI."""
     env = os.environ if env is None else env
-    return asyncio.run(serve(env, out or PtStdout(), half_closed_idle_s=half_closed_idle_s))
+    return asyncio.run(
+        serve(env, out or PtStdout(), redactor=redactor, half_closed_idle_s=half_closed_idle_s)
+    )
 
 
 __all__ = ["IMPLEMENTATION", "TRANSPORT_NAME", "configure", "run", "serve"]

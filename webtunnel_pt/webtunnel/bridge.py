@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from webtunnel_pt.errors import BridgeArgsError
+from webtunnel_pt.logs import REDACTED
 from webtunnel_pt.outbound.utls import DEFAULT_PROFILE, resolve_utls
 from webtunnel_pt.pt.args import BridgeArgs
 
@@ -43,7 +44,6 @@ _FINGERPRINT = re.compile(r"[0-9A-Fa-f]{40}\Z")
 _TRANSPORT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PATH_SAFE = frozenset(string.ascii_letters + string.digits + "/-._~!$&'()*+,;=:@")
 _HEX = frozenset(string.hexdigits)
-REDACTED = "[scrubbed]"
 
 
 @dataclass(frozen=True)

@@ -1,35 +1,38 @@
-"""link.probe: failure classification, output format, exit codes, redaction (no network;
-the full probe runs in tests/e2e/test_e2e_probe.py)."""
+"""probe: failure classification (dial stages), output format, exit codes, redaction, the
+descriptor layer. Sans-I/O; the runs over loopback sockets are in
+tests/integration/test_probe_cli.py, the full probe in tests/e2e/test_e2e_probe.py."""
 
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import socket
 from typing import Any
 
 import pytest
 
 from tests.support.link_capture import CAPTURED_AT, DESCRIPTOR_BYTES, FINGERPRINT, relay_identity
+from tests.support.logging_state import preserved_logging
 from webtunnel_pt import cli
 from webtunnel_pt.errors import (
     BridgeUnreachable,
+    DialStage,
     HandshakeTimeout,
     TlsError,
     UpgradeError,
     UpgradeRejected,
+    WebtunnelError,
 )
 from webtunnel_pt.probe import run as probe
-from webtunnel_pt.probe.run import (
+from webtunnel_pt.probe.output import exit_status_help, format_layer, format_verdict, to_json
+from webtunnel_pt.probe.report import (
+    DIAL_STAGE_LAYERS,
     EXIT_CODES,
     EXIT_IDENTITY,
+    LAYERS,
     LayerFailed,
     LayerResult,
     ProbeReport,
     dial_failure_layer,
-    format_layer,
-    format_verdict,
 )
 from webtunnel_pt.tor.directory import DirResponse
 from webtunnel_pt.webtunnel.bridge import bridge_config_from_args, parse_bridge_line
@@ -38,27 +41,68 @@ FP = "2B936CD554AF5B16678DE517CC3866AA11170BC4"
 SECRET = "s3cretPathValue"
 
 
+def staged(exc: WebtunnelError, stage: DialStage) -> WebtunnelError:
+    """``exc`` as ``dial_bridge`` raises it: carrying the stage it failed in."""
+    exc.stage = stage
+    return exc
+
+
 @pytest.mark.parametrize(
     ("exc", "layer"),
     [
-        (BridgeUnreachable("could not resolve x.example: Name or service not known"), "dns"),
         (
-            BridgeUnreachable("DNS for x.example gave no usable public address (skipped: none)"),
+            staged(
+                BridgeUnreachable("could not resolve x.example: Name or service not known"),
+                DialStage.DNS,
+            ),
             "dns",
         ),
-        (BridgeUnreachable("TCP connect to 127.0.0.1:1 failed: Connection refused"), "tcp"),
-        (HandshakeTimeout("bridge dial timed out after 3 s during DNS"), "dns"),
-        (HandshakeTimeout("bridge dial timed out after 3 s during TCP connect"), "tcp"),
-        (HandshakeTimeout("bridge dial timed out after 3 s during TLS handshake"), "tls"),
-        (HandshakeTimeout("bridge dial timed out after 3 s during upgrade"), "upgrade"),
-        (BridgeUnreachable("connection lost during upgrade: ECONNRESET"), "upgrade"),
+        (
+            staged(
+                BridgeUnreachable(
+                    "DNS for x.example gave no usable public address (skipped: none)"
+                ),
+                DialStage.DNS,
+            ),
+            "dns",
+        ),
+        (
+            staged(
+                BridgeUnreachable("TCP connect to 127.0.0.1:1 failed: Connection refused"),
+                DialStage.TCP_CONNECT,
+            ),
+            "tcp",
+        ),
+        (staged(HandshakeTimeout("bridge dial timed out"), DialStage.DNS), "dns"),
+        (staged(HandshakeTimeout("bridge dial timed out"), DialStage.TCP_CONNECT), "tcp"),
+        (staged(HandshakeTimeout("bridge dial timed out"), DialStage.TLS_HANDSHAKE), "tls"),
+        (staged(HandshakeTimeout("bridge dial timed out"), DialStage.UPGRADE), "upgrade"),
+        (staged(BridgeUnreachable("connection lost: x"), DialStage.UPGRADE), "upgrade"),
+        (staged(BridgeUnreachable("no proxy"), DialStage.PROXY_CONNECT), "tcp"),
+        (staged(BridgeUnreachable("proxy said no"), DialStage.PROXY_HANDSHAKE), "tcp"),
+        (staged(TlsError("TLS certificate of x not accepted"), DialStage.TLS_HANDSHAKE), "tls"),
+        (staged(UpgradeRejected(404, "Not Found"), DialStage.UPGRADE), "upgrade"),
+        (staged(UpgradeError("invalid HTTP response"), DialStage.UPGRADE), "upgrade"),
+        # Without a stage (not from the dial), the type decides.
         (TlsError("TLS certificate of x not accepted"), "tls"),
         (UpgradeRejected(404, "Not Found"), "upgrade"),
         (UpgradeError("invalid HTTP response"), "upgrade"),
+        (BridgeUnreachable("TCP connect to 127.0.0.1:1 failed"), "tcp"),
     ],
 )
 def test_dial_failure_layer(exc: Exception, layer: str) -> None:
     assert dial_failure_layer(exc) == layer
+
+
+def test_the_stage_decides_not_the_message() -> None:
+    """A message that names another stage does not move the failure there."""
+    exc = staged(HandshakeTimeout("timed out during DNS"), DialStage.UPGRADE)
+    assert dial_failure_layer(exc) == "upgrade"
+
+
+def test_every_dial_stage_has_a_layer() -> None:
+    assert set(DIAL_STAGE_LAYERS) == set(DialStage)
+    assert {str(stage) for stage in DialStage} >= {"DNS", "TCP connect", "TLS handshake"}
 
 
 def test_exit_codes_are_distinct() -> None:
@@ -86,78 +130,43 @@ def test_verdicts() -> None:
 
 def test_report_json_shape() -> None:
     report = ProbeReport("t", [LayerResult("dns", "ok", 0.001, "127.0.0.1", {"addresses": []})])
-    doc = report.to_json()
+    doc = to_json(report)
     assert doc["ok"] is True and doc["layers"][0]["layer"] == "dns"
     json.dumps(doc)
 
 
+def test_layers_keep_their_order_and_exit_statuses() -> None:
+    assert [(layer.key, layer.exit_code) for layer in LAYERS] == [
+        ("dns", 10),
+        ("tcp", 11),
+        ("tls", 12),
+        ("upgrade", 13),
+        ("inner_tls", 14),
+        ("channel", 15),
+        ("create_fast", 17),
+        ("descriptor", 18),
+    ]
+    help_text = exit_status_help()
+    assert "   16  identity mismatch" in help_text and "   18  descriptor failed" in help_text
+
+
+@pytest.fixture
+def restore_logging():
+    """cli.main sets up the webtunnel_pt logger tree; put it back for the tests after."""
+    with preserved_logging():
+        yield
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_fingerprint_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["probe", f"webtunnel 192.0.2.1:443 url=https://x.example/{SECRET}"]) == 2
     assert "fingerprint" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("restore_logging")
 def test_bad_bridge_line_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["probe", f"Bridge webtunnel 192.0.2.1:443 {FP} url=ftp://x/{SECRET}"]) == 2
     assert SECRET not in capsys.readouterr().err
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_tcp_failure_exit_code_and_redaction() -> None:
-    line = f"Bridge webtunnel 192.0.2.1:443 {FP} url=https://127.0.0.1:{closed_port()}/{SECRET}"
-    out = io.StringIO()
-    assert probe.main([line], stdout=out) == EXIT_CODES["tcp"]
-    text = out.getvalue()
-    assert "FAIL TCP" in text and "ok   DNS" in text and "--   descriptor" in text
-    assert SECRET not in text and FP not in text
-
-
-def test_json_output_and_unsafe_logging() -> None:
-    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{closed_port()}/{SECRET}"
-    out = io.StringIO()
-    assert probe.main([line, "--json", "--timeout", "5"], stdout=out) == EXIT_CODES["tcp"]
-    doc = json.loads(out.getvalue())
-    assert doc["exit_code"] == EXIT_CODES["tcp"] and doc["ok"] is False
-    statuses = {layer["layer"]: layer["status"] for layer in doc["layers"]}
-    assert statuses["tcp"] == "failed" and statuses["tls"] == "skipped"
-    assert SECRET not in out.getvalue()
-    out = io.StringIO()
-    probe.main([line, "--unsafe-logging"], stdout=out)
-    assert SECRET in out.getvalue()
-
-
-def test_managed_mode_does_not_import_the_link_package() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, webtunnel_pt.cli, webtunnel_pt.pt.managed;"
-        "print(any(m.startswith(('webtunnel_pt.tor', 'cryptography')) for m in sys.modules))"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
-
-
-def test_timeout_during_upgrade_is_reported_at_the_upgrade_layer() -> None:
-    """A server that accepts TCP and never answers the upgrade: the probe's deadline runs out
-    while dialing, and the report must name the upgrade, not DNS."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()  # the kernel completes the TCP handshake; nobody ever answers
-        port = silent.getsockname()[1]
-        line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{port}/{SECRET}"
-        out = io.StringIO()
-        code = probe.main([line, "--json", "--timeout", "0.5"], stdout=out)
-    doc = json.loads(out.getvalue())
-    statuses = {layer["layer"]: layer["status"] for layer in doc["layers"]}
-    assert statuses["dns"] == statuses["tcp"] == "ok", doc
-    assert statuses["tls"] == "skipped" and statuses["upgrade"] == "failed", doc
-    assert code == EXIT_CODES["upgrade"]
-    assert SECRET not in out.getvalue()
 
 
 # ---- the descriptor layer, fed the descriptor captured from a real bridge --------------------
