@@ -219,3 +219,20 @@ def test_bad_descriptor_signature_fails_the_descriptor_layer(
         run_descriptor_layer(body, now)
     assert info.value.exit_code == EXIT_CODES["descriptor"] == 18
     assert info.value.layer == "descriptor" and message in info.value.error
+
+
+def test_each_layer_waits_for_what_is_left_of_the_probe() -> None:
+    from webtunnel_pt.deadlines import Deadline
+
+    line = parse_bridge_line(
+        f"webtunnel 192.0.2.1:443 {FINGERPRINT} url=https://x.example/{SECRET}"
+    )
+    run = probe.Probe(line, bridge_config_from_args(line.args), timeout_s=30)
+    assert 29 < run._remaining() <= 30
+    now = [0.0]
+    run._deadline = Deadline(12.0, clock=lambda: now[0])
+    assert run._remaining() == 12.0
+    now[0] = 11.5
+    assert run._remaining() == 0.5
+    now[0] = 20.0  # spent: a layer still gets the floor asyncio needs, the backstop bounds it
+    assert run._remaining() == probe.MIN_LAYER_WAIT_S
