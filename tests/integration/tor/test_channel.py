@@ -1,4 +1,4 @@
-"""link.channel over real loopback TLS against a scripted relay written here from the spec
+"""tor.channel over real loopback TLS against a scripted relay written here from the spec
 (tor-link.md §2, §4, §5, §9): certificates made for the test run, padding ignored, DESTROY and
 a closed link surface as CircuitDestroyed and ChannelClosed, waits end at their deadline.
 """
