@@ -227,7 +227,7 @@ class Channel:
         try:
             event = await handle.next_event(wait)
         except TimeoutError as exc:
-            raise HandshakeTimeout(f"no CREATED_FAST within {seconds:g} s") from exc
+            raise HandshakeTimeout(f"no CREATED_FAST within {seconds:.3g} s") from exc
         if not isinstance(event, CircuitOpen):  # pragma: no cover - only OPEN or DESTROY here
             raise LinkProtocolError(f"unexpected {type(event).__name__} while creating")
         return handle

@@ -164,7 +164,7 @@ class ChannelCircuit:
                 if isinstance(event, StreamClosed) and event.stream_id == stream_id:
                     raise StreamEnded(event.reason, _end_message("BEGIN_DIR", event.reason))
         except TimeoutError as exc:
-            raise HandshakeTimeout(f"no answer to BEGIN_DIR within {seconds:g} s") from exc
+            raise HandshakeTimeout(f"no answer to BEGIN_DIR within {seconds:.3g} s") from exc
 
     async def send(self, stream_id: int, data: bytes) -> None:
         self.circuit.send_data(stream_id, data)
@@ -208,7 +208,7 @@ class ChannelCircuit:
         try:
             raw = await self.read_to_end(stream_id, deadline=wait)
         except TimeoutError as exc:
-            raise HandshakeTimeout(f"directory answer not complete within {seconds:g} s") from exc
+            raise HandshakeTimeout(f"directory answer not complete within {seconds:.3g} s") from exc
         return parse_dir_response(raw)
 
 
