@@ -64,13 +64,15 @@ __all__ = [
 READ_CHUNK_BYTES = 64 * 1024
 
 
-async def _read_some(reader: asyncio.StreamReader, what: str) -> bytes:
+async def _read_some(reader: asyncio.StreamReader, when: str = "") -> bytes:
+    """Up to :data:`READ_CHUNK_BYTES`; the end of the link or a failed read is ChannelClosed."""
+    where = f" {when}" if when else ""
     try:
         data = await reader.read(READ_CHUNK_BYTES)
     except (ConnectionError, ssl.SSLError) as exc:
-        raise ChannelClosed(f"link failed {what}: {type(exc).__name__}".replace(" :", ":")) from exc
+        raise ChannelClosed(f"link failed{where}: {type(exc).__name__}") from exc
     if not data:
-        raise ChannelClosed(f"relay closed the link {what}".rstrip())
+        raise ChannelClosed(f"relay closed the link{where}")
     return data
 
 
@@ -119,7 +121,7 @@ async def handshake_channel(
             link = await _run_handshake(reader, writer, handshake)
     except TimeoutError as exc:
         raise HandshakeTimeout(
-            f"link handshake timed out after {timeout_s:g} s in {handshake.state.name}"
+            f"link handshake timed out after {timeout_s:.3g} s in {handshake.state.name}"
         ) from exc
     return Channel(reader, writer, link, tls, clock)
 
@@ -151,7 +153,10 @@ async def open_channel(
 
 class Channel:
     """An open link to one relay; circuits are created on it and their cells dispatched to
-    them by one reader task that the channel owns (also an async context manager)."""
+    them by one reader task that the channel owns (also an async context manager).
+
+    Made by :func:`handshake_channel`, inside a running event loop: the reader starts at once.
+    """
 
     def __init__(
         self,
@@ -272,7 +277,7 @@ class Channel:
             while True:
                 while (cell := self._parser.next_cell()) is not None:
                     self._route(cell)
-                self._parser.receive_data(await _read_some(self._reader, ""))
+                self._parser.receive_data(await _read_some(self._reader))
         except ChannelClosed as exc:
             self._fail(str(exc), exc)
         except Exception as exc:  # a bug here must still wake every waiter
