@@ -261,3 +261,58 @@ def test_aclose_leaves_no_task_running(tmp_path: Path) -> None:
 def _relay_side_tasks() -> set[asyncio.Task[object]]:
     """The scripted relay's connection handler (asyncio.start_server) is not the channel's."""
     return {t for t in asyncio.all_tasks() if "handle" in repr(t.get_coro())}
+
+
+def test_a_cell_breaking_the_protocol_destroys_its_circuit(tmp_path: Path) -> None:
+    """A RELAY cell before CREATED_FAST: LinkProtocolError for the owner, DESTROY (PROTOCOL)
+    to the relay, and later waits on that circuit fail at once with the same kind of error."""
+    destroyed: asyncio.Queue[Cell] = asyncio.Queue()
+
+    async def script(reader: Reader, writer: Writer, parser: CellParser) -> None:
+        create = await read_cell(reader, parser)
+        send(writer, Cell(create.circ_id, CellCommand.RELAY, b"too early"))
+        await writer.drain()
+        await destroyed.put(await read_cell(reader, parser))
+        await reader.read()
+
+    async def main() -> None:
+        async with with_relay(tmp_path, script) as connect:
+            channel = await connect()
+            with pytest.raises(LinkProtocolError, match="not open"):
+                await channel.create_fast_circuit(timeout_s=5)
+            cell = await asyncio.wait_for(destroyed.get(), 10)
+            assert cell.command == CellCommand.DESTROY
+            assert cell.payload[0] == DestroyReason.PROTOCOL
+            assert channel._inboxes == {} and channel._circuits == {}
+            assert not channel.is_closed
+            await channel.aclose()
+
+    run(main())
+
+
+def test_a_failing_reader_still_wakes_every_waiter(tmp_path: Path) -> None:
+    """A bug in routing must not leave circuits waiting forever: the channel closes."""
+
+    async def script(reader: Reader, writer: Writer, parser: CellParser) -> None:
+        await answer_create_fast(reader, writer, parser)
+        await reader.read()
+
+    async def main() -> None:
+        async with with_relay(tmp_path, script) as connect:
+            channel = await connect()
+            waiting = channel.new_circuit()
+            waiter = asyncio.create_task(waiting.next_event())
+
+            def broken(cell: Cell) -> None:
+                raise RuntimeError("routing bug")
+
+            channel._route = broken  # type: ignore[method-assign]
+            with pytest.raises(ChannelClosed, match="reader failed: RuntimeError: routing bug"):
+                await channel.create_fast_circuit(timeout_s=5)
+            with pytest.raises(ChannelClosed) as info:
+                await waiter
+            assert isinstance(info.value.__cause__, RuntimeError)
+            await channel.aclose()
+            assert reader_tasks() == []
+
+    run(main())
