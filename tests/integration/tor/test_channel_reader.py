@@ -7,11 +7,13 @@ ChannelClosed, waits end at their Deadline, and aclose() leaves no task behind.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from tests.integration.tor.test_channel import (
+    Script,
     answer_create_fast,
     read_cell,
     run,
@@ -36,11 +38,33 @@ from webtunnel_pt.tor.cells import (
     destroy_cell,
     encode_cell,
 )
-from webtunnel_pt.tor.channel import MAX_QUEUED_CELLS_PER_CIRCUIT
+from webtunnel_pt.tor.channel import MAX_QUEUED_CELLS_PER_CIRCUIT, Channel
 from webtunnel_pt.tor.circuit import STREAM_SENDME_INCREMENT, StreamData
 
 Reader = asyncio.StreamReader
 Writer = asyncio.StreamWriter
+
+
+async def one_circuit(reader: Reader, writer: Writer, parser: CellParser) -> None:
+    """The relay side: answer one CREATE_FAST, then listen until the client closes."""
+    await answer_create_fast(reader, writer, parser)
+    await reader.read()
+
+
+def run_on_channel(
+    tmp_path: Path, script: Script, body: Callable[[Channel], Awaitable[None]]
+) -> None:
+    """Run ``body`` on a channel to a scripted relay; the channel is closed afterwards."""
+
+    async def main() -> None:
+        async with with_relay(tmp_path, script) as connect:
+            channel = await connect()
+            try:
+                await body(channel)
+            finally:
+                await channel.aclose()
+
+    run(main())
 
 
 def reader_tasks() -> list[asyncio.Task[object]]:
@@ -69,29 +93,26 @@ def test_interleaved_cells_reach_their_own_circuit(tmp_path: Path) -> None:
         await writer.drain()
         await reader.read()
 
-    async def main() -> None:
-        async with with_relay(tmp_path, script) as connect:
-            channel = await connect()
-            a, b = channel.new_circuit(), channel.new_circuit()
-            assert a.circ_id != b.circ_id
-            await ids.put((a.circ_id, b.circ_id))
-            got_b = [(await b.next_cell()).payload[:2] for _ in range(5)]
-            got_a = [(await a.next_cell()).payload[:2] for _ in range(5)]
-            assert got_a == [b"a%d" % i for i in range(5)]
-            assert got_b == [b"b%d" % i for i in range(5)]
-            with pytest.raises(CircuitDestroyed) as destroyed_b:
-                await b.next_event(Deadline.after(5))
-            with pytest.raises(CircuitDestroyed) as destroyed_a:
-                await a.next_event(Deadline.after(5))
-            assert destroyed_a.value.reason == DestroyReason.FINISHED
-            assert destroyed_b.value.reason == DestroyReason.REQUESTED
-            # an ended circuit answers at once, and the channel no longer routes to it
-            with pytest.raises(CircuitDestroyed):
-                await a.next_event()
-            assert a.circ_id not in channel._inboxes and b.circ_id not in channel._inboxes
-            await channel.aclose()
+    async def body(channel: Channel) -> None:
+        a, b = channel.new_circuit(), channel.new_circuit()
+        assert a.circ_id != b.circ_id
+        await ids.put((a.circ_id, b.circ_id))
+        got_b = [(await b.next_cell()).payload[:2] for _ in range(5)]
+        got_a = [(await a.next_cell()).payload[:2] for _ in range(5)]
+        assert got_a == [b"a%d" % i for i in range(5)]
+        assert got_b == [b"b%d" % i for i in range(5)]
+        with pytest.raises(CircuitDestroyed) as destroyed_b:
+            await b.next_event(Deadline.after(5))
+        with pytest.raises(CircuitDestroyed) as destroyed_a:
+            await a.next_event(Deadline.after(5))
+        assert destroyed_a.value.reason == DestroyReason.FINISHED
+        assert destroyed_b.value.reason == DestroyReason.REQUESTED
+        # an ended circuit answers at once, and the channel no longer routes to it
+        with pytest.raises(CircuitDestroyed):
+            await a.next_event()
+        assert a.circ_id not in channel._inboxes and b.circ_id not in channel._inboxes
 
-    run(main())
+    run_on_channel(tmp_path, script, body)
 
 
 def test_a_flood_beyond_the_bound_destroys_only_that_circuit(tmp_path: Path) -> None:
@@ -112,33 +133,28 @@ def test_a_flood_beyond_the_bound_destroys_only_that_circuit(tmp_path: Path) -> 
         await destroyed.put(await read_cell(reader, parser))
         await reader.read()
 
-    async def main() -> None:
-        async with with_relay(tmp_path, script) as connect:
-            channel = await connect()
-            flooded = await channel.create_fast_circuit(timeout_s=5)
-            marker = channel.new_circuit()
-            await marker_id.put(marker.circ_id)
-            assert (await marker.next_cell(Deadline.after(10))).payload[:4] == b"full"
-            assert len(flooded.inbox) == MAX_QUEUED_CELLS_PER_CIRCUIT
-            assert not flooded.inbox.closed
-            go_on.set()
-            assert (await marker.next_cell(Deadline.after(10))).payload[:4] == b"over"
-            assert len(flooded.inbox) == 0  # memory freed, not grown
-            with pytest.raises(
-                LinkProtocolError, match=f"more than {MAX_QUEUED_CELLS_PER_CIRCUIT}"
-            ):
-                await flooded.next_cell()
-            with pytest.raises(LinkProtocolError, match="SENDME window"):
-                await flooded.next_event()
-            assert flooded.circ_id not in channel._inboxes
-            cell = await asyncio.wait_for(destroyed.get(), 10)
-            assert cell.command == CellCommand.DESTROY and cell.circ_id == flooded.circ_id
-            assert cell.payload[0] == DestroyReason.PROTOCOL
-            assert not channel.is_closed  # the other circuit and the channel live on
-            assert marker.circ_id in channel._inboxes
-            await channel.aclose()
+    async def body(channel: Channel) -> None:
+        flooded = await channel.create_fast_circuit(timeout_s=5)
+        marker = channel.new_circuit()
+        await marker_id.put(marker.circ_id)
+        assert (await marker.next_cell(Deadline.after(10))).payload[:4] == b"full"
+        assert len(flooded.inbox) == MAX_QUEUED_CELLS_PER_CIRCUIT
+        assert not flooded.inbox.closed
+        go_on.set()
+        assert (await marker.next_cell(Deadline.after(10))).payload[:4] == b"over"
+        assert len(flooded.inbox) == 0  # memory freed, not grown
+        with pytest.raises(LinkProtocolError, match=f"more than {MAX_QUEUED_CELLS_PER_CIRCUIT}"):
+            await flooded.next_cell()
+        with pytest.raises(LinkProtocolError, match="SENDME window"):
+            await flooded.next_event()
+        assert flooded.circ_id not in channel._inboxes
+        cell = await asyncio.wait_for(destroyed.get(), 10)
+        assert cell.command == CellCommand.DESTROY and cell.circ_id == flooded.circ_id
+        assert cell.payload[0] == DestroyReason.PROTOCOL
+        assert not channel.is_closed  # the other circuit and the channel live on
+        assert marker.circ_id in channel._inboxes
 
-    run(main())
+    run_on_channel(tmp_path, script, body)
 
 
 def test_sendmes_go_out_as_cells_are_taken(tmp_path: Path) -> None:
@@ -167,81 +183,64 @@ def test_sendmes_go_out_as_cells_are_taken(tmp_path: Path) -> None:
         await sendme.put(relay.receive(await read_cell(reader, parser)))
         await reader.read()
 
-    async def main() -> None:
-        async with with_relay(tmp_path, script) as connect:
-            channel = await connect()
-            circuit = await channel.create_fast_circuit(timeout_s=5)
-            stream_id = await circuit.begin_dir(timeout_s=5)
-            marker = channel.new_circuit()
-            await marker_id.put(marker.circ_id)
-            assert (await marker.next_cell(Deadline.after(10))).payload[:4] == b"sent"
-            assert len(circuit.inbox) == cells
-            channel._writer.write(encode_cell(Cell(0, CellCommand.PADDING, b""), 5))
-            events = [await circuit.next_event() for _ in range(STREAM_SENDME_INCREMENT)]
-            assert events[0] == StreamData(stream_id, b"000")
-            taken.set()
-            message = await asyncio.wait_for(sendme.get(), 10)
-            assert message.command == RelayCommand.SENDME and message.stream_id == stream_id
-            assert len(circuit.inbox) == cells - STREAM_SENDME_INCREMENT
-            await channel.aclose()
+    async def body(channel: Channel) -> None:
+        circuit = await channel.create_fast_circuit(timeout_s=5)
+        stream_id = await circuit.begin_dir(timeout_s=5)
+        marker = channel.new_circuit()
+        await marker_id.put(marker.circ_id)
+        assert (await marker.next_cell(Deadline.after(10))).payload[:4] == b"sent"
+        assert len(circuit.inbox) == cells
+        channel._writer.write(encode_cell(Cell(0, CellCommand.PADDING, b""), 5))
+        events = [await circuit.next_event() for _ in range(STREAM_SENDME_INCREMENT)]
+        assert events[0] == StreamData(stream_id, b"000")
+        taken.set()
+        message = await asyncio.wait_for(sendme.get(), 10)
+        assert message.command == RelayCommand.SENDME and message.stream_id == stream_id
+        assert len(circuit.inbox) == cells - STREAM_SENDME_INCREMENT
 
-    run(main())
+    run_on_channel(tmp_path, script, body)
 
 
 def test_the_end_of_the_link_wakes_every_waiter(tmp_path: Path) -> None:
     async def script(reader: Reader, writer: Writer, parser: CellParser) -> None:
         await read_cell(reader, parser)  # CREATE_FAST: the waiters are all waiting, hang up
 
-    async def main() -> None:
-        async with with_relay(tmp_path, script) as connect:
-            channel = await connect()
-            circuits = [channel.new_circuit() for _ in range(3)]
-            waiters = [
-                asyncio.create_task(circuits[0].next_event()),
-                asyncio.create_task(circuits[1].next_cell()),
-                asyncio.create_task(circuits[2].next_event(Deadline.after(60))),
-            ]
-            with pytest.raises(ChannelClosed):
-                await channel.create_fast_circuit(timeout_s=30)
-            results = await asyncio.gather(*waiters, return_exceptions=True)
-            assert [type(r) for r in results] == [ChannelClosed] * 3
-            assert "relay closed the link" in str(results[0])
-            assert channel.is_closed
-            assert channel._reader_task.done()  # ended by itself, before aclose
-            with pytest.raises(ChannelClosed):
-                channel.new_circuit()
-            await channel.aclose()
+    async def body(channel: Channel) -> None:
+        circuits = [channel.new_circuit() for _ in range(3)]
+        waiters = [
+            asyncio.create_task(circuits[0].next_event()),
+            asyncio.create_task(circuits[1].next_cell()),
+            asyncio.create_task(circuits[2].next_event(Deadline.after(60))),
+        ]
+        with pytest.raises(ChannelClosed):
+            await channel.create_fast_circuit(timeout_s=30)
+        results = await asyncio.gather(*waiters, return_exceptions=True)
+        assert [type(r) for r in results] == [ChannelClosed] * 3
+        assert "relay closed the link" in str(results[0])
+        assert channel.is_closed
+        assert channel._reader_task.done()  # ended by itself, before aclose
+        with pytest.raises(ChannelClosed):
+            channel.new_circuit()
 
-    run(main())
+    run_on_channel(tmp_path, script, body)
 
 
 def test_waits_end_at_the_deadline(tmp_path: Path) -> None:
-    async def script(reader: Reader, writer: Writer, parser: CellParser) -> None:
-        await answer_create_fast(reader, writer, parser)
-        await reader.read()
+    async def body(channel: Channel) -> None:
+        circuit = await channel.create_fast_circuit(deadline=Deadline.after(5))
+        with pytest.raises(TimeoutError):
+            await circuit.next_event(Deadline.after(0.05))
+        with pytest.raises(HandshakeTimeout, match=r"BEGIN_DIR within 0\.1 s"):
+            await circuit.begin_dir(timeout_s=30, deadline=Deadline.after(0.1))
+        with pytest.raises(HandshakeTimeout, match="CREATED_FAST"):
+            await channel.create_fast_circuit(timeout_s=30, deadline=Deadline.after(0.1))
 
-    async def main() -> None:
-        async with with_relay(tmp_path, script) as connect:
-            channel = await connect()
-            circuit = await channel.create_fast_circuit(deadline=Deadline.after(5))
-            with pytest.raises(TimeoutError):
-                await circuit.next_event(Deadline.after(0.05))
-            with pytest.raises(HandshakeTimeout, match=r"BEGIN_DIR within 0\.1 s"):
-                await circuit.begin_dir(timeout_s=30, deadline=Deadline.after(0.1))
-            with pytest.raises(HandshakeTimeout, match="CREATED_FAST"):
-                await channel.create_fast_circuit(timeout_s=30, deadline=Deadline.after(0.1))
-            await channel.aclose()
-
-    run(main())
+    run_on_channel(tmp_path, one_circuit, body)
 
 
 def test_aclose_leaves_no_task_running(tmp_path: Path) -> None:
-    async def script(reader: Reader, writer: Writer, parser: CellParser) -> None:
-        await answer_create_fast(reader, writer, parser)
-        await reader.read()
-
     async def main() -> None:
-        async with with_relay(tmp_path, script) as connect:
+        async with with_relay(tmp_path, one_circuit) as connect:
             before = asyncio.all_tasks()
             channel = await connect()
             assert reader_tasks() == [channel._reader_task]
@@ -275,44 +274,35 @@ def test_a_cell_breaking_the_protocol_destroys_its_circuit(tmp_path: Path) -> No
         await destroyed.put(await read_cell(reader, parser))
         await reader.read()
 
-    async def main() -> None:
-        async with with_relay(tmp_path, script) as connect:
-            channel = await connect()
-            with pytest.raises(LinkProtocolError, match="not open"):
-                await channel.create_fast_circuit(timeout_s=5)
-            cell = await asyncio.wait_for(destroyed.get(), 10)
-            assert cell.command == CellCommand.DESTROY
-            assert cell.payload[0] == DestroyReason.PROTOCOL
-            assert channel._inboxes == {} and channel._circuits == {}
-            assert not channel.is_closed
-            await channel.aclose()
+    async def body(channel: Channel) -> None:
+        with pytest.raises(LinkProtocolError, match="not open"):
+            await channel.create_fast_circuit(timeout_s=5)
+        cell = await asyncio.wait_for(destroyed.get(), 10)
+        assert cell.command == CellCommand.DESTROY
+        assert cell.payload[0] == DestroyReason.PROTOCOL
+        assert channel._inboxes == {} and channel._circuits == {}
+        assert not channel.is_closed
 
-    run(main())
+    run_on_channel(tmp_path, script, body)
 
 
 def test_a_failing_reader_still_wakes_every_waiter(tmp_path: Path) -> None:
     """A bug in routing must not leave circuits waiting forever: the channel closes."""
 
-    async def script(reader: Reader, writer: Writer, parser: CellParser) -> None:
-        await answer_create_fast(reader, writer, parser)
-        await reader.read()
+    async def body(channel: Channel) -> None:
+        waiting = channel.new_circuit()
+        waiter = asyncio.create_task(waiting.next_event())
 
-    async def main() -> None:
-        async with with_relay(tmp_path, script) as connect:
-            channel = await connect()
-            waiting = channel.new_circuit()
-            waiter = asyncio.create_task(waiting.next_event())
+        def broken(cell: Cell) -> None:
+            raise RuntimeError("routing bug")
 
-            def broken(cell: Cell) -> None:
-                raise RuntimeError("routing bug")
+        channel._route = broken  # type: ignore[method-assign]
+        with pytest.raises(ChannelClosed, match="reader failed: RuntimeError: routing bug"):
+            await channel.create_fast_circuit(timeout_s=5)
+        with pytest.raises(ChannelClosed) as info:
+            await waiter
+        assert isinstance(info.value.__cause__, RuntimeError)
+        await channel.aclose()
+        assert reader_tasks() == []
 
-            channel._route = broken  # type: ignore[method-assign]
-            with pytest.raises(ChannelClosed, match="reader failed: RuntimeError: routing bug"):
-                await channel.create_fast_circuit(timeout_s=5)
-            with pytest.raises(ChannelClosed) as info:
-                await waiter
-            assert isinstance(info.value.__cause__, RuntimeError)
-            await channel.aclose()
-            assert reader_tasks() == []
-
-    run(main())
+    run_on_channel(tmp_path, one_circuit, body)
