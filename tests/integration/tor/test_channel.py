@@ -320,3 +320,17 @@ def test_bytes_from_the_bridge_before_the_client_hello_are_refused() -> None:
             await start_inner_tls(cast(asyncio.StreamWriter, None), reader=reader)
 
     asyncio.run(main())
+
+
+def test_inner_tls_gets_only_what_is_left_of_the_deadline() -> None:
+    """An expired budget fails at once, before any byte is written."""
+    from typing import cast
+
+    from webtunnel_pt.deadlines import Deadline
+    from webtunnel_pt.tor.inner_tls import start_inner_tls as start
+
+    async def main() -> None:
+        with pytest.raises(HandshakeTimeout, match="no time left"):
+            await start(cast(asyncio.StreamWriter, None), deadline=Deadline.after(0))
+
+    asyncio.run(main())
