@@ -13,7 +13,9 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
 
 asyncio glue::
 
-    channel.py       inner TLS over a stream, the handshake, a Channel to open circuits on
+    inner_tls.py     inner TLS with the relay over the WebTunnel stream: context, random SNI
+    channel.py       link handshake driver; the Channel, its one reader task and circuit registry
+    channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch
 
 Importing this package loads nothing heavy; ``cryptography`` is imported by the modules that
 need it.

@@ -1,150 +1,78 @@
-"""asyncio glue: inner TLS over a WebTunnel (or plain TCP) stream, the link handshake, and a
-:class:`Channel` to open circuits on (tor-link.md §1, §2, §4; webtunnel-wire.md §7).
+"""The channel: the link handshake over inner TLS, then one open link to a relay that circuits
+live on (tor-link.md §4, §5, §9). asyncio glue.
 
-    tls = await start_inner_tls(writer, timeout_s=10)          # TLS-in-TLS via start_tls
+    tls = await start_inner_tls(writer, timeout_s=10)          # inner_tls.py
     channel = await handshake_channel(reader, writer, tls, expected_fingerprint=fp)
-    circuit = await channel.create_fast_circuit()
+    circuit = await channel.create_fast_circuit()              # channel_circuit.py
     response = await circuit.fetch_directory("/tor/server/authority")
     await channel.aclose()
 
-Reading is pull-based: whoever waits for a circuit event reads the stream (one reader at a
-time, under a lock) and dispatches every cell it finds, so no background task exists and
-nothing is fire-and-forget. PADDING/VPADDING and unknown link-level cells are ignored;
-DESTROY ends the circuit it names. Every wait has a deadline.
+One reader task per channel reads cells from the link and hands each to its circuit's inbox;
+the channel owns the task and :meth:`Channel.aclose` cancels and awaits it. A circuit's owner
+takes cells from its inbox (:meth:`ChannelCircuit.next_event`, with a deadline), so the circuit's
+crypto, windows and SENDMEs run as cells are consumed, not as they arrive. PADDING, VPADDING
+and cells for unknown circuits are dropped; DESTROY ends the circuit it names. When the link
+ends or fails, every waiting circuit gets :class:`ChannelClosed`.
+
+Inboxes are bounded (:data:`MAX_QUEUED_CELLS_PER_CIRCUIT`): SENDMEs go out only as cells are
+taken, so a relay that honours the circuit window cannot fill one; one that does is in
+violation, and the channel destroys that circuit (PROTOCOL) instead of buffering without end.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import ssl
-import string
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from types import TracebackType
 
 from webtunnel_pt.deadlines import (
     CHANNEL_CLOSE_TIMEOUT_S,
     CIRCUIT_TIMEOUT_S,
-    INNER_TLS_TIMEOUT_S,
     LINK_HANDSHAKE_TIMEOUT_S,
+    Deadline,
 )
-from webtunnel_pt.errors import (
-    ChannelClosed,
-    CircuitDestroyed,
-    DirectoryError,
-    HandshakeTimeout,
-    InnerTlsError,
-    LinkProtocolError,
-    StreamEnded,
-)
-from webtunnel_pt.tor.cells import (
-    Cell,
-    CellParser,
-    DestroyReason,
-    EndReason,
-    IPAddress,
-    encode_cell,
-    reason_name,
-)
+from webtunnel_pt.errors import ChannelClosed, HandshakeTimeout, LinkProtocolError
+from webtunnel_pt.tor.cells import Cell, CellParser, DestroyReason, IPAddress, encode_cell
 from webtunnel_pt.tor.certs import RelayIdentity
-from webtunnel_pt.tor.circuit import (
-    Circuit,
-    CircuitClosed,
-    CircuitEvent,
-    CircuitOpen,
-    StreamClosed,
-    StreamConnected,
-    StreamData,
-    allocate_circ_id,
+from webtunnel_pt.tor.channel_circuit import (
+    MAX_QUEUED_CELLS_PER_CIRCUIT,
+    ChannelCircuit,
+    CircuitInbox,
+    ErrorFactory,
+    budget,
 )
-from webtunnel_pt.tor.directory import MAX_DIR_RESPONSE_BYTES, DirResponse, dir_request
-from webtunnel_pt.tor.directory import parse_dir_response as _parse_dir_response
+from webtunnel_pt.tor.circuit import CIRCUIT_WINDOW, Circuit, CircuitOpen, allocate_circ_id
+from webtunnel_pt.tor.inner_tls import InnerTls, inner_tls_context, random_sni, start_inner_tls
 from webtunnel_pt.tor.link_handshake import ClientHandshake, LinkOpen
+
+__all__ = [
+    "MAX_QUEUED_CELLS_PER_CIRCUIT",
+    "READ_CHUNK_BYTES",
+    "Channel",
+    "ChannelCircuit",
+    "InnerTls",
+    "handshake_channel",
+    "inner_tls_context",
+    "open_channel",
+    "random_sni",
+    "start_inner_tls",
+]
 
 #: One read from the stream: bounds what a single read can pull into memory.
 READ_CHUNK_BYTES = 64 * 1024
-_SNI_ALPHABET = string.ascii_lowercase + string.digits
 
 
-def random_sni(randbelow: Callable[[int], int] = secrets.randbelow) -> str:
-    """``www.<4-25 random chars>.com`` like tor's own TLS client (tor-link.md §2)."""
-    length = 4 + randbelow(22)
-    return (
-        "www."
-        + "".join(_SNI_ALPHABET[randbelow(len(_SNI_ALPHABET))] for _ in range(length))
-        + ".com"
-    )
-
-
-def inner_tls_context() -> ssl.SSLContext:
-    """No WebPKI (CERTS authenticates), no ALPN, no session resumption (tor-link.md §2)."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.options |= ssl.OP_NO_TICKET
-    return ctx
-
-
-@dataclass(frozen=True)
-class InnerTls:
-    """What the inner TLS handshake showed: the leaf DER is what CERTS type 5 must certify."""
-
-    leaf_der: bytes
-    version: str | None
-    cipher: str | None
-    server_hostname: str
-
-
-def _check_nothing_buffered(reader: asyncio.StreamReader | None) -> None:
-    """A relay speaks only after our ClientHello (webtunnel-wire.md §7): bytes already waiting
-    behind the 101 cannot belong to the inner TLS, and ``start_tls`` would hand them on as if
-    they were decrypted. ``StreamReader`` has no public way to ask, hence the attribute."""
-    waiting = len(getattr(reader, "_buffer", b"")) if reader is not None else 0
-    if waiting:
-        raise LinkProtocolError(
-            f"bridge sent {waiting} bytes before the inner TLS handshake; a relay speaks only "
-            "after the client's ClientHello"
-        )
-
-
-async def start_inner_tls(
-    writer: asyncio.StreamWriter,
-    *,
-    timeout_s: float = INNER_TLS_TIMEOUT_S,
-    server_hostname: str | None = None,
-    reader: asyncio.StreamReader | None = None,
-) -> InnerTls:
-    """Upgrade the stream in place to TLS with the relay (works on a TLS transport, 3.11+).
-    Pass ``reader`` to refuse bytes the bridge sent before our ClientHello."""
-    _check_nothing_buffered(reader)
-    sni = server_hostname or random_sni()
-    try:
-        await writer.start_tls(
-            inner_tls_context(), server_hostname=sni, ssl_handshake_timeout=timeout_s
-        )
-    except TimeoutError as exc:
-        raise HandshakeTimeout(f"inner TLS handshake timed out after {timeout_s:g} s") from exc
-    except (ssl.SSLError, ConnectionError, EOFError) as exc:
-        detail = getattr(exc, "reason", None) or type(exc).__name__
-        raise InnerTlsError(f"inner TLS handshake with the relay failed: {detail}") from exc
-    ssl_object = writer.get_extra_info("ssl_object")
-    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-    if not der:
-        raise InnerTlsError("relay presented no TLS certificate")
-    cipher = ssl_object.cipher()
-    return InnerTls(bytes(der), ssl_object.version(), cipher[0] if cipher else None, sni)
-
-
-async def _read_some(reader: asyncio.StreamReader, what: str) -> bytes:
+async def _read_some(reader: asyncio.StreamReader, when: str = "") -> bytes:
+    """Up to :data:`READ_CHUNK_BYTES`; the end of the link or a failed read is ChannelClosed."""
+    where = f" {when}" if when else ""
     try:
         data = await reader.read(READ_CHUNK_BYTES)
     except (ConnectionError, ssl.SSLError) as exc:
-        raise ChannelClosed(f"link failed {what}: {type(exc).__name__}") from exc
+        raise ChannelClosed(f"link failed{where}: {type(exc).__name__}") from exc
     if not data:
-        raise ChannelClosed(f"relay closed the link {what}")
+        raise ChannelClosed(f"relay closed the link{where}")
     return data
 
 
@@ -173,11 +101,15 @@ async def handshake_channel(
     peer_address: IPAddress | None = None,
     timeout_s: float = LINK_HANDSHAKE_TIMEOUT_S,
     clock: Callable[[], float] = time.time,
+    deadline: Deadline | None = None,
 ) -> Channel:
-    """VERSIONS, CERTS (verified against ``tls`` and the fingerprint), NETINFO (§4).
+    """VERSIONS, CERTS (verified against ``tls`` and the fingerprint), NETINFO (§4), within
+    ``timeout_s`` (cut to what is left of ``deadline``).
 
     On failure the stream stays the caller's to close; on success the :class:`Channel` owns it.
     """
+    if deadline is not None:
+        timeout_s = deadline.cap(timeout_s)
     handshake = ClientHandshake(
         tls_leaf_der=tls.leaf_der,
         expected_fingerprint=expected_fingerprint,
@@ -189,7 +121,7 @@ async def handshake_channel(
             link = await _run_handshake(reader, writer, handshake)
     except TimeoutError as exc:
         raise HandshakeTimeout(
-            f"link handshake timed out after {timeout_s:g} s in {handshake.state.name}"
+            f"link handshake timed out after {timeout_s:.3g} s in {handshake.state.name}"
         ) from exc
     return Channel(reader, writer, link, tls, clock)
 
@@ -202,9 +134,11 @@ async def open_channel(
     peer_address: IPAddress | None = None,
     timeout_s: float = LINK_HANDSHAKE_TIMEOUT_S,
     clock: Callable[[], float] = time.time,
+    deadline: Deadline | None = None,
 ) -> Channel:
-    """Inner TLS and link handshake in one call."""
-    tls = await start_inner_tls(writer, timeout_s=timeout_s, reader=reader)
+    """Inner TLS and link handshake in one call, both within one budget of ``timeout_s``."""
+    wait = budget(timeout_s, deadline)
+    tls = await start_inner_tls(writer, timeout_s=timeout_s, reader=reader, deadline=wait)
     return await handshake_channel(
         reader,
         writer,
@@ -213,11 +147,16 @@ async def open_channel(
         peer_address=peer_address,
         timeout_s=timeout_s,
         clock=clock,
+        deadline=wait,
     )
 
 
 class Channel:
-    """An open link to one relay; circuits are created on it."""
+    """An open link to one relay; circuits are created on it and their cells dispatched to
+    them by one reader task that the channel owns (also an async context manager).
+
+    Made by :func:`handshake_channel`, inside a running event loop: the reader starts at once.
+    """
 
     def __init__(
         self,
@@ -234,9 +173,23 @@ class Channel:
         self.opened_at = clock()
         self._parser: CellParser = link.parser
         self._circuits: dict[int, Circuit] = {}
-        self._events: dict[int, deque[CircuitEvent | BaseException]] = {}
-        self._read_lock = asyncio.Lock()
+        self._inboxes: dict[int, CircuitInbox] = {}
         self._closed: ChannelClosed | None = None
+        self._failure: Exception | None = None
+        self._reader_task = asyncio.get_running_loop().create_task(
+            self._read_cells(), name=f"tor channel reader {id(self):x}"
+        )
+
+    async def __aenter__(self) -> Channel:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     @property
     def link_version(self) -> int:
@@ -251,87 +204,127 @@ class Channel:
         """Relay clock minus ours when the relay's NETINFO arrived, in seconds."""
         return self.link.clock_skew(self.opened_at)
 
-    async def create_fast_circuit(self, timeout_s: float = CIRCUIT_TIMEOUT_S) -> ChannelCircuit:
-        """A one-hop circuit to the relay with CREATE_FAST (§5)."""
+    @property
+    def is_closed(self) -> bool:
+        return self._closed is not None
+
+    # ---- circuits ------------------------------------------------------------------------
+
+    def new_circuit(self) -> ChannelCircuit:
+        """A circuit with a free id, registered so that the reader hands its cells to its inbox
+        (nothing sent yet)."""
+        self._check_open()
         circuit = Circuit(allocate_circ_id(self._circuits, self.link_version), self.link_version)
+        inbox = CircuitInbox()
         self._circuits[circuit.circ_id] = circuit
-        self._events[circuit.circ_id] = deque()
-        handle = ChannelCircuit(self, circuit)
-        circuit.create_fast()
-        await self.flush(circuit)
+        self._inboxes[circuit.circ_id] = inbox
+        return ChannelCircuit(self, circuit, inbox)
+
+    async def create_fast_circuit(
+        self, timeout_s: float = CIRCUIT_TIMEOUT_S, *, deadline: Deadline | None = None
+    ) -> ChannelCircuit:
+        """A one-hop circuit to the relay with CREATE_FAST (§5)."""
+        wait = budget(timeout_s, deadline)
+        seconds = wait.remaining()
+        handle = self.new_circuit()
+        handle.circuit.create_fast()
+        await self.flush(handle.circuit)
         try:
-            async with asyncio.timeout(timeout_s):
-                event = await self.next_event(circuit)
+            event = await handle.next_event(wait)
         except TimeoutError as exc:
-            raise HandshakeTimeout(f"no CREATED_FAST within {timeout_s:g} s") from exc
+            raise HandshakeTimeout(f"no CREATED_FAST within {seconds:.3g} s") from exc
         if not isinstance(event, CircuitOpen):  # pragma: no cover - only OPEN or DESTROY here
             raise LinkProtocolError(f"unexpected {type(event).__name__} while creating")
         return handle
 
+    def end_circuit(self, circ_id: int, error: ErrorFactory, *, discard: bool = False) -> None:
+        """No more cells for ``circ_id``: its inbox stays with its owner, closed with ``error``
+        once the cells already queued are taken (at once with ``discard``)."""
+        self._circuits.pop(circ_id, None)
+        inbox = self._inboxes.pop(circ_id, None)
+        if inbox is not None:
+            inbox.close(error, discard=discard)
+
+    # ---- writing -------------------------------------------------------------------------
+
     async def flush(self, circuit: Circuit) -> None:
         """Write the cells the circuit has queued."""
         self._check_open()
-        cells = circuit.cells_to_send()
-        if not cells:
+        if not self._write(circuit):
             return
-        self._writer.write(b"".join(encode_cell(c, self.link_version) for c in cells))
         try:
             await self._writer.drain()
         except (ConnectionError, ssl.SSLError) as exc:
-            raise self._fail(f"write failed: {type(exc).__name__}") from exc
+            raise self._fail(f"write failed: {type(exc).__name__}", exc) from exc
 
-    async def next_event(self, circuit: Circuit) -> CircuitEvent:
-        """The circuit's next event; reads the link when none is queued. DESTROY raises."""
-        queue = self._events[circuit.circ_id]
-        while not queue:
-            async with self._read_lock:
-                if queue:
-                    break
-                await self._read_cells()
-        event = queue.popleft()
-        if isinstance(event, BaseException):
-            raise event
-        if isinstance(event, CircuitClosed):
-            self._forget(circuit.circ_id)
-            name = reason_name(DestroyReason, event.reason)
-            raise CircuitDestroyed(event.reason, f"relay destroyed the circuit: {name}")
-        return event
+    async def flush_if_open(self, circuit: Circuit) -> None:
+        """After taking a cell: a closed link cannot take the SENDMEs, and the event still
+        belongs to the caller."""
+        if self._closed is None:
+            await self.flush(circuit)
+
+    def _write(self, circuit: Circuit) -> bool:
+        cells = circuit.cells_to_send()
+        if cells:
+            self._writer.write(b"".join(encode_cell(c, self.link_version) for c in cells))
+        return bool(cells)
+
+    # ---- the reader task -----------------------------------------------------------------
 
     async def _read_cells(self) -> None:
-        self._check_open()
+        """The one reader: route every cell to its circuit's inbox until the link ends."""
         try:
-            data = await _read_some(self._reader, "")
+            while True:
+                while (cell := self._parser.next_cell()) is not None:
+                    self._route(cell)
+                self._parser.receive_data(await _read_some(self._reader))
         except ChannelClosed as exc:
-            raise self._fail(str(exc)) from exc
-        self._parser.receive_data(data)
-        while (cell := self._parser.next_cell()) is not None:
-            await self._dispatch(cell)
+            self._fail(str(exc), exc)
+        except Exception as exc:  # a bug here must still wake every waiter
+            self._fail(f"channel reader failed: {type(exc).__name__}: {exc}", exc)
 
-    async def _dispatch(self, cell: Cell) -> None:
-        circuit = self._circuits.get(cell.circ_id)
-        if circuit is None:
-            return  # link-level padding, late VERSIONS, cells for forgotten circuits
-        try:
-            events: list[CircuitEvent | BaseException] = list(circuit.receive_cell(cell))
-        except LinkProtocolError as exc:
-            circuit.destroy(DestroyReason.PROTOCOL)
-            events = [exc]
-        self._events[cell.circ_id].extend(events)
-        await self.flush(circuit)
+    def _route(self, cell: Cell) -> None:
+        inbox = self._inboxes.get(cell.circ_id)
+        if inbox is None:
+            return  # link-level padding, late VERSIONS, cells for ended circuits
+        if inbox.offer(cell):
+            return
+        circuit = self._circuits[cell.circ_id]
+        message = (
+            f"relay sent more than {MAX_QUEUED_CELLS_PER_CIRCUIT} cells on circuit "
+            f"{cell.circ_id:#010x} before they were read; its SENDME window allows "
+            f"{CIRCUIT_WINDOW}"
+        )
+        circuit.destroy(DestroyReason.PROTOCOL)
+        self.end_circuit(cell.circ_id, lambda: LinkProtocolError(message), discard=True)
+        if self._closed is None:
+            self._write(circuit)  # one DESTROY cell: drained by the next flush or the close
 
-    def _forget(self, circ_id: int) -> None:
-        self._circuits.pop(circ_id, None)
+    # ---- closing -------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed is not None:
             raise ChannelClosed(str(self._closed))
 
-    def _fail(self, message: str) -> ChannelClosed:
-        self._closed = ChannelClosed(message or "relay closed the link")
+    def _fail(self, message: str, cause: BaseException | None = None) -> ChannelClosed:
+        """Mark the channel closed (the first reason wins) and wake every waiting circuit."""
+        if self._closed is None:
+            self._closed = ChannelClosed(message or "relay closed the link")
+            self._failure = cause if isinstance(cause, Exception) else None
+        closed, failure = str(self._closed), self._failure
+
+        def error() -> Exception:
+            exc = ChannelClosed(closed)
+            exc.__cause__ = failure
+            return exc
+
+        for inbox in self._inboxes.values():
+            inbox.close(error)
         return self._closed
 
     async def aclose(self, timeout_s: float = CHANNEL_CLOSE_TIMEOUT_S) -> None:
-        """DESTROY our circuits, close the stream; never raises, done within ``timeout_s``.
+        """DESTROY our circuits, close the stream, stop the reader; never raises, done within
+        ``timeout_s``.
 
         A relay that stops reading blocks the DESTROY cells and the TLS close: at the deadline
         the stream is aborted instead.
@@ -344,7 +337,7 @@ class Channel:
                         await self.flush(circuit)
                     except ChannelClosed:
                         break
-                self._closed = self._closed or ChannelClosed("channel closed")
+                self._fail("channel closed")
                 self._writer.close()
                 await self._writer.wait_closed()
         except TimeoutError:
@@ -352,66 +345,6 @@ class Channel:
         except (ConnectionError, ssl.SSLError):
             pass
         finally:
-            self._closed = self._closed or ChannelClosed("channel closed")
-
-
-class ChannelCircuit:
-    """A circuit on a channel, with the stream operations the probe needs."""
-
-    def __init__(self, channel: Channel, circuit: Circuit) -> None:
-        self.channel = channel
-        self.circuit = circuit
-
-    @property
-    def circ_id(self) -> int:
-        return self.circuit.circ_id
-
-    async def begin_dir(self, timeout_s: float = CIRCUIT_TIMEOUT_S) -> int:
-        """BEGIN_DIR and wait for CONNECTED (§8.1); END raises :class:`StreamEnded`."""
-        stream_id = self.circuit.begin_dir()
-        await self.channel.flush(self.circuit)
-        try:
-            async with asyncio.timeout(timeout_s):
-                while True:
-                    event = await self.channel.next_event(self.circuit)
-                    if isinstance(event, StreamConnected) and event.stream_id == stream_id:
-                        return stream_id
-                    if isinstance(event, StreamClosed) and event.stream_id == stream_id:
-                        raise StreamEnded(event.reason, _end_message("BEGIN_DIR", event.reason))
-        except TimeoutError as exc:
-            raise HandshakeTimeout(f"no answer to BEGIN_DIR within {timeout_s:g} s") from exc
-
-    async def send(self, stream_id: int, data: bytes) -> None:
-        self.circuit.send_data(stream_id, data)
-        await self.channel.flush(self.circuit)
-
-    async def read_to_end(self, stream_id: int, limit: int = MAX_DIR_RESPONSE_BYTES) -> bytes:
-        """Stream data until the relay's END; more than ``limit`` bytes is an error."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            event = await self.channel.next_event(self.circuit)
-            if isinstance(event, StreamData) and event.stream_id == stream_id:
-                size += len(event.data)
-                if size > limit:
-                    raise DirectoryError(f"directory answer exceeds {limit} bytes")
-                chunks.append(event.data)
-            elif isinstance(event, StreamClosed) and event.stream_id == stream_id:
-                return b"".join(chunks)
-
-    async def fetch_directory(
-        self, path: str, *, timeout_s: float = CIRCUIT_TIMEOUT_S, host: str | None = None
-    ) -> DirResponse:
-        """BEGIN_DIR, ``GET path HTTP/1.0``, read to END, parse (§10)."""
-        stream_id = await self.begin_dir(timeout_s)
-        await self.send(stream_id, dir_request(path, host))
-        try:
-            async with asyncio.timeout(timeout_s):
-                raw = await self.read_to_end(stream_id)
-        except TimeoutError as exc:
-            raise HandshakeTimeout(f"directory answer not complete within {timeout_s:g} s") from exc
-        return _parse_dir_response(raw)
-
-
-def _end_message(what: str, reason: int) -> str:
-    return f"relay ended the {what} stream: {reason_name(EndReason, reason)}"
+            self._fail("channel closed")
+            self._reader_task.cancel()
+            await asyncio.wait({self._reader_task})

@@ -1,4 +1,4 @@
-"""link.channel over real loopback TLS against a scripted relay written here from the spec
+"""tor.channel over real loopback TLS against a scripted relay written here from the spec
 (tor-link.md §2, §4, §5, §9): certificates made for the test run, padding ignored, DESTROY and
 a closed link surface as CircuitDestroyed and ChannelClosed, waits end at their deadline.
 """
@@ -318,5 +318,19 @@ def test_bytes_from_the_bridge_before_the_client_hello_are_refused() -> None:
         reader.feed_data(b"early")
         with pytest.raises(LinkProtocolError, match="5 bytes before the inner TLS"):
             await start_inner_tls(cast(asyncio.StreamWriter, None), reader=reader)
+
+    asyncio.run(main())
+
+
+def test_inner_tls_gets_only_what_is_left_of_the_deadline() -> None:
+    """An expired budget fails at once, before any byte is written."""
+    from typing import cast
+
+    from webtunnel_pt.deadlines import Deadline
+    from webtunnel_pt.tor.inner_tls import start_inner_tls as start
+
+    async def main() -> None:
+        with pytest.raises(HandshakeTimeout, match="no time left"):
+            await start(cast(asyncio.StreamWriter, None), deadline=Deadline.after(0))
 
     asyncio.run(main())
