@@ -14,14 +14,11 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 
-from webtunnel_pt.errors import BridgeUnreachable, LocalProtocolError, SocksReply
+from webtunnel_pt.errors import BridgeUnreachable, LocalProtocolError, ProxyUnreachable, SocksReply
 from webtunnel_pt.outbound import resolver
-from webtunnel_pt.outbound.proxy import (
-    ProxyConfig,
-    ProxyConnected,
-    ProxyUnreachable,
-    client_handshake,
-)
+from webtunnel_pt.outbound.proxy import client_handshake
+from webtunnel_pt.outbound.proxy_uri import ProxyConfig
+from webtunnel_pt.socks.client import ProxyConnected
 
 #: Connects to the first reachable address of a list (``dial._connect`` with its options).
 Connector = Callable[[list[str], int], Awaitable[socket.socket]]

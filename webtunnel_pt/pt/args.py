@@ -118,3 +118,9 @@ def encode_socks_credentials(text: str) -> tuple[bytes, bytes]:
     if len(raw) <= 255:
         return (raw or b"\x00"), b"\x00"
     return raw[:255], raw[255:]
+
+
+def parse_socks_credentials(username: bytes, password: bytes) -> BridgeArgs:
+    """The bridge arguments in SOCKS credentials: RFC 1929 username and password, or a SOCKS4
+    user id with ``password=b"\\x00"``; raise :class:`ArgsError`."""
+    return parse_args(decode_socks_credentials(username, password))
