@@ -36,23 +36,15 @@ def fuzz_args(data: bytes) -> None:
         assert pt_args.parse_args(pt_args.escape_args(pairs)).pairs() == pairs
 
 
-def _check_args(username: bytes, password: bytes) -> None:
-    """The PT's credentials check: bridge arguments or a ValueError."""
-    pt_args.parse_socks_credentials(username, password)
-
-
 def fuzz_socks(data: bytes) -> None:
     """The server core as the PT runs it: credentials checked, then decoded from the request."""
-    handshake = socks.SocksServerHandshake(_check_args)
+    handshake = socks.SocksServerHandshake(pt_args.check_bridge_credentials)
     try:
         for i in range(0, len(data), 7):  # split reads, like a slow client
             handshake.receive_data(data[i : i + 7])
             request = handshake.next_event()
             if request is not None:
-                if request.username is not None and request.password is not None:
-                    pt_args.parse_socks_credentials(request.username, request.password)
-                elif request.userid:
-                    pt_args.parse_socks_credentials(request.userid, b"\x00")
+                pt_args.bridge_args(request)
                 handshake.reply(socks_codes.SocksReply.SUCCEEDED)
                 return
     except WebtunnelError:

@@ -20,13 +20,12 @@ from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, SHUTDOWN_GRACE_S, SOCKS_H
 from webtunnel_pt.errors import (
     BridgeArgsError,
     HandshakeTimeout,
-    SocksProtocolError,
     SocksReply,
     WebtunnelError,
     describe_failure,
 )
 from webtunnel_pt.logs import NOTICE, REDACTOR, Redactor
-from webtunnel_pt.pt.args import BridgeArgs, parse_socks_credentials
+from webtunnel_pt.pt.args import bridge_args, check_bridge_credentials
 from webtunnel_pt.socks.server import SocksRequest, SocksServerHandshake
 from webtunnel_pt.webtunnel import relay as relay_mod
 from webtunnel_pt.webtunnel.bridge import BridgeConfig, bridge_config_from_args
@@ -52,28 +51,6 @@ def require_loopback(host: str) -> None:
     """The SOCKS listener is for tor on this machine only."""
     if not ipaddress.ip_address(host).is_loopback:
         raise ValueError(f"refusing to listen on non-loopback address {host}")
-
-
-def check_bridge_credentials(username: bytes, password: bytes) -> None:
-    """Refuse RFC 1929 credentials that are not bridge arguments while tor still waits for the
-    authentication answer (it gets ``01 01``)."""
-    try:
-        parse_socks_credentials(username, password)
-    except BridgeArgsError as exc:
-        raise ValueError(f"invalid bridge arguments in SOCKS credentials: {exc}") from exc
-
-
-def bridge_args(request: SocksRequest) -> BridgeArgs | None:
-    """The bridge arguments tor packed into the request's credentials (pt-spec §3.5), ``None``
-    if it sent none. A SOCKS4 user id that does not decode is a SOCKS protocol error."""
-    if request.username is not None and request.password is not None:
-        return parse_socks_credentials(request.username, request.password)
-    if not request.userid:
-        return None
-    try:
-        return parse_socks_credentials(request.userid, b"\x00")
-    except BridgeArgsError as exc:
-        raise SocksProtocolError(f"invalid bridge arguments in SOCKS4 user id: {exc}") from exc
 
 
 class SocksServer:
