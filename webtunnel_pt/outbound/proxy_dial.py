@@ -45,8 +45,9 @@ async def connect_via_proxy(
 ) -> tuple[socket.socket, ProxyConnected]:
     """A socket that is a raw pipe to ``host:port`` through ``proxy``, or a ProxyError."""
     stage[0] = "proxy connect"
+    addresses = await _proxy_addresses(proxy)  # raises its own ProxyUnreachable
     try:
-        sock = await connect(await _proxy_addresses(proxy), proxy.port)
+        sock = await connect(addresses, proxy.port)
     except BridgeUnreachable as exc:
         raise ProxyUnreachable(f"cannot reach {proxy.describe()}: {exc}", exc.socks_reply) from exc
     stage[0] = "proxy handshake"
