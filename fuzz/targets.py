@@ -16,9 +16,10 @@ import atheris
 
 with atheris.instrument_imports():
     from webtunnel_pt.errors import WebtunnelError
-    from webtunnel_pt.outbound import proxy
+    from webtunnel_pt.outbound import proxy, proxy_uri
     from webtunnel_pt.pt import args as pt_args
     from webtunnel_pt.pt import env as pt_env
+    from webtunnel_pt.socks import codes as socks_codes
     from webtunnel_pt.socks import server as socks
     from webtunnel_pt.tor import cells, certs, descriptor_sig, directory
     from webtunnel_pt.webtunnel import bridge, upgrade
@@ -36,12 +37,15 @@ def fuzz_args(data: bytes) -> None:
 
 
 def fuzz_socks(data: bytes) -> None:
-    handshake = socks.SocksServerHandshake()
+    """The server core as the PT runs it: credentials checked, then decoded from the request."""
+    handshake = socks.SocksServerHandshake(pt_args.check_bridge_credentials)
     try:
         for i in range(0, len(data), 7):  # split reads, like a slow client
             handshake.receive_data(data[i : i + 7])
-            if handshake.next_event() is not None:
-                handshake.reply(socks.SocksReply.SUCCEEDED)
+            request = handshake.next_event()
+            if request is not None:
+                pt_args.bridge_args(request)
+                handshake.reply(socks_codes.SocksReply.SUCCEEDED)
                 return
     except WebtunnelError:
         pass
@@ -82,6 +86,7 @@ def fuzz_env(data: bytes) -> None:
         "TOR_PT_OUTBOUND_BIND_ADDRESS_V4",
         "TOR_PT_OUTBOUND_BIND_ADDRESS_V6",
         "TOR_PT_SERVER_TRANSPORTS",
+        "TOR_PT_PROXY",
     ]
     env = {key: fdp.ConsumeUnicodeNoSurrogates(40) for key in keys if fdp.ConsumeBool()}
     try:
@@ -93,7 +98,7 @@ def fuzz_env(data: bytes) -> None:
 
 def fuzz_proxy_uri(data: bytes) -> None:
     try:
-        proxy.parse_proxy_uri(data.decode("utf-8", "replace"))
+        proxy_uri.parse_proxy_uri(data.decode("utf-8", "replace"))
     except WebtunnelError:
         pass
 
@@ -101,7 +106,7 @@ def fuzz_proxy_uri(data: bytes) -> None:
 def fuzz_proxy_handshakes(data: bytes) -> None:
     """The three proxy clients fed an arbitrary answer from a proxy."""
     for uri in ("socks5://u:p@127.0.0.1:1080", "socks4a://127.0.0.1:1080", "http://u:p@[::1]:8080"):
-        handshake = proxy.client_handshake(proxy.parse_proxy_uri(uri), "bridge.example", 443)
+        handshake = proxy.client_handshake(proxy_uri.parse_proxy_uri(uri), "bridge.example", 443)
         handshake.data_to_send()
         try:
             handshake.receive_data(data)

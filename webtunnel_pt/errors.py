@@ -11,9 +11,14 @@
     │  └─ RemoteProtocolError               a peer sent something illegal
     │     ├─ SocksProtocolError             tor's SOCKS client (carries the reply to send)
     │     ├─ UpgradeRejected                the web server answered something other than 101
-    │     └─ UpgradeError                   the web server's answer was not valid HTTP
+    │     ├─ UpgradeError                   the web server's answer was not valid HTTP
+    │     └─ ProxyProtocolError             the upstream proxy's answer is not SOCKS / HTTP
     ├─ BridgeConnectError (also ConnectionError)
     │  ├─ BridgeUnreachable                 DNS or TCP failed (carries the SOCKS reply)
+    │  │  └─ ProxyError                     the bridge could not be reached through TOR_PT_PROXY
+    │  │     ├─ ProxyUnreachable            TCP to the proxy itself failed (reply by errno)
+    │  │     ├─ ProxyAuthRefused            the proxy refused our credentials or wants some
+    │  │     └─ ProxyTargetUnreachable      the proxy could not connect to the bridge
     │  └─ TlsError                          outer TLS handshake or verification failed
     └─ HandshakeTimeout (also TimeoutError) a deadline passed (SOCKS, TCP, TLS, upgrade)
 
@@ -29,24 +34,13 @@ from __future__ import annotations
 import errno
 import os
 import ssl
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import Literal
 
+# SocksReply is a wire code (socks.codes); re-exported here, where every error maps to one.
+from webtunnel_pt.socks.codes import SocksReply as SocksReply
+
 LogSeverity = Literal["error", "warning", "notice", "info", "debug"]
-
-
-class SocksReply(IntEnum):
-    """SOCKS5 reply field REP (RFC 1928 §6)."""
-
-    SUCCEEDED = 0x00
-    GENERAL_FAILURE = 0x01
-    NOT_ALLOWED = 0x02
-    NETWORK_UNREACHABLE = 0x03
-    HOST_UNREACHABLE = 0x04
-    CONNECTION_REFUSED = 0x05
-    TTL_EXPIRED = 0x06
-    COMMAND_NOT_SUPPORTED = 0x07
-    ADDRESS_TYPE_NOT_SUPPORTED = 0x08
 
 
 class DialStage(StrEnum):
@@ -155,6 +149,33 @@ class HandshakeTimeout(WebtunnelError, TimeoutError):
     """A handshake step did not finish before its deadline."""
 
     socks_reply = SocksReply.TTL_EXPIRED
+
+
+# -- upstream proxies (TOR_PT_PROXY, webtunnel_pt.outbound) -----------------------------------
+# Each carries the SOCKS reply tor gets; no message contains the proxy password.
+
+
+class ProxyError(BridgeUnreachable):
+    """The bridge could not be reached through the upstream proxy."""
+
+
+class ProxyUnreachable(ProxyError):
+    """The TCP connection to the proxy itself failed."""
+
+
+class ProxyAuthRefused(ProxyError):
+    """The proxy refused our credentials, or wants credentials we do not have."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, SocksReply.NOT_ALLOWED)
+
+
+class ProxyTargetUnreachable(ProxyError):
+    """The proxy answered, but could not (or would not) connect to the bridge."""
+
+
+class ProxyProtocolError(RemoteProtocolError):
+    """The proxy's answer is not valid SOCKS or HTTP."""
 
 
 # -- the Tor link and circuit protocols (built-in mode, webtunnel_pt.tor) -----------------------

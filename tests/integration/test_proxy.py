@@ -9,7 +9,7 @@ Dante 1.4.2 does not implement the SOCKS4a host-name extension: it takes ``0.0.0
 address and answers 0x5B. So danted carries SOCKS4 with an IP literal target, and its
 refusal of a host name is the "SOCKS4 0x5B" failure case. The SOCKS4a host-name form runs
 against ``ssh -D``, which takes it and hands the name to sshd (its log shows the name it was
-asked to connect to); the bytes themselves are checked in ``tests/unit/test_proxy.py``.
+asked to connect to); the bytes themselves are checked in ``tests/unit/socks/test_client.py``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import ScriptedWebServer
 from webtunnel_pt.errors import SocksReply
-from webtunnel_pt.outbound.proxy import parse_proxy_uri
+from webtunnel_pt.outbound.proxy_uri import parse_proxy_uri
 from webtunnel_pt.pt.args import BridgeArgs
 from webtunnel_pt.webtunnel.bridge import bridge_config_from_args
 from webtunnel_pt.webtunnel.dial import DialOptions, dial_bridge
@@ -74,6 +74,9 @@ class ProxyServer:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+
+    def wait_for_log(self, text: str) -> str:
+        return wait_for_text(self.log, text)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -168,7 +171,8 @@ class OpenSshProxy:
             f"ssh log:\n{self.ssh.log.read_text(errors='replace')}"
         )
 
-    def wait_for_sshd_log(self, text: str) -> str:
+    def wait_for_log(self, text: str) -> str:
+        """The sshd log: it names the target of each forwarded connection."""
         return wait_for_text(self.sshd.log, text)
 
 
@@ -419,66 +423,188 @@ def refused(pt: PtProcess, bridge_url: str, reply: SocksReply, log_text: str) ->
     assert "SEVERITY=warning" in line, line
 
 
-# -- microsocks (SOCKS5) ------------------------------------------------------------------------
+# -- one table of cases, run against each proxy ------------------------------------------------
+# Templates: {port} is the proxy's port; {user}/{password} the credentials the proxy expects.
 
 
-def test_microsocks_no_auth(
-    microsocks: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
+@dataclass(frozen=True)
+class Tunnel:
+    """A tunnel through ``fixture`` that must carry checked data. ``host`` is the bridge URL's
+    host: ``localhost`` is a name the proxy (never the PT) resolves, so the web server must see
+    it in the request. ``proxy_log`` is a line the proxy logs for it (``{host}``, ``{bridge}``:
+    the bridge's host and port), with ``proxy_log_also`` more of that line."""
+
+    fixture: str
+    uri: str
+    host: str = "127.0.0.1"
+    proxy_log: str | None = None
+    proxy_log_also: str = ""
+
+
+SSHD_OPENED = "server_request_direct_tcpip: originator 127.0.0.1 port "
+TUNNELS = {
+    "microsocks": Tunnel("microsocks", "socks5://127.0.0.1:{port}"),
+    "microsocks-host-name": Tunnel("microsocks", "socks5://127.0.0.1:{port}", "localhost"),
+    "microsocks-auth": Tunnel("microsocks_auth", "socks5://{user}:{password}@127.0.0.1:{port}"),
+    "danted-socks5": Tunnel("danted", "socks5://127.0.0.1:{port}"),
+    "danted-socks5-host-name": Tunnel("danted", "socks5://127.0.0.1:{port}", "localhost"),
+    "danted-socks4": Tunnel("danted", "socks4a://127.0.0.1:{port}"),
+    # The SOCKS4a host-name form against a real server: the PT sends ``localhost`` unresolved
+    # (``0.0.0.1`` + name), ssh hands the name to sshd, sshd resolves it (from /etc/hosts) and
+    # connects. Had the PT resolved the name itself, sshd would log "target 127.0.0.1 port ...".
+    "openssh-socks4a-host-name": Tunnel(
+        "openssh",
+        "socks4a://127.0.0.1:{port}",
+        "localhost",
+        ", target {host} port {bridge}",
+        SSHD_OPENED,
+    ),
+    "openssh-socks5": Tunnel(
+        "openssh",
+        "socks5://127.0.0.1:{port}",
+        "127.0.0.1",
+        ", target {host} port {bridge}",
+        SSHD_OPENED,
+    ),
+    "tinyproxy-basic-auth": Tunnel(
+        "tinyproxy", "http://{user}:{password}@127.0.0.1:{port}", proxy_log="CONNECT"
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TUNNELS.values(), ids=TUNNELS.keys())
+def test_tunnel_through_proxy(
+    case: Tunnel, request: pytest.FixtureRequest, start_pt: Callable[[str], PtProcess]
 ) -> None:
-    pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
-    checked_echo(pt, url(tls_server))
-    line = pt.wait_for_log("tunnel up")
-    assert f"127.0.0.1:{tls_server.port} via socks5 proxy 127.0.0.1:{microsocks.port}" in line
-
-
-def test_microsocks_resolves_the_bridge_host_name(
-    microsocks: ProxyServer,
-    localhost_server: ScriptedWebServer,
-    start_pt: Callable[[str], PtProcess],
-) -> None:
-    """The URL host goes to the proxy as a name; microsocks resolves ``localhost`` itself."""
-    server = localhost_server
-    pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
+    proxy: ProxyServer | OpenSshProxy = request.getfixturevalue(case.fixture)
+    fixture = "tls_server" if case.host == "127.0.0.1" else "localhost_server"
+    server: ScriptedWebServer = request.getfixturevalue(fixture)
+    uri = case.uri.format(port=proxy.port, user=USER, password=PASSWORD)
+    pt = start_pt(uri)
     path = secret_path("/echo")
-    checked_echo(pt, f"https://localhost:{server.port}{path}", size=4096)
-    expected = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
+    checked_echo(pt, f"https://{case.host}:{server.port}{path}")
+    expected = f"GET {path} HTTP/1.1\r\nHost: {case.host}\r\n".encode()
     assert server.request_heads[-1].startswith(expected)
+    line = pt.wait_for_log("tunnel up")
+    scheme = uri.partition(":")[0]
+    assert f"{case.host}:{server.port} via {scheme} proxy 127.0.0.1:{proxy.port}" in line, line
+    if case.proxy_log is not None:
+        line = proxy.wait_for_log(case.proxy_log.format(host=case.host, bridge=server.port))
+        assert case.proxy_log_also in line, line
 
 
-def test_microsocks_username_password(
-    microsocks_auth: ProxyServer,
-    tls_server: ScriptedWebServer,
+@dataclass(frozen=True)
+class Refusal:
+    """A dial through ``fixture`` that fails: tor gets ``reply`` and a warning with ``log``.
+    ``target`` is the bridge: ``tls`` (the web server), ``tls-name`` (the same by name),
+    ``plain`` (a port the proxy's rules forbid), ``closed`` / ``closed-name`` (nothing
+    listens). ``proxy_log`` is a line the proxy must log (``{closed}``: the closed port)."""
+
+    fixture: str
+    uri: str
+    target: str
+    reply: SocksReply
+    log: str
+    proxy_log: str | None = None
+
+
+REFUSALS = {
+    "microsocks-wrong-password": Refusal(
+        "microsocks_auth",
+        "socks5://{user}:{wrong}@127.0.0.1:{port}",
+        "tls",
+        SocksReply.NOT_ALLOWED,
+        "refused the user name and password",
+    ),
+    "microsocks-without-credentials": Refusal(
+        "microsocks_auth",
+        "socks5://127.0.0.1:{port}",
+        "tls",
+        SocksReply.NOT_ALLOWED,
+        "wants credentials",
+    ),
+    "microsocks-target-refused": Refusal(
+        "microsocks",
+        "socks5://127.0.0.1:{port}",
+        "closed",
+        SocksReply.CONNECTION_REFUSED,
+        "connection refused (SOCKS5 reply 0x05)",
+    ),
+    # Dante answers the SOCKS4a form with 0x5B: tor gets "general failure" and a LOG line.
+    "danted-refuses-socks4a-host-names": Refusal(
+        "danted",
+        "socks4a://127.0.0.1:{port}",
+        "tls-name",
+        SocksReply.GENERAL_FAILURE,
+        "rejected or failed (SOCKS4 0x5b)",
+    ),
+    # ssh answers a SOCKS request only once sshd has connected; when sshd cannot, ssh closes
+    # the connection without a reply, and tor gets "general failure".
+    "openssh-socks4a-target-refused": Refusal(
+        "openssh",
+        "socks4a://127.0.0.1:{port}",
+        "closed-name",
+        SocksReply.GENERAL_FAILURE,
+        "socks4a proxy 127.0.0.1:{port} closed the connection during the SOCKS4a handshake",
+        "connect_to localhost port {closed}: failed.",
+    ),
+    "tinyproxy-wrong-password": Refusal(
+        "tinyproxy",
+        "http://{user}:{wrong}@127.0.0.1:{port}",
+        "tls",
+        SocksReply.NOT_ALLOWED,
+        "refused the credentials (HTTP 401",
+    ),
+    "tinyproxy-without-credentials": Refusal(
+        "tinyproxy",
+        "http://127.0.0.1:{port}",
+        "tls",
+        SocksReply.NOT_ALLOWED,
+        "wants credentials (HTTP 407",
+    ),
+    # Not a ConnectPort: the proxy's rules forbid it.
+    "tinyproxy-forbidden-port": Refusal(
+        "tinyproxy",
+        "http://{user}:{password}@127.0.0.1:{port}",
+        "plain",
+        SocksReply.NOT_ALLOWED,
+        "HTTP 403",
+    ),
+    # Allowed, but nothing listens: tinyproxy answers 500 "Unable to connect".
+    "tinyproxy-target-refused": Refusal(
+        "tinyproxy",
+        "http://{user}:{password}@127.0.0.1:{port}",
+        "closed",
+        SocksReply.GENERAL_FAILURE,
+        "HTTP 500 Unable to connect",
+    ),
+}
+WRONG_PASSWORD = f"wrong-{PASSWORD[::-1]}"
+
+
+@pytest.mark.parametrize("case", REFUSALS.values(), ids=REFUSALS.keys())
+def test_refused_through_proxy(
+    case: Refusal,
+    request: pytest.FixtureRequest,
+    closed_port: int,
     start_pt: Callable[[str], PtProcess],
 ) -> None:
-    pt = start_pt(f"socks5://{USER}:{PASSWORD}@127.0.0.1:{microsocks_auth.port}")
-    checked_echo(pt, url(tls_server))
-
-
-def test_microsocks_wrong_password(
-    microsocks_auth: ProxyServer,
-    tls_server: ScriptedWebServer,
-    start_pt: Callable[[str], PtProcess],
-) -> None:
-    pt = start_pt(f"socks5://{USER}:{PASSWORD[::-1]}@127.0.0.1:{microsocks_auth.port}")
-    refused(pt, url(tls_server), SocksReply.NOT_ALLOWED, "refused the user name and password")
-    assert PASSWORD[::-1] not in pt.all_output()
-
-
-def test_microsocks_without_credentials(
-    microsocks_auth: ProxyServer,
-    tls_server: ScriptedWebServer,
-    start_pt: Callable[[str], PtProcess],
-) -> None:
-    pt = start_pt(f"socks5://127.0.0.1:{microsocks_auth.port}")
-    refused(pt, url(tls_server), SocksReply.NOT_ALLOWED, "wants credentials")
-
-
-def test_target_refused_through_socks5(
-    microsocks: ProxyServer, closed_port: int, start_pt: Callable[[str], PtProcess]
-) -> None:
-    pt = start_pt(f"socks5://127.0.0.1:{microsocks.port}")
-    bridge = f"https://127.0.0.1:{closed_port}{secret_path()}"
-    refused(pt, bridge, SocksReply.CONNECTION_REFUSED, "connection refused (SOCKS5 reply 0x05)")
+    proxy: ProxyServer | OpenSshProxy = request.getfixturevalue(case.fixture)
+    uri = case.uri.format(port=proxy.port, user=USER, password=PASSWORD, wrong=WRONG_PASSWORD)
+    pt = start_pt(uri)
+    if case.target.startswith("closed"):
+        port = closed_port
+    else:
+        port = request.getfixturevalue(
+            "plain_server" if case.target == "plain" else "tls_server"
+        ).port
+    host = "localhost" if case.target.endswith("-name") else "127.0.0.1"
+    refused(
+        pt, f"https://{host}:{port}{secret_path()}", case.reply, case.log.format(port=proxy.port)
+    )
+    assert WRONG_PASSWORD not in pt.all_output()
+    if case.proxy_log is not None:
+        proxy.wait_for_log(case.proxy_log.format(closed=closed_port))
 
 
 def test_proxy_port_closed(
@@ -492,135 +618,6 @@ def test_proxy_port_closed(
         f"cannot reach socks5 proxy 127.0.0.1:{closed_port}: TCP connect to 127.0.0.1:"
         f"{closed_port} failed: Connection refused",
     )
-
-
-# -- Dante (SOCKS5, SOCKS4) ---------------------------------------------------------------------
-
-
-def test_danted_socks5(
-    danted: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
-) -> None:
-    pt = start_pt(f"socks5://127.0.0.1:{danted.port}")
-    checked_echo(pt, url(tls_server))
-
-
-def test_danted_socks5_resolves_the_bridge_host_name(
-    danted: ProxyServer,
-    localhost_server: ScriptedWebServer,
-    start_pt: Callable[[str], PtProcess],
-) -> None:
-    pt = start_pt(f"socks5://127.0.0.1:{danted.port}")
-    checked_echo(pt, url(localhost_server, host="localhost"), size=4096)
-
-
-def test_danted_socks4(
-    danted: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
-) -> None:
-    pt = start_pt(f"socks4a://127.0.0.1:{danted.port}")
-    checked_echo(pt, url(tls_server))
-
-
-def test_danted_refuses_socks4a_host_names(
-    danted: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
-) -> None:
-    """Dante answers the SOCKS4a form with 0x5B: tor gets "general failure" and a LOG line."""
-    pt = start_pt(f"socks4a://127.0.0.1:{danted.port}")
-    refused(
-        pt,
-        url(tls_server, host="localhost"),
-        SocksReply.GENERAL_FAILURE,
-        "rejected or failed (SOCKS4 0x5b)",
-    )
-
-
-# -- OpenSSH ssh -D (SOCKS4a, SOCKS5) -----------------------------------------------------------
-
-
-def test_openssh_socks4a_host_name(
-    openssh: OpenSshProxy,
-    localhost_server: ScriptedWebServer,
-    start_pt: Callable[[str], PtProcess],
-) -> None:
-    """The SOCKS4a host-name form against a real server: the PT sends ``localhost`` unresolved
-    (``0.0.0.1`` + name), ssh hands the name to sshd, sshd resolves it (here, from /etc/hosts)
-    and connects; the tunnel then carries checked data both ways."""
-    server = localhost_server
-    pt = start_pt(f"socks4a://127.0.0.1:{openssh.port}")
-    path = secret_path("/echo")
-    checked_echo(pt, f"https://localhost:{server.port}{path}")
-    expected = f"GET {path} HTTP/1.1\r\nHost: localhost\r\n".encode()
-    assert server.request_heads[-1].startswith(expected)
-    line = pt.wait_for_log("tunnel up")
-    assert f"localhost:{server.port} via socks4a proxy 127.0.0.1:{openssh.port}" in line
-    # Had the PT resolved the name itself, sshd would log "target 127.0.0.1 port ...".
-    line = openssh.wait_for_sshd_log(f", target localhost port {server.port}")
-    assert "server_request_direct_tcpip: originator 127.0.0.1 port " in line, line
-
-
-def test_openssh_socks5(
-    openssh: OpenSshProxy, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
-) -> None:
-    pt = start_pt(f"socks5://127.0.0.1:{openssh.port}")
-    checked_echo(pt, url(tls_server))
-    line = pt.wait_for_log("tunnel up")
-    assert f"127.0.0.1:{tls_server.port} via socks5 proxy 127.0.0.1:{openssh.port}" in line
-    line = openssh.wait_for_sshd_log(f", target 127.0.0.1 port {tls_server.port}")
-    assert "server_request_direct_tcpip: originator 127.0.0.1 port " in line, line
-
-
-def test_openssh_socks4a_target_refused(
-    openssh: OpenSshProxy, closed_port: int, start_pt: Callable[[str], PtProcess]
-) -> None:
-    """ssh answers a SOCKS request only once sshd has connected; when sshd cannot, ssh closes
-    the connection without a reply, and tor gets "general failure"."""
-    pt = start_pt(f"socks4a://127.0.0.1:{openssh.port}")
-    refused(
-        pt,
-        f"https://localhost:{closed_port}{secret_path()}",
-        SocksReply.GENERAL_FAILURE,
-        f"socks4a proxy 127.0.0.1:{openssh.port} closed the connection during the SOCKS4a "
-        "handshake",
-    )
-    openssh.wait_for_sshd_log(f"connect_to localhost port {closed_port}: failed.")
-
-
-# -- tinyproxy (HTTP CONNECT) -------------------------------------------------------------------
-
-
-def test_tinyproxy_connect_with_basic_auth(
-    tinyproxy: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
-) -> None:
-    pt = start_pt(f"http://{USER}:{PASSWORD}@127.0.0.1:{tinyproxy.port}")
-    checked_echo(pt, url(tls_server))
-    assert "CONNECT" in tinyproxy.log.read_text()
-
-
-def test_tinyproxy_wrong_password(
-    tinyproxy: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
-) -> None:
-    pt = start_pt(f"http://{USER}:wrong-{PASSWORD}@127.0.0.1:{tinyproxy.port}")
-    refused(pt, url(tls_server), SocksReply.NOT_ALLOWED, "refused the credentials (HTTP 401")
-
-
-def test_tinyproxy_without_credentials(
-    tinyproxy: ProxyServer, tls_server: ScriptedWebServer, start_pt: Callable[[str], PtProcess]
-) -> None:
-    pt = start_pt(f"http://127.0.0.1:{tinyproxy.port}")
-    refused(pt, url(tls_server), SocksReply.NOT_ALLOWED, "wants credentials (HTTP 407")
-
-
-def test_tinyproxy_forbidden_port_and_refused_target(
-    tinyproxy: ProxyServer,
-    plain_server: ScriptedWebServer,
-    closed_port: int,
-    start_pt: Callable[[str], PtProcess],
-) -> None:
-    pt = start_pt(f"http://{USER}:{PASSWORD}@127.0.0.1:{tinyproxy.port}")
-    # Not a ConnectPort: the proxy's rules forbid it.
-    refused(pt, url(plain_server), SocksReply.NOT_ALLOWED, "HTTP 403")
-    # Allowed, but nothing listens: tinyproxy answers 500 "Unable to connect".
-    bridge = f"https://127.0.0.1:{closed_port}{secret_path()}"
-    refused(pt, bridge, SocksReply.GENERAL_FAILURE, "HTTP 500 Unable to connect")
 
 
 # -- the bridge name reaches the proxy unresolved -----------------------------------------------

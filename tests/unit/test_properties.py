@@ -15,9 +15,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from webtunnel_pt.errors import SocksReply, WebtunnelError
+from webtunnel_pt.pt import args as pt_args
 from webtunnel_pt.pt.args import (
     MAX_ARGS_BYTES,
     BridgeArgs,
+    check_bridge_credentials,
     decode_socks_credentials,
     encode_socks_credentials,
     escape_args,
@@ -93,11 +95,12 @@ SOCKS_PREFIXES = st.sampled_from(
 @PROPERTY
 @given(SOCKS_PREFIXES, st.binary(max_size=600), st.lists(st.integers(0, 700), max_size=8))
 def test_socks_handshake_only_raises_own_errors(prefix, body, cuts):
-    handshake = SocksServerHandshake()
+    handshake = SocksServerHandshake(check_bridge_credentials)
     try:
         for piece in chunks(prefix + body, cuts):
             handshake.receive_data(piece)
-            if handshake.next_event() is not None:
+            if (request := handshake.next_event()) is not None:
+                pt_args.bridge_args(request)
                 break
             handshake.data_to_send()
     except WebtunnelError:
@@ -281,7 +284,7 @@ ARG_PAIRS = st.lists(
 )
 def test_socks5_request_round_trip(host, port, pairs, cuts):
     args_text = None if pairs is None else escape_args(pairs)
-    handshake = SocksServerHandshake()
+    handshake = SocksServerHandshake(check_bridge_credentials)
     requests = []
     for piece in chunks(socks5_client_bytes(host, port, args_text), cuts):
         handshake.receive_data(piece)
@@ -295,9 +298,11 @@ def test_socks5_request_round_trip(host, port, pairs, cuts):
     else:
         assert request.host == host
     if pairs is None:
-        assert request.args is None
+        assert pt_args.bridge_args(request) is None
     else:
-        assert_same_args(request.args, pairs)
+        args = pt_args.bridge_args(request)
+        assert args is not None
+        assert_same_args(args, pairs)
     handshake.reply(SocksReply.SUCCEEDED)
     greeting_and_auth = b"\x05\x00" if pairs is None else b"\x05\x02\x01\x00"
     assert handshake.data_to_send() == greeting_and_auth + b"\x05\x00\x00\x01" + bytes(6)

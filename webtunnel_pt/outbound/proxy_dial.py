@@ -14,14 +14,17 @@ import ipaddress
 import socket
 from collections.abc import Awaitable, Callable
 
-from webtunnel_pt.errors import BridgeUnreachable, DialStage, LocalProtocolError, SocksReply
-from webtunnel_pt.outbound import resolver
-from webtunnel_pt.outbound.proxy import (
-    ProxyConfig,
-    ProxyConnected,
+from webtunnel_pt.errors import (
+    BridgeUnreachable,
+    DialStage,
+    LocalProtocolError,
     ProxyUnreachable,
-    client_handshake,
+    SocksReply,
 )
+from webtunnel_pt.outbound import resolver
+from webtunnel_pt.outbound.proxy import client_handshake
+from webtunnel_pt.outbound.proxy_uri import ProxyConfig
+from webtunnel_pt.socks.client import ProxyConnected
 
 #: Connects to the first reachable address of a list (``dial._connect`` with its options).
 Connector = Callable[[list[str], int], Awaitable[socket.socket]]
@@ -50,8 +53,9 @@ async def connect_via_proxy(
 ) -> tuple[socket.socket, ProxyConnected]:
     """A socket that is a raw pipe to ``host:port`` through ``proxy``, or a ProxyError."""
     enter(DialStage.PROXY_CONNECT)
+    addresses = await _proxy_addresses(proxy)  # raises its own ProxyUnreachable
     try:
-        sock = await connect(await _proxy_addresses(proxy), proxy.port)
+        sock = await connect(addresses, proxy.port)
     except BridgeUnreachable as exc:
         raise ProxyUnreachable(f"cannot reach {proxy.describe()}: {exc}", exc.socks_reply) from exc
     enter(DialStage.PROXY_HANDSHAKE)

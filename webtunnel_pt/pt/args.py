@@ -5,13 +5,18 @@ joins the tokens with ``;``. tor does not escape ``=`` (the spec says it should)
 contain ``=``; a key ends at the first unescaped ``=``. Decoding follows goptlib's
 ``parseClientParameters``: a trailing ``;`` (an empty pair) is an error, duplicate keys are kept
 in order, and a backslash escapes whatever byte follows it.
+
+The generic SOCKS server core (:mod:`webtunnel_pt.socks.server`) hands over the credentials raw;
+:func:`check_bridge_credentials` is the check the PT gives it (malformed RFC 1929 credentials get
+``01 01``) and :func:`bridge_args` decodes the arguments from the finished request.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from webtunnel_pt.errors import BridgeArgsError
+from webtunnel_pt.errors import BridgeArgsError, SocksProtocolError
+from webtunnel_pt.socks.server import SocksRequest
 
 #: tor refuses bridge lines whose stringified arguments exceed this (config.c) and splits them
 #: over the 255-byte SOCKS5 username and password fields.
@@ -118,3 +123,31 @@ def encode_socks_credentials(text: str) -> tuple[bytes, bytes]:
     if len(raw) <= 255:
         return (raw or b"\x00"), b"\x00"
     return raw[:255], raw[255:]
+
+
+def parse_socks_credentials(username: bytes, password: bytes) -> BridgeArgs:
+    """The bridge arguments in SOCKS credentials: RFC 1929 username and password, or a SOCKS4
+    user id with ``password=b"\\x00"``; raise :class:`ArgsError`."""
+    return parse_args(decode_socks_credentials(username, password))
+
+
+def check_bridge_credentials(username: bytes, password: bytes) -> None:
+    """Refuse RFC 1929 credentials that are not bridge arguments while tor still waits for the
+    authentication answer (it gets ``01 01``)."""
+    try:
+        parse_socks_credentials(username, password)
+    except BridgeArgsError as exc:
+        raise ValueError(f"invalid bridge arguments in SOCKS credentials: {exc}") from exc
+
+
+def bridge_args(request: SocksRequest) -> BridgeArgs | None:
+    """The bridge arguments tor packed into the request's credentials (pt-spec §3.5), ``None``
+    if it sent none. A SOCKS4 user id that does not decode is a SOCKS protocol error."""
+    if request.username is not None and request.password is not None:
+        return parse_socks_credentials(request.username, request.password)
+    if not request.userid:
+        return None
+    try:
+        return parse_socks_credentials(request.userid, b"\x00")
+    except BridgeArgsError as exc:
+        raise SocksProtocolError(f"invalid bridge arguments in SOCKS4 user id: {exc}") from exc

@@ -1,8 +1,9 @@
 """The TOR_PT_* environment of a managed client PT (pt-spec §3.2), parsed into a frozen config.
 
 Sans-I/O: the environment comes in as a mapping; errors are raised as :class:`VersionError`
-(answered with ``VERSION-ERROR``) or :class:`EnvError` (answered with ``ENV-ERROR``), and the
-caller prints the line and exits 1.
+(answered with ``VERSION-ERROR``), :class:`EnvError` (answered with ``ENV-ERROR``) or, for
+``TOR_PT_PROXY``, :class:`ProxyConfigError` (answered with ``PROXY-ERROR``); the caller prints
+the line and exits 1. ``TOR_PT_PROXY`` is checked last, so any ``ENV-ERROR`` comes first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from webtunnel_pt.errors import EnvError, VersionError
+from webtunnel_pt.outbound.proxy_uri import ProxyConfig, parse_proxy_uri
 
 SUPPORTED_PT_VERSION = "1"
 TRANSPORT_NAME = "webtunnel"
@@ -29,7 +31,8 @@ class ClientEnvironment:
     unsupported: tuple[str, ...]
     state_location: str | None
     exit_on_stdin_close: bool
-    proxy: str | None
+    #: ``TOR_PT_PROXY``, validated; ``None`` when unset or empty.
+    proxy: ProxyConfig | None
     bind_v4: ipaddress.IPv4Address | None
     bind_v6: ipaddress.IPv6Address | None
 
@@ -66,7 +69,8 @@ def _bind_v6(value: str) -> ipaddress.IPv6Address | None:
 def parse_client_environment(
     env: Mapping[str, str], supported: tuple[str, ...] = (TRANSPORT_NAME,)
 ) -> ClientEnvironment:
-    """Parse everything but the version (see :func:`negotiate_version`)."""
+    """Parse everything but the version (see :func:`negotiate_version`); raise
+    :class:`EnvError`, or :class:`ProxyConfigError` for a bad ``TOR_PT_PROXY``."""
     if env.get("TOR_PT_SERVER_TRANSPORTS"):
         if env.get("TOR_PT_CLIENT_TRANSPORTS"):
             raise EnvError("TOR_PT_[CLIENT,SERVER]_TRANSPORTS both set")
@@ -88,12 +92,15 @@ def parse_client_environment(
     if state is not None and not (posixpath.isabs(state) or ntpath.isabs(state)):
         raise EnvError(f"TOR_PT_STATE_LOCATION is not an absolute path: {state}")
 
+    bind_v4 = _bind_v4(env.get("TOR_PT_OUTBOUND_BIND_ADDRESS_V4", ""))
+    bind_v6 = _bind_v6(env.get("TOR_PT_OUTBOUND_BIND_ADDRESS_V6", ""))
+    proxy_uri = env.get("TOR_PT_PROXY")
     return ClientEnvironment(
         transports=tuple(transports),
         unsupported=tuple(unsupported),
         state_location=state,
         exit_on_stdin_close=env.get("TOR_PT_EXIT_ON_STDIN_CLOSE") == "1",
-        proxy=env.get("TOR_PT_PROXY") or None,
-        bind_v4=_bind_v4(env.get("TOR_PT_OUTBOUND_BIND_ADDRESS_V4", "")),
-        bind_v6=_bind_v6(env.get("TOR_PT_OUTBOUND_BIND_ADDRESS_V6", "")),
+        proxy=parse_proxy_uri(proxy_uri) if proxy_uri else None,
+        bind_v4=bind_v4,
+        bind_v6=bind_v6,
     )

@@ -25,6 +25,7 @@ from webtunnel_pt.errors import (
     describe_failure,
 )
 from webtunnel_pt.logs import NOTICE, Redactor
+from webtunnel_pt.pt.args import bridge_args, check_bridge_credentials
 from webtunnel_pt.socks.server import SocksRequest, SocksServerHandshake
 from webtunnel_pt.webtunnel import relay as relay_mod
 from webtunnel_pt.webtunnel.bridge import BridgeConfig, bridge_config_from_args
@@ -118,7 +119,7 @@ class Connection:
         self.writer = writer
         self.options = options
         self.redactor = redactor
-        self.handshake = SocksServerHandshake()
+        self.handshake = SocksServerHandshake(check_bridge_credentials)
         self.config: BridgeConfig | None = None
 
     def _where(self) -> str:
@@ -200,10 +201,11 @@ class Connection:
             self.writer.write(data)
 
     def _bridge_config(self, request: SocksRequest) -> BridgeConfig:
-        if request.args is None:
+        args = bridge_args(request)
+        if args is None:
             raise BridgeArgsError("tor sent no bridge arguments; the bridge line needs url=")
-        config = bridge_config_from_args(request.args)
-        self.redactor.add_bridge(request.args["url"], config.request_target)
+        config = bridge_config_from_args(args)
+        self.redactor.add_bridge(args["url"], config.request_target)
         for notice in config.notices:
             log.log(NOTICE, "connection %d: %s", self.id, notice)
         return config

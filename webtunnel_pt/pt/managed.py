@@ -21,7 +21,7 @@ from webtunnel_pt import __version__
 from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S
 from webtunnel_pt.errors import ConfigError, EnvError, ProxyConfigError, VersionError
 from webtunnel_pt.logs import PtStdout, Redactor
-from webtunnel_pt.outbound.proxy import ProxyConfig, parse_proxy_uri
+from webtunnel_pt.outbound.proxy_uri import ProxyConfig
 from webtunnel_pt.pt import messages as pt_messages
 from webtunnel_pt.pt.env import (
     TRANSPORT_NAME,
@@ -55,7 +55,10 @@ def configure(
     except EnvError as exc:
         out.write_line(pt_messages.env_error(str(exc)))
         raise
-    proxy = _configure_proxy(config.proxy, out)
+    except ProxyConfigError as exc:
+        out.write_line(pt_messages.proxy_error(str(exc)))
+        raise
+    proxy = _announce_proxy(config.proxy, out)
     if config.state_location is not None:
         try:
             os.makedirs(config.state_location, mode=0o700, exist_ok=True)
@@ -66,17 +69,12 @@ def configure(
     return config, proxy
 
 
-def _configure_proxy(uri: str | None, out: PtStdout) -> ProxyConfig | None:
-    """``TOR_PT_PROXY`` → ``PROXY DONE`` or ``PROXY-ERROR`` (pt-spec §3.3.2). No message is
-    built from the password, so it is not given to the redactor: a short one would scrub
-    ordinary words from every log line."""
-    if uri is None:
+def _announce_proxy(proxy: ProxyConfig | None, out: PtStdout) -> ProxyConfig | None:
+    """A valid ``TOR_PT_PROXY`` → ``PROXY DONE`` (pt-spec §3.3.2; a bad one got ``PROXY-ERROR``
+    from :func:`configure`). No message is built from the password, so it is not given to the
+    redactor: a short one would scrub ordinary words from every log line."""
+    if proxy is None:
         return None
-    try:
-        proxy = parse_proxy_uri(uri)
-    except ProxyConfigError as exc:
-        out.write_line(pt_messages.proxy_error(str(exc)))
-        raise
     out.write_line(pt_messages.proxy_done())
     log.info("bridges are reached through the %s", proxy.describe())
     return proxy

@@ -2,5 +2,6 @@
 upstream-proxy dial (we are the client) and, next, by a SOCKS front for applications.
 
     codes.py      wire codes: replies, commands, address types, auth methods (RFC 1928, 1929)
-    server.py     SOCKS5 / SOCKS4a server handshake state machine
+    server.py     SOCKS5 / SOCKS4a server handshake; credentials handed over raw
+    client.py     SOCKS5 / SOCKS4a client handshakes (the upstream-proxy dial)
 """

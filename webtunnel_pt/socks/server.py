@@ -1,13 +1,18 @@
 """SOCKS server handshake as a sans-I/O state machine: SOCKS5 (RFC 1928 + RFC 1929) and SOCKS4a.
 
-What tor sends to a client PT (pt-spec §3.5, ``pt-protocol.md`` §6)::
+What a client sends, e.g. tor to a client PT (pt-spec §3.5, ``pt-protocol.md`` §6)::
 
     greeting   05 NMETHODS METHODS...            we pick 02 (user/pass) whenever offered
-    auth       01 ULEN UNAME PLEN PASSWD         the bridge arguments, see pt_args
+    auth       01 ULEN UNAME PLEN PASSWD         for the PT: the bridge arguments (pt/args.py)
     request    05 01 00 ATYP ADDR PORT           CONNECT to the bridge line's (placeholder) address
     reply      05 REP 00 01 00000000 0000        sent by us, REP 00 only once the tunnel is up
 
-    socks4a    04 01 PORT IPV4 USERID 00 [HOST 00]   USERID is the whole argument string
+    socks4a    04 01 PORT IPV4 USERID 00 [HOST 00]   for the PT: USERID is the argument string
+
+The core knows nothing of what the credentials mean: :class:`SocksRequest` carries them raw, and
+a ``check_credentials`` callable given to the handshake may refuse RFC 1929 credentials before
+they are accepted (``01 01``). SOCKS4 has no such step; its caller refuses the request with
+:meth:`SocksServerHandshake.reply`.
 
 Vocabulary as h11's: feed bytes with :meth:`SocksServerHandshake.receive_data`, ask for
 :meth:`next_event` (``None`` means more bytes are needed), send :meth:`data_to_send`. A violation
@@ -18,14 +23,25 @@ always flushes :meth:`data_to_send` before closing.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum, IntEnum, auto
+from enum import Enum, auto
 from typing import NoReturn
 
-from webtunnel_pt.errors import BridgeArgsError, LocalProtocolError, SocksProtocolError, SocksReply
-from webtunnel_pt.pt.args import BridgeArgs, decode_socks_credentials, parse_args
+from webtunnel_pt.errors import LocalProtocolError, SocksProtocolError
+from webtunnel_pt.socks.codes import (
+    SOCKS4_REPLY_VERSION,
+    SOCKS4_VERSION,
+    SOCKS5_VERSION,
+    USERPASS_VERSION,
+    AddressType,
+    AuthMethod,
+    Command,
+    Socks4Status,
+    SocksReply,
+)
 
-__all__ = ["SocksReply", "SocksRequest", "SocksServerHandshake"]
+__all__ = ["CredentialsCheck", "SocksReply", "SocksRequest", "SocksServerHandshake"]
 
 #: The handshake is a few hundred bytes (tor's arguments are at most 510); anything beyond this
 #: before the request is complete is not a SOCKS client.
@@ -34,22 +50,9 @@ MAX_HANDSHAKE_BYTES = 4096
 MAX_SOCKS4_FIELD_BYTES = 1024
 
 
-class AuthMethod(IntEnum):
-    NO_AUTH = 0x00  # RFC 1928 §3
-    USERNAME_PASSWORD = 0x02  # RFC 1929
-    NO_ACCEPTABLE = 0xFF
-
-
-class AddressType(IntEnum):
-    IPV4 = 0x01  # RFC 1928 §5
-    DOMAIN = 0x03
-    IPV6 = 0x04
-
-
-class Command(IntEnum):
-    CONNECT = 0x01  # RFC 1928 §4
-    BIND = 0x02
-    UDP_ASSOCIATE = 0x03
+#: Judges RFC 1929 (username, password) before the server accepts them: raising ValueError
+#: refuses them with ``01 01``, and the error's text becomes the SocksProtocolError message.
+CredentialsCheck = Callable[[bytes, bytes], None]
 
 
 class _State(Enum):
@@ -63,23 +66,30 @@ class _State(Enum):
 
 @dataclass(frozen=True)
 class SocksRequest:
-    """A complete CONNECT request. ``args`` is ``None`` when the client sent no credentials."""
+    """A complete CONNECT request, with the credentials as the client sent them.
+
+    ``username`` / ``password`` are the RFC 1929 fields (``None`` without that step);
+    ``userid`` is the SOCKS4 USERID (empty for SOCKS5).
+    """
 
     version: int
     host: str
     port: int
-    args: BridgeArgs | None
+    username: bytes | None = None
+    password: bytes | None = None
+    userid: bytes = b""
 
 
 class SocksServerHandshake:
     """The server side of one SOCKS handshake, from greeting to reply."""
 
-    def __init__(self) -> None:
+    def __init__(self, check_credentials: CredentialsCheck | None = None) -> None:
         self._buffer = bytearray()
         self._outgoing = bytearray()
         self._state = _State.GREETING
         self._version = 0
-        self._args: BridgeArgs | None = None
+        self._check_credentials = check_credentials
+        self._credentials: tuple[bytes, bytes] | None = None
 
     # -- vocabulary ---------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> None:
@@ -118,10 +128,11 @@ class SocksServerHandshake:
         if self._state is not _State.AWAIT_REPLY:
             raise LocalProtocolError(f"cannot reply in state {self._state.name}")
         if self._version == 4:
-            status = 0x5A if code == SocksReply.SUCCEEDED else 0x5B
-            self._outgoing += bytes([0x00, status]) + bytes(6)
+            granted = code == SocksReply.SUCCEEDED
+            status = Socks4Status.GRANTED if granted else Socks4Status.REJECTED
+            self._outgoing += bytes([SOCKS4_REPLY_VERSION, status]) + bytes(6)
         else:
-            self._outgoing += bytes([0x05, code, 0x00, AddressType.IPV4]) + bytes(6)
+            self._outgoing += bytes([SOCKS5_VERSION, code, 0x00, AddressType.IPV4]) + bytes(6)
         self._state = _State.DONE if code == SocksReply.SUCCEEDED else _State.FAILED
 
     @property
@@ -135,13 +146,13 @@ class SocksServerHandshake:
         """Queue the right refusal for the current step (unless ``silent``) and raise."""
         if not silent:
             if self._state is _State.GREETING and self._version == 5:
-                self._outgoing += bytes([0x05, AuthMethod.NO_ACCEPTABLE])
+                self._outgoing += bytes([SOCKS5_VERSION, AuthMethod.NO_ACCEPTABLE])
             elif self._state is _State.AUTH:
-                self._outgoing += b"\x01\x01"
+                self._outgoing += bytes([USERPASS_VERSION, 0x01])  # RFC 1929 §2: failure
             elif self._version == 4:
-                self._outgoing += b"\x00\x5b" + bytes(6)
+                self._outgoing += bytes([SOCKS4_REPLY_VERSION, Socks4Status.REJECTED]) + bytes(6)
             elif self._version == 5:
-                self._outgoing += bytes([0x05, reply, 0x00, AddressType.IPV4]) + bytes(6)
+                self._outgoing += bytes([SOCKS5_VERSION, reply, 0x00, AddressType.IPV4]) + bytes(6)
         self._state = _State.FAILED
         raise SocksProtocolError(message, reply)
 
@@ -149,11 +160,11 @@ class SocksServerHandshake:
         buf = self._buffer
         if not buf:
             return False
-        if buf[0] == 0x04:
+        if buf[0] == SOCKS4_VERSION:
             self._version = 4
             self._state = _State.REQUEST
             return True
-        if buf[0] != 0x05:
+        if buf[0] != SOCKS5_VERSION:
             self._fail(f"unsupported SOCKS version {buf[0]}", silent=True)
         self._version = 5
         if len(buf) < 2 or len(buf) < 2 + buf[1]:
@@ -161,10 +172,10 @@ class SocksServerHandshake:
         methods = set(buf[2 : 2 + buf[1]])
         del buf[: 2 + buf[1]]
         if AuthMethod.USERNAME_PASSWORD in methods:
-            self._outgoing += bytes([0x05, AuthMethod.USERNAME_PASSWORD])
+            self._outgoing += bytes([SOCKS5_VERSION, AuthMethod.USERNAME_PASSWORD])
             self._state = _State.AUTH
         elif AuthMethod.NO_AUTH in methods:
-            self._outgoing += bytes([0x05, AuthMethod.NO_AUTH])
+            self._outgoing += bytes([SOCKS5_VERSION, AuthMethod.NO_AUTH])
             self._state = _State.REQUEST
         else:
             self._fail(
@@ -176,7 +187,7 @@ class SocksServerHandshake:
         buf = self._buffer
         if not buf:
             return False
-        if buf[0] != 0x01:
+        if buf[0] != USERPASS_VERSION:
             self._fail(
                 f"unsupported username/password auth version {buf[0]}", SocksReply.GENERAL_FAILURE
             )
@@ -191,13 +202,13 @@ class SocksServerHandshake:
         del buf[: 3 + ulen + plen]
         if ulen == 0 or plen == 0:
             self._fail("empty SOCKS username or password")
-        try:
-            self._args = parse_args(decode_socks_credentials(username, password))
-        except BridgeArgsError as exc:
-            self._fail(
-                f"invalid bridge arguments in SOCKS credentials: {exc}", SocksReply.GENERAL_FAILURE
-            )
-        self._outgoing += b"\x01\x00"
+        if self._check_credentials is not None:
+            try:
+                self._check_credentials(username, password)
+            except ValueError as exc:
+                self._fail(str(exc), SocksReply.GENERAL_FAILURE)
+        self._credentials = (username, password)
+        self._outgoing += bytes([USERPASS_VERSION, 0x00])  # RFC 1929 §2: success
         self._state = _State.REQUEST
         return True
 
@@ -207,7 +218,7 @@ class SocksServerHandshake:
         buf = self._buffer
         if len(buf) < 5:
             return None
-        if buf[0] != 0x05:
+        if buf[0] != SOCKS5_VERSION:
             self._fail(f"request has SOCKS version {buf[0]}")
         if buf[1] != Command.CONNECT:
             self._fail(f"unsupported SOCKS command {buf[1]}", SocksReply.COMMAND_NOT_SUPPORTED)
@@ -237,7 +248,8 @@ class SocksServerHandshake:
         port = int.from_bytes(buf[end : end + 2], "big")
         del buf[: end + 2]
         self._state = _State.AWAIT_REPLY
-        return SocksRequest(5, host, port, self._args)
+        username, password = self._credentials or (None, None)
+        return SocksRequest(5, host, port, username, password)
 
     def _parse_socks4_request(self) -> SocksRequest | None:
         buf = self._buffer
@@ -265,13 +277,5 @@ class SocksServerHandshake:
             host = str(ipaddress.IPv4Address(ip))
         userid = bytes(buf[8:userid_end])
         del buf[:end]
-        args = None
-        if userid:
-            try:
-                args = parse_args(decode_socks_credentials(userid, b"\x00"))
-            except BridgeArgsError as exc:
-                self._fail(
-                    f"invalid bridge arguments in SOCKS4 user id: {exc}", SocksReply.GENERAL_FAILURE
-                )
         self._state = _State.AWAIT_REPLY
-        return SocksRequest(4, host, port, args)
+        return SocksRequest(4, host, port, userid=userid)

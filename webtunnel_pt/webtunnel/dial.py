@@ -35,7 +35,7 @@ from webtunnel_pt.errors import (
     reply_for_os_error,
 )
 from webtunnel_pt.outbound import proxy_dial, resolver
-from webtunnel_pt.outbound.proxy import ProxyConfig
+from webtunnel_pt.outbound.proxy_uri import ProxyConfig
 from webtunnel_pt.outbound.tls_profiles import OpenSSLContext, tls_context
 from webtunnel_pt.outbound.tls_transport import open_tls_connection
 from webtunnel_pt.webtunnel.bridge import BridgeConfig

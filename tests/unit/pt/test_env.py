@@ -7,7 +7,8 @@ import ipaddress
 
 import pytest
 
-from webtunnel_pt.errors import ConfigError, EnvError, VersionError
+from webtunnel_pt.errors import ConfigError, EnvError, ProxyConfigError, VersionError
+from webtunnel_pt.outbound.proxy_uri import ProxyConfig, ProxyScheme
 from webtunnel_pt.pt.env import (
     ClientEnvironment,
     negotiate_version,
@@ -216,8 +217,24 @@ def test_exit_on_stdin_close_only_when_exactly_1(value, expected):
     assert parsed.exit_on_stdin_close is expected
 
 
-def test_proxy_is_passed_through_and_empty_means_none():
-    assert parse_client_environment(env(TOR_PT_PROXY="socks5://127.0.0.1:1080")).proxy == (
-        "socks5://127.0.0.1:1080"
+def test_proxy_is_parsed_and_empty_means_none():
+    assert parse_client_environment(env(TOR_PT_PROXY="socks5://u:p@127.0.0.1:1080")).proxy == (
+        ProxyConfig(ProxyScheme.SOCKS5, "127.0.0.1", 1080, "u", "p")
     )
     assert parse_client_environment(env(TOR_PT_PROXY="")).proxy is None
+    assert parse_client_environment(env(TOR_PT_PROXY=None)).proxy is None
+
+
+def test_bad_proxy_is_a_proxy_config_error():
+    with pytest.raises(ProxyConfigError, match="needs a port from 1 to 65535") as info:
+        parse_client_environment(env(TOR_PT_PROXY="socks5://127.0.0.1:99999"))
+    assert not isinstance(info.value, EnvError)  # PROXY-ERROR, not ENV-ERROR
+
+
+def test_env_errors_come_before_proxy_errors():
+    """As before TOR_PT_PROXY moved here: a bad bind address is an ENV-ERROR even when the
+    proxy is bad too."""
+    with pytest.raises(EnvError):
+        parse_client_environment(
+            env(TOR_PT_PROXY="gopher://x:1", TOR_PT_OUTBOUND_BIND_ADDRESS_V4="nope")
+        )

@@ -1,49 +1,25 @@
-"""socks: the SOCKS5 / SOCKS4a server handshake (pt-protocol.md §6), fed whole and byte by byte.
+"""socks.server: the generic SOCKS5 / SOCKS4a server handshake, fed whole and byte by byte.
 
 Client messages are built by the small encoder below, written from RFC 1928/1929 and the
-SOCKS4a description, independently of the module under test.
+SOCKS4a description, independently of the module under test. The core hands over credentials
+raw; what tor's mean (bridge arguments) is tested in tests/unit/pt/test_args.py.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
 
+from tests.support.socks_wire import auth, connect, greeting, socks4
 from webtunnel_pt.errors import LocalProtocolError, SocksProtocolError, SocksReply
-from webtunnel_pt.socks.server import MAX_HANDSHAKE_BYTES, SocksRequest, SocksServerHandshake
-
-# -- an independent client encoder ------------------------------------------------------------
-
-
-def greeting(*methods: int) -> bytes:
-    return bytes([5, len(methods), *methods])
-
-
-def auth(username: bytes, password: bytes) -> bytes:
-    return bytes([1, len(username)]) + username + bytes([len(password)]) + password
-
-
-def connect(host: str, port: int, cmd: int = 1, rsv: int = 0) -> bytes:
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        name = host.encode("ascii")
-        address = bytes([3, len(name)]) + name
-    else:
-        address = bytes([1 if ip.version == 4 else 4]) + ip.packed
-    return bytes([5, cmd, rsv]) + address + struct.pack("!H", port)
-
-
-def socks4(ip: str, port: int, userid: bytes, hostname: bytes | None = None, cmd: int = 1) -> bytes:
-    out = bytes([4, cmd]) + struct.pack("!H", port) + ipaddress.IPv4Address(ip).packed
-    out += userid + b"\x00"
-    if hostname is not None:
-        out += hostname + b"\x00"
-    return out
-
+from webtunnel_pt.socks.server import (
+    MAX_HANDSHAKE_BYTES,
+    CredentialsCheck,
+    SocksRequest,
+    SocksServerHandshake,
+)
 
 REPLY_OK = bytes.fromhex("05 00 00 01 00000000 0000")
 
@@ -63,8 +39,8 @@ class Run:
     handshake: SocksServerHandshake = field(default_factory=SocksServerHandshake)
 
 
-def drive(data: bytes, chunk: int | None) -> Run:
-    run = Run()
+def drive(data: bytes, chunk: int | None, check: CredentialsCheck | None = None) -> Run:
+    run = Run(handshake=SocksServerHandshake(check))
     hs = run.handshake
     pieces = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
     try:
@@ -80,9 +56,9 @@ def drive(data: bytes, chunk: int | None) -> Run:
     return run
 
 
-def both(data: bytes) -> Run:
+def both(data: bytes, check: CredentialsCheck | None = None) -> Run:
     """Feed ``data`` whole and one byte at a time; insist on the same outcome."""
-    whole, single = drive(data, None), drive(data, 1)
+    whole, single = drive(data, None, check), drive(data, 1, check)
     assert whole.sent == single.sent
     assert whole.requests == single.requests
     assert type(whole.error) is type(single.error)
@@ -141,38 +117,13 @@ def test_full_tor_handshake_with_arguments():
     assert run.error is None
     (request,) = run.requests
     assert (request.version, request.host, request.port) == (5, "192.0.2.3", 443)
-    assert request.args is not None
-    assert request.args.pairs() == [("url", "https://h.example/p;q"), ("ver", "0.0.1")]
+    assert (request.username, request.password, request.userid) == (ARGS.encode(), b"\x00", b"")
     assert run.handshake.awaiting_reply
-
-
-def test_long_arguments_split_over_username_and_password():
-    # The split at byte 255 falls between '\' and ';' (pt-protocol.md §6.1).
-    value = "https://h/" + "p" * (254 - len("url=https://h/")) + ";q"
-    text = f"url={value.replace(';', chr(92) + ';')};ver=0.0.3"
-    raw = text.encode()
-    assert raw[254:256] == b"\\;"
-    run = both(greeting(0, 2) + auth(raw[:255], raw[255:]) + connect("192.0.2.3", 443))
-    assert run.sent == b"\x05\x02\x01\x00"
-    assert run.requests[0].args.pairs() == [("url", value), ("ver", "0.0.3")]
-
-
-def test_split_inside_utf8_sequence():
-    text = "url=https://h/" + "p" * (254 - len("url=https://h/")) + "\u00e9x"
-    raw = text.encode()
-    assert raw[254:256] == b"\xc3\xa9"
-    run = both(greeting(2) + auth(raw[:255], raw[255:]) + connect("192.0.2.3", 443))
-    assert run.requests[0].args["url"].endswith("p\u00e9x")
 
 
 @pytest.mark.parametrize(
     "credentials",
     [
-        auth(b"url", b"\x00"),  # no '='
-        auth(b"url=x;", b"\x00"),  # trailing ';'
-        auth(b"url=x\\", b"\x00"),  # lone trailing backslash
-        auth(b"=x", b"\x00"),  # empty key
-        auth(b"url=\xff", b"\x00"),  # not UTF-8
         auth(b"", b"\x00"),  # ULEN = 0
         auth(b"url=x", b""),  # PLEN = 0
         b"\x05" + CREDS[1:],  # wrong sub-negotiation version
@@ -184,10 +135,47 @@ def test_bad_credentials_get_01_01(credentials):
     assert run.error is not None and run.requests == []
 
 
-def test_no_auth_request_has_no_args():
+def test_no_auth_request_has_no_credentials():
     run = both(greeting(0) + connect("192.0.2.3", 443))
     assert run.sent == b"\x05\x00"
-    assert run.requests == [SocksRequest(5, "192.0.2.3", 443, None)]
+    assert run.requests == [SocksRequest(5, "192.0.2.3", 443, None, None, b"")]
+
+
+def test_credentials_are_handed_over_raw():
+    """Any bytes are credentials to the core (here not UTF-8, no '='): only a check refuses."""
+    run = both(greeting(2) + auth(b"\xff\x00u", b"p\x01") + connect("192.0.2.3", 443))
+    assert run.sent == b"\x05\x02\x01\x00"
+    assert run.requests == [SocksRequest(5, "192.0.2.3", 443, b"\xff\x00u", b"p\x01")]
+
+
+def test_check_sees_the_credentials_and_may_accept_them():
+    seen: list[tuple[bytes, bytes]] = []
+    run = both(CREDS_GREETING + CREDS + connect("192.0.2.3", 443), check=recorder(seen))
+    assert run.sent == b"\x05\x02\x01\x00"
+    assert seen == [(ARGS.encode(), b"\x00")] * 2  # once whole, once byte by byte
+    assert run.requests[0].username == ARGS.encode()
+
+
+def test_check_refusal_gets_01_01_and_its_message():
+    def refuse(username: bytes, password: bytes) -> None:
+        raise ValueError(f"no entry for {username!r}")
+
+    run = both(CREDS_GREETING + auth(b"bob", b"pw") + connect("192.0.2.3", 443), check=refuse)
+    assert run.sent == b"\x05\x02\x01\x01"
+    assert run.requests == []
+    assert run.error is not None
+    assert str(run.error) == "no entry for b'bob'"
+    assert run.error.socks_reply is SocksReply.GENERAL_FAILURE
+
+
+def recorder(seen: list[tuple[bytes, bytes]]) -> Callable[[bytes, bytes], None]:
+    def check(username: bytes, password: bytes) -> None:
+        seen.append((username, password))
+
+    return check
+
+
+CREDS_GREETING = greeting(0, 2)
 
 
 # -- CONNECT ----------------------------------------------------------------------------------
@@ -346,18 +334,19 @@ def test_socks4_verified_request():
     assert run.sent == b"" and run.error is None
     (request,) = run.requests
     assert (request.version, request.host, request.port) == (4, "192.0.2.3", 1)
-    assert request.args.pairs() == [("url", "https://a.example/p"), ("ver", "0.0.1")]
+    assert request.userid == b"url=https://a.example/p;ver=0.0.1"
+    assert (request.username, request.password) == (None, None)
 
 
 def test_socks4a_hostname():
     run = both(socks4("0.0.0.1", 443, b"a=1", b"bridge.example"))
     (request,) = run.requests
-    assert (request.host, request.port, request.args["a"]) == ("bridge.example", 443, "1")
+    assert (request.host, request.port, request.userid) == ("bridge.example", 443, b"a=1")
 
 
-def test_socks4_without_user_id_has_no_args():
+def test_socks4_without_user_id_has_an_empty_one():
     run = both(socks4("192.0.2.3", 443, b""))
-    assert run.requests == [SocksRequest(4, "192.0.2.3", 443, None)]
+    assert run.requests == [SocksRequest(4, "192.0.2.3", 443)]
 
 
 @pytest.mark.parametrize(
@@ -379,9 +368,3 @@ def test_socks4_bind_is_refused_with_5b():
     run = both(socks4("192.0.2.3", 443, b"a=1", cmd=2))
     assert run.sent == b"\x00\x5b" + bytes(6)
     assert run.error.socks_reply == SocksReply.COMMAND_NOT_SUPPORTED
-
-
-def test_socks4_bad_args_are_refused_with_5b():
-    run = both(socks4("192.0.2.3", 443, b"a=1;"))
-    assert run.sent == b"\x00\x5b" + bytes(6)
-    assert run.error is not None
