@@ -104,7 +104,7 @@ def test_socks5_keeps_the_tunnel_bytes_in_the_socket() -> None:
     received: list[bytes] = []
     reply = b"\x05\x00\x00\x01\x7f\x00\x00\x01\x9c\x40"
     with serving(socks5_proxy(received, reply + EARLY)) as proxy:
-        waiting, event, stage = dial(f"socks5://127.0.0.1:{proxy.port}")
+        waiting, event, stages = dial(f"socks5://127.0.0.1:{proxy.port}")
     assert waiting == EARLY
     assert event == ProxyConnected("127.0.0.1:40000")
     assert received == [b"\x05\x01\x00" + b"\x05\x01\x00\x03\x0bbridge.test\x01\xbb"]
