@@ -135,6 +135,33 @@ def test_aclose_leaves_no_task_behind() -> None:
     run(main())
 
 
+def test_cancelling_the_owner_leaves_no_task_behind() -> None:
+    """The task that serves ``async with SocksServer()`` is cancelled (as asyncio.run does on
+    Ctrl-C): leaving the block still cancels and awaits every connection."""
+
+    async def main() -> None:
+        mark_baseline()
+        async with bridges() as found:
+            listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+            async def owner() -> None:
+                async with SocksServer(ServerOptions(dial=DialOptions(timeout_s=20.0))) as server:
+                    _, port = await server.start()
+                    listening.set_result(port)
+                    await asyncio.Event().wait()  # serve until cancelled
+
+            serving = asyncio.create_task(owner())
+            writers = await busy_listener(await listening, found)
+            serving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await serving
+            assert listener_tasks() == set()
+            for writer in writers:
+                writer.close()
+
+    run(main())
+
+
 class CmethodWatch(io.StringIO):
     """The PT's stdout: wakes the test once the CMETHOD line is written."""
 

@@ -103,14 +103,20 @@ class SocksServer:
         self._closing = True
         if self._server is not None:
             self._server.close()
-        for attempt in range(2):
-            pending = [task for task in self._connections if not task.done()]
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S * (attempt + 1))
         group, self._group = self._group, None
+        try:
+            for attempt in range(2):
+                pending = [task for task in self._connections if not task.done()]
+                if not pending:
+                    break
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S * (attempt + 1))
+        except BaseException as exc:
+            # Cancelled while waiting: the group still cancels and awaits every connection.
+            if group is not None:
+                await group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
         if group is not None:
             await group.__aexit__(None, None, None)
 
