@@ -92,7 +92,9 @@ def untrusted_server() -> Iterator[ScriptedWebServer]:
 
 
 @pytest.fixture(scope="module")
-def pt(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtProcess]:
+def pt_process(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtProcess]:
+    """One PT for a whole test module (starting one per test would be slow); tests take
+    ``pt``, which only sees what the PT wrote after the test began."""
     state: Path = tmp_path_factory.mktemp("pt_state")
     process = PtProcess(
         tor_environment(state, SSL_CERT_FILE=str(pki.ca_file)), ["--log-level", "info"]
@@ -102,3 +104,11 @@ def pt(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PtProcess
     assert process.stop() == 0
     # Whatever a module threw at it, the PT never printed a traceback.
     assert b"Traceback" not in process.stderr, process.stderr.decode(errors="replace")
+
+
+@pytest.fixture
+def pt(pt_process: PtProcess) -> PtProcess:
+    """The module's PT seen from this test's start: its log waits and output skip whatever
+    earlier tests of the module made it write (start-up lines stay readable through
+    ``socks_port()``)."""
+    return pt_process.view()

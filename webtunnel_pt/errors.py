@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import errno
 import os
-import ssl
+import sys
 from enum import StrEnum
 from typing import Literal
 
@@ -272,6 +272,17 @@ def reply_for_os_error(exc: OSError) -> SocksReply:
     return _ERRNO_REPLIES.get(exc.errno, SocksReply.GENERAL_FAILURE)
 
 
+def _is_ssl_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an ``ssl.SSLError``, without importing :mod:`ssl` here.
+
+    This module is sans-I/O, and every core module imports it. An ``SSLError`` can only exist
+    once something has imported :mod:`ssl`, so the class is looked up in ``sys.modules``.
+    """
+    ssl_module = sys.modules.get("ssl")
+    ssl_error = getattr(ssl_module, "SSLError", None)
+    return isinstance(ssl_error, type) and isinstance(exc, ssl_error)
+
+
 def describe_failure(exc: BaseException) -> tuple[SocksReply, LogSeverity, str]:
     """Map any exception to (SOCKS reply, LOG severity, message without secrets).
 
@@ -282,7 +293,7 @@ def describe_failure(exc: BaseException) -> tuple[SocksReply, LogSeverity, str]:
         return exc.socks_reply, exc.log_severity, str(exc)
     if isinstance(exc, TimeoutError):
         return SocksReply.TTL_EXPIRED, "warning", "timed out"
-    if isinstance(exc, ssl.SSLError):
+    if _is_ssl_error(exc):
         reason = getattr(exc, "reason", None) or exc
         return SocksReply.GENERAL_FAILURE, "warning", f"TLS error: {reason}"
     if isinstance(exc, OSError):

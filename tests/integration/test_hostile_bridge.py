@@ -138,8 +138,8 @@ def test_tor_resetting_during_a_flood_ends_quietly(
     rep, sock = socks_connect(pt.socks_port(), {"url": bridge_url(tls_server, "/flood")})
     assert rep == 0
     recv_exactly(sock, 256 * 1024)
-    before = len(pt.lines)
+    reset_at = pt.mark()
     reset(sock)
-    pt.wait_for_line(lambda line: "closed after" in line and line in pt.lines[before:])
+    pt.wait_for_line(lambda line: "closed after" in line, since=reset_at)
     assert_still_serving(pt, tls_server)
     assert "socket.send() raised exception" not in pt.all_output()

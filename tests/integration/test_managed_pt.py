@@ -31,8 +31,8 @@ def echo_roundtrip(sock: socket.socket, payload: bytes) -> bytes:
     return recv_exactly(sock, len(payload))
 
 
-def test_startup_lines_follow_the_protocol(pt: PtProcess) -> None:
-    lines = [line for line in pt.lines if not line.startswith("LOG ")]
+def test_startup_lines_follow_the_protocol(pt_process: PtProcess) -> None:
+    lines = [line for line in pt_process.lines if not line.startswith("LOG ")]
     assert lines[0] == "VERSION 1"
     assert lines[1].startswith("STATUS TYPE=version IMPLEMENTATION=webtunnel-pt VERSION=")
     assert lines[2].startswith("CMETHOD webtunnel socks5 127.0.0.1:")

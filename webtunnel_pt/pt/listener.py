@@ -15,6 +15,7 @@ import itertools
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, SHUTDOWN_GRACE_S, SOCKS_HANDSHAKE_TIMEOUT_S
 from webtunnel_pt.errors import (
@@ -54,19 +55,40 @@ def require_loopback(host: str) -> None:
 
 
 class SocksServer:
-    """Accepts tor's SOCKS connections on loopback and serves each as a tunnel."""
+    """Accepts tor's SOCKS connections on loopback and serves each as a tunnel.
+
+    Every connection is a task of the server's own :class:`asyncio.TaskGroup`, entered by
+    :meth:`start` (or ``async with``) and left by :meth:`aclose`, which stops accepting,
+    cancels the connections and waits for them: nothing outlives the server. Use it as
+    ``async with SocksServer() as server: await server.start()``, or call :meth:`start` and
+    :meth:`aclose` from the same task.
+    """
 
     def __init__(self, options: ServerOptions | None = None, redactor: Redactor | None = None):
         """``redactor`` learns each bridge's secrets: pass the one logging scrubs with."""
         self.options = options or ServerOptions()
         self._redactor = redactor if redactor is not None else Redactor()
         self._server: asyncio.Server | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._closing = False
         self._connections: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
 
+    async def __aenter__(self) -> SocksServer:
+        if self._group is None:
+            group = asyncio.TaskGroup()
+            await group.__aenter__()
+            self._group = group
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         require_loopback(host)
-        self._server = await asyncio.start_server(self._on_connection, host, port)
+        await self.__aenter__()
+        # A plain (not async) callback: asyncio then creates no task of its own per connection.
+        self._server = await asyncio.start_server(self._accepted, host, port)
         address = self._server.sockets[0].getsockname()
         return address[0], address[1]
 
@@ -75,32 +97,53 @@ class SocksServer:
         return len(self._connections)
 
     async def aclose(self) -> None:
-        """Stop accepting, end every connection; returns within about a second."""
+        """Stop accepting, end every connection; returns within about a second.
+
+        Connections are cancelled twice at most, :data:`SHUTDOWN_GRACE_S` apart; each ends
+        promptly on cancellation (their closes abort on it), and the group then awaits them.
+        """
+        self._closing = True
         if self._server is not None:
             self._server.close()
-        for attempt in range(2):
-            pending = [task for task in self._connections if not task.done()]
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S * (attempt + 1))
+        group, self._group = self._group, None
+        try:
+            for attempt in range(2):
+                pending = [task for task in self._connections if not task.done()]
+                if not pending:
+                    break
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_S * (attempt + 1))
+        except BaseException as exc:
+            # Cancelled while waiting: the group still cancels and awaits every connection.
+            if group is not None:
+                await group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        if group is not None:
+            await group.__aexit__(None, None, None)
 
-    async def _on_connection(
+    def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing or self._group is None:
+            writer.transport.abort()
+            return
+        task = self._group.create_task(self._serve_connection(reader, writer))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _serve_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
         conn_id = next(self._ids)
         try:
             await Connection(conn_id, reader, writer, self.options, self._redactor).serve()
         except asyncio.CancelledError:
-            # Only aclose() cancels connections. Ending the task normally keeps asyncio's stream
-            # callback from reporting the cancellation as an error.
+            # Only aclose() cancels connections. Ending the task normally keeps the group from
+            # treating the cancellation as a failure.
             pass
-        finally:
-            self._connections.discard(task)
+        except Exception:
+            # Connection.serve reports its own failures; this is a bug in that reporting. One
+            # connection's bug must not cancel the group, and with it the whole listener.
+            log.exception("connection %d: internal error", conn_id)
 
 
 class Connection:
@@ -211,25 +254,36 @@ class Connection:
         return config
 
     async def _dial_watching_client(self, config: BridgeConfig) -> tuple[Tunnel, bytes]:
-        """Dial, but give up as soon as tor hangs up; keep any bytes tor sends meanwhile."""
+        """Dial, but give up as soon as tor hangs up; keep any bytes tor sends meanwhile.
+
+        Both tasks are this call's own: whatever happens, it cancels and awaits them before
+        it returns or raises, and a tunnel that is not handed on is aborted.
+        """
         dial = asyncio.create_task(dial_bridge(config, self.options.dial))
         watch = asyncio.create_task(self.reader.read(relay_mod.READ_CHUNK_BYTES))
         try:
             await asyncio.wait({dial, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if not watch.done():
-                watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watch  # re-raises a read error from tor's side
-            early = b"" if watch.cancelled() else watch.result()
-            if watch.done() and not watch.cancelled() and not early:
-                raise ClientGone("tor closed the connection while the bridge was dialled")
+            await _cancel_and_wait(watch)
+            if not watch.cancelled():
+                early = watch.result()  # re-raises a read error from tor's side
+                if not early:
+                    raise ClientGone("tor closed the connection while the bridge was dialled")
+            else:
+                early = b""
             return await dial, early
         except BaseException:
-            watch.cancel()
-            if not dial.done():
-                dial.cancel()
-                with contextlib.suppress(BaseException):
-                    await dial
-            elif not dial.cancelled() and dial.exception() is None:
+            await _cancel_and_wait(watch)
+            await _cancel_and_wait(dial)
+            if not watch.cancelled():
+                watch.exception()  # retrieved: the failure that matters is being raised
+            if not dial.cancelled() and dial.exception() is None:
                 dial.result().writer.transport.abort()
             raise
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` unless it is done, and wait until it is (a cancellation of the caller
+    still interrupts the wait)."""
+    if not task.done():
+        task.cancel()
+        await asyncio.wait({task})

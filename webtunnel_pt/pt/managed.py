@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from webtunnel_pt import __version__
 from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S
@@ -93,18 +93,35 @@ class StopSignal:
             self.event.set()
 
 
-def _watch_signals(loop: asyncio.AbstractEventLoop, stop: StopSignal) -> None:
+def _watch_signals(loop: asyncio.AbstractEventLoop, stop: StopSignal) -> Callable[[], None]:
+    """SIGTERM and SIGINT set ``stop``; returns the function that removes the handlers."""
+    installed: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set, signal.Signals(signum).name)
+            installed.append(signum)
+
+    def remove() -> None:
+        for signum in installed:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signum)
+
+    return remove
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: StopSignal) -> None:
-    """EOF (or an error) on stdin means tor is gone (pt-spec §3.4, TOR_PT_EXIT_ON_STDIN_CLOSE)."""
+def _watch_stdin(
+    loop: asyncio.AbstractEventLoop, stop: StopSignal, group: asyncio.TaskGroup
+) -> Callable[[], None]:
+    """EOF (or an error) on stdin means tor is gone (pt-spec §3.4, TOR_PT_EXIT_ON_STDIN_CLOSE).
+
+    Returns the function that stops watching. A pollable stdin is watched by the event loop;
+    one that is not (a regular file) is read to its end in a worker thread, awaited by a task
+    of ``group`` (a regular file has an end, so the thread does too).
+    """
     fd = sys.stdin.fileno() if sys.stdin is not None else -1
     if fd < 0:
         stop.set("stdin closed")
-        return
+        return lambda: None
 
     def on_readable() -> None:
         try:
@@ -123,9 +140,23 @@ def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: StopSignal) -> None:
             with contextlib.suppress(OSError):
                 while os.read(fd, 4096):
                     pass
-            loop.call_soon_threadsafe(stop.set, "stdin closed")
 
-        loop.run_in_executor(None, drain)
+        async def wait_drained() -> None:
+            await asyncio.to_thread(drain)
+            stop.set("stdin closed")
+
+        task = group.create_task(wait_drained())
+
+        def cancel() -> None:
+            task.cancel()
+
+        return cancel
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError, OSError, NotImplementedError):
+            loop.remove_reader(fd)
+
+    return remove
 
 
 def raise_fd_limit() -> None:
@@ -178,36 +209,40 @@ async def serve(
     shrink_tls_read_buffers()
     loop = asyncio.get_running_loop()
     stop = StopSignal()
-    _watch_signals(loop, stop)
-    if config.exit_on_stdin_close:
-        _watch_stdin(loop, stop)
+    # What runs is owned: the exit stack undoes everything in reverse order (servers closed
+    # and their connections awaited, the stdin watcher cancelled and awaited, signal handlers
+    # removed), whether serving ends normally or by an exception.
+    async with contextlib.AsyncExitStack() as owned:
+        owned.callback(_watch_signals(loop, stop))
+        group = await owned.enter_async_context(asyncio.TaskGroup())
+        if config.exit_on_stdin_close:
+            owned.callback(_watch_stdin(loop, stop, group))
 
-    for name in config.unsupported:
-        out.write_line(pt_messages.cmethod_error(name, "no such method"))
-    options = server_options or ServerOptions(
-        dial=DialOptions(bind_v4=config.bind_v4, bind_v6=config.bind_v6, proxy=proxy),
-        half_closed_idle_s=HALF_CLOSED_IDLE_S if half_closed_idle_s is None else half_closed_idle_s,
-    )
-    servers: list[SocksServer] = []
-    try:
+        for name in config.unsupported:
+            out.write_line(pt_messages.cmethod_error(name, "no such method"))
+        options = server_options or ServerOptions(
+            dial=DialOptions(bind_v4=config.bind_v4, bind_v6=config.bind_v6, proxy=proxy),
+            half_closed_idle_s=(
+                HALF_CLOSED_IDLE_S if half_closed_idle_s is None else half_closed_idle_s
+            ),
+        )
+        listening = 0
         for name in config.transports:
-            server = SocksServer(options, redactor)
+            server = await owned.enter_async_context(SocksServer(options, redactor))
             try:
                 host, port = await server.start("127.0.0.1", 0)
             except OSError as exc:
                 out.write_line(pt_messages.cmethod_error(name, f"cannot listen: {exc.strerror}"))
                 continue
-            servers.append(server)
+            listening += 1
             out.write_line(pt_messages.cmethod(name, host, port))
             log.info("%s SOCKS listener on %s:%d", name, host, port)
         out.write_line(pt_messages.cmethods_done())
-        if not servers:
+        if not listening:
             log.error("no transport could be started")
             return 1
         await stop.event.wait()
         log.info("stopping: %s", stop.reason)
-    finally:
-        await asyncio.gather(*(server.aclose() for server in servers))
     return 0
 
 

@@ -179,7 +179,10 @@ async def relay(
             log.debug("relay ended: %s", up.error or down.error)
         return up.bytes, down.bytes
     finally:
-        await asyncio.gather(close_writer(tor_writer), close_writer(bridge_writer))
+        # Both closes are tasks of this group: neither outlives the relay, even if one fails.
+        async with asyncio.TaskGroup() as closing:
+            closing.create_task(close_writer(tor_writer))
+            closing.create_task(close_writer(bridge_writer))
 
 
 async def _wait_ended(up: _Leg, down: _Leg, wake: asyncio.Event, idle_s: float) -> None:
