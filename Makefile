@@ -26,7 +26,7 @@ install:
 	  echo "$(SYSTEM_PYTHON) is externally managed (PEP 668): installing into .venv"; \
 	  $(SYSTEM_PYTHON) -m venv .venv; fi
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test,lint,builtin]'
+	$(PIP) install -q -e '.[test,lint]'
 
 deps: system-deps install
 

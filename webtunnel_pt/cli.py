@@ -144,28 +144,27 @@ def _add_common_flags(parser: argparse.ArgumentParser, *, with_defaults: bool) -
     parser.add_argument(
         "--log-file", default=default(None), help="write the text log here instead of stderr"
     )
-    parser.add_argument(
-        "--enable-logging",
-        "-enableLogging",
-        "--enableLogging",
-        nargs="?",
-        const=True,
-        default=default(False),
-        type=_go_bool,
-        metavar="BOOL",
-        help=f"write the text log to {STATE_LOG_NAME} in tor's PT state directory "
+
+    def add_go_bool(names: tuple[str, ...], help_text: str) -> None:
+        """A boolean flag that also takes Go's ``-flag=BOOL``."""
+        parser.add_argument(
+            *names,
+            nargs="?",
+            const=True,
+            default=default(False),
+            type=_go_bool,
+            metavar="BOOL",
+            help=help_text,
+        )
+
+    add_go_bool(
+        ("--enable-logging", "-enableLogging", "--enableLogging"),
+        f"write the text log to {STATE_LOG_NAME} in tor's PT state directory "
         "(TOR_PT_STATE_LOCATION), as lyrebird's -enableLogging does; --log-file wins",
     )
-    parser.add_argument(
-        "--unsafe-logging",
-        "-unsafeLogging",
-        "--unsafeLogging",
-        nargs="?",
-        const=True,
-        default=default(False),
-        type=_go_bool,
-        metavar="BOOL",
-        help="log and show bridge URL paths and fingerprints (secrets) instead of scrubbing them",
+    add_go_bool(
+        ("--unsafe-logging", "-unsafeLogging", "--unsafeLogging"),
+        "log and show bridge URL paths and fingerprints (secrets) instead of scrubbing them",
     )
 
 
@@ -215,8 +214,8 @@ def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
         if name != "cryptography" and not name.startswith("cryptography."):
             raise
         print(
-            f"webtunnel-pt probe needs the 'cryptography' package ({exc}): "
-            "pip install 'webtunnel-pt[builtin]'",
+            f"webtunnel-pt probe needs the 'cryptography' package, a dependency of webtunnel-pt "
+            f"that is missing here ({exc}): pip install 'cryptography>=42'",
             file=sys.stderr,
         )
         return EXIT_CONFIG

@@ -1,4 +1,5 @@
-"""The exception tree of webtunnel-pt and its mapping to SOCKS replies and PT LOG severities.
+"""The exception tree of webtunnel-pt, all of it, and its mapping to SOCKS replies and PT LOG
+severities.
 
     WebtunnelError
     ├─ ConfigError                          bad TOR_PT_* environment or command line
@@ -6,13 +7,26 @@
     │  ├─ EnvError                          malformed TOR_PT_* variable (ENV-ERROR)
     │  └─ ProxyConfigError                  TOR_PT_PROXY refused (PROXY-ERROR)
     ├─ BridgeArgsError (also ValueError)    bad bridge arguments: url=, servername=, addr=, ...
+    │  └─ ArgsError                         the k=v;k=v string itself does not parse
+    ├─ ClientGone (also ConnectionError)    tor hung up before its tunnel was ready
     ├─ ProtocolError
     │  ├─ LocalProtocolError                we were asked to do something illegal (a bug)
     │  └─ RemoteProtocolError               a peer sent something illegal
     │     ├─ SocksProtocolError             tor's SOCKS client (carries the reply to send)
     │     ├─ UpgradeRejected                the web server answered something other than 101
     │     ├─ UpgradeError                   the web server's answer was not valid HTTP
-    │     └─ ProxyProtocolError             the upstream proxy's answer is not SOCKS / HTTP
+    │     ├─ ProxyProtocolError             the upstream proxy's answer is not SOCKS / HTTP
+    │     └─ LinkProtocolError              a relay broke the Tor link protocol (tor-link.md)
+    │        ├─ CertificateError            CERTS cell not acceptable (§4.2)
+    │        │  ├─ MalformedCertificate     a certificate or the cell does not parse
+    │        │  ├─ MissingCertificate       a required certificate type is absent
+    │        │  ├─ CertificateExpired       outside its validity window at "now"
+    │        │  ├─ BadCertificateSignature  a signature does not verify
+    │        │  ├─ LinkCertMismatch         type-5 cert does not certify the TLS leaf we saw
+    │        │  └─ IdentityMismatch         relay identity is not the bridge line's fingerprint
+    │        ├─ CircuitHandshakeError       CREATED_FAST key hash wrong (§5)
+    │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
+    │           └─ DescriptorSignatureError a descriptor signature or its signing cert fails
     ├─ BridgeConnectError (also ConnectionError)
     │  ├─ BridgeUnreachable                 DNS or TCP failed (carries the SOCKS reply)
     │  │  └─ ProxyError                     the bridge could not be reached through TOR_PT_PROXY
@@ -20,13 +34,18 @@
     │  │     ├─ ProxyAuthRefused            the proxy refused our credentials or wants some
     │  │     └─ ProxyTargetUnreachable      the proxy could not connect to the bridge
     │  └─ TlsError                          outer TLS handshake or verification failed
-    └─ HandshakeTimeout (also TimeoutError) a deadline passed (SOCKS, TCP, TLS, upgrade)
+    │     └─ InnerTlsError                  the TLS with the relay, inside the tunnel, failed
+    ├─ HandshakeTimeout (also TimeoutError) a deadline passed (SOCKS, TCP, TLS, upgrade, link)
+    ├─ ChannelClosed (also ConnectionError) the Tor channel's stream ended
+    ├─ CircuitDestroyed                     the relay sent DESTROY (carries the reason, §9)
+    └─ StreamEnded                          the relay sent END on a stream (carries the reason)
 
 An error out of a bridge dial carries the :class:`DialStage` it failed in (``exc.stage``).
 
 Every class knows the SOCKS5 reply code (RFC 1928 §6) it maps to and the severity of the PT
 ``LOG`` line that reports it (pt-spec §3.3.4). :func:`describe_failure` is the one place that
-turns any exception into that triple.
+turns any exception into that triple. Sans-I/O: importing this module loads no ``ssl``,
+``socket`` or ``asyncio``.
 """
 
 from __future__ import annotations
@@ -89,6 +108,16 @@ class BridgeArgsError(WebtunnelError, ValueError):
     error only the user can fix, so tor logs it at ``error``."""
 
     log_severity: LogSeverity = "error"
+
+
+class ArgsError(BridgeArgsError):
+    """The bridge argument string tor sent is not valid ``k=v;k=v`` syntax (pt-spec §3.5)."""
+
+
+class ClientGone(WebtunnelError, ConnectionError):
+    """tor closed its SOCKS connection before the tunnel was ready."""
+
+    log_severity: LogSeverity = "info"
 
 
 class ProtocolError(WebtunnelError):

@@ -10,16 +10,16 @@ import sys
 from webtunnel_pt import cli
 
 
-def test_probe_without_cryptography_says_which_extra_to_install() -> None:
-    """`pip install webtunnel-pt` (no extras) then `webtunnel-pt probe`: a sentence, not a
-    traceback."""
+def test_probe_without_cryptography_says_what_to_install() -> None:
+    """cryptography is a dependency, but a broken install (or a system package manager that
+    dropped it) must still give a sentence, not a traceback."""
     code = (
         "import sys; sys.modules['cryptography'] = None;"  # as if it were not installed
         "from webtunnel_pt import cli; sys.exit(cli.main(['probe', 'webtunnel 192.0.2.1:443']))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == cli.EXIT_CONFIG
-    assert "pip install 'webtunnel-pt[builtin]'" in done.stderr
+    assert "pip install 'cryptography>=42'" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -15,16 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from webtunnel_pt.errors import BridgeArgsError, SocksProtocolError
+from webtunnel_pt.errors import ArgsError, BridgeArgsError, SocksProtocolError
 from webtunnel_pt.socks.server import SocksRequest
 
 #: tor refuses bridge lines whose stringified arguments exceed this (config.c) and splits them
 #: over the 255-byte SOCKS5 username and password fields.
 MAX_ARGS_BYTES = 510
-
-
-class ArgsError(BridgeArgsError):
-    """The argument string is not valid ``k=v;k=v`` syntax."""
 
 
 class BridgeArgs(Mapping[str, str]):

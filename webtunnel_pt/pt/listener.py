@@ -20,9 +20,9 @@ from typing import Any
 from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, SHUTDOWN_GRACE_S, SOCKS_HANDSHAKE_TIMEOUT_S
 from webtunnel_pt.errors import (
     BridgeArgsError,
+    ClientGone,
     HandshakeTimeout,
     SocksReply,
-    WebtunnelError,
     describe_failure,
 )
 from webtunnel_pt.logs import NOTICE, Redactor
@@ -33,12 +33,6 @@ from webtunnel_pt.webtunnel.bridge import BridgeConfig, bridge_config_from_args
 from webtunnel_pt.webtunnel.dial import DialOptions, Tunnel, dial_bridge
 
 log = logging.getLogger(__name__)
-
-
-class ClientGone(WebtunnelError, ConnectionError):
-    """tor closed its SOCKS connection before the tunnel was ready."""
-
-    log_severity = "info"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.tor.test_channel import (
+from tests.support.scripted_relay import (
+    FakeRelay,
     Script,
     answer_create_fast,
     read_cell,
@@ -20,7 +21,6 @@ from tests.integration.tor.test_channel import (
     send,
     with_relay,
 )
-from tests.unit.tor.test_circuit import FakeRelay
 from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.errors import (
     ChannelClosed,

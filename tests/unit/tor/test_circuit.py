@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import struct
 
 import pytest
 
+from tests.support.scripted_relay import FakeRelay
 from webtunnel_pt.errors import CircuitHandshakeError, LinkProtocolError, LocalProtocolError
 from webtunnel_pt.tor.cells import (
     Cell,
@@ -16,10 +16,7 @@ from webtunnel_pt.tor.cells import (
     EndReason,
     RelayCell,
     RelayCommand,
-    decode_relay_payload,
     destroy_cell,
-    encode_relay_payload,
-    with_digest,
 )
 from webtunnel_pt.tor.circuit import (
     CIRC_ID_HIGH_BIT,
@@ -32,37 +29,6 @@ from webtunnel_pt.tor.circuit import (
     StreamData,
     allocate_circ_id,
 )
-from webtunnel_pt.tor.kdf import kdf_tor
-from webtunnel_pt.tor.onionskin import HopKeys
-from webtunnel_pt.tor.relay_crypto import AesCtr
-
-Y = bytes(range(20))
-
-
-class FakeRelay:
-    """The relay end of a one-hop circuit."""
-
-    def __init__(self, create_fast: Cell) -> None:
-        x = create_fast.payload[:20]
-        material = kdf_tor(x + Y, 92)
-        self.created = Cell(create_fast.circ_id, CellCommand.CREATED_FAST, Y + material[:20])
-        keys = HopKeys.from_material(material[20:])
-        self.forward, self.backward = AesCtr(keys.kf), AesCtr(keys.kb)
-        self.fd, self.bd = hashlib.sha1(keys.df), hashlib.sha1(keys.db)
-        self.circ_id = create_fast.circ_id
-
-    def receive(self, cell: Cell) -> RelayCell:
-        assert cell.command == CellCommand.RELAY and cell.circ_id == self.circ_id
-        plain = self.forward.process(cell.payload)
-        self.fd.update(with_digest(plain, bytes(4)))
-        assert plain[1:3] == b"\0\0" and plain[5:9] == self.fd.digest()[:4]
-        return decode_relay_payload(plain)
-
-    def send(self, message: RelayCell) -> Cell:
-        payload = encode_relay_payload(message)
-        self.bd.update(payload)
-        wire = self.backward.process(with_digest(payload, self.bd.digest()))
-        return Cell(self.circ_id, CellCommand.RELAY, wire)
 
 
 def open_circuit() -> tuple[Circuit, FakeRelay]:
