@@ -41,6 +41,12 @@ MAX_DESCRIPTOR_BYTES = 64 * 1024
 ACCEPT_ENCODING = "deflate, gzip, identity"
 
 
+def _is_decimal(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also accepts "¹" or "٣", which ``int`` then refuses
+    or reads as a number no relay wrote."""
+    return text.isascii() and text.isdigit()
+
+
 def dir_request(path: str, host: str | None = None) -> bytes:
     """``GET <path> HTTP/1.0`` as tor sends it over BEGIN_DIR (§10)."""
     lines = [f"GET {path} HTTP/1.0"]
@@ -88,7 +94,7 @@ def parse_dir_response(raw: bytes) -> DirResponse:
         raise DirectoryError("directory response has no complete HTTP head")
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not _is_decimal(parts[1]):
         raise DirectoryError("directory response does not start with an HTTP status line")
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -184,7 +190,7 @@ def _identity_cert(text: str) -> Ed25519Cert | None:
 
 
 def _int_or_none(text: str | None) -> int | None:
-    return int(text) if text is not None and text.isdigit() else None
+    return int(text) if text is not None and _is_decimal(text) else None
 
 
 def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
@@ -201,7 +207,7 @@ def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
         raise DirectoryError(f"descriptor is larger than {MAX_DESCRIPTOR_BYTES} bytes")
     fields = _keyword_lines(text)
     router = fields.get("router", "").split()
-    if len(router) < 3 or not router[2].isdigit():
+    if len(router) < 3 or not _is_decimal(router[2]):
         raise DirectoryError("descriptor has no valid router line")
     if "fingerprint" not in fields or "master-key-ed25519" not in fields:
         raise DirectoryError("descriptor lacks fingerprint or master-key-ed25519")
@@ -211,7 +217,7 @@ def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
     master = _b64(fields["master-key-ed25519"], "master-key-ed25519")
     if len(master) != 32:
         raise DirectoryError("descriptor master-key-ed25519 is not 32 bytes")
-    bandwidth = tuple(int(w) for w in fields.get("bandwidth", "").split() if w.isdigit())
+    bandwidth = tuple(int(w) for w in fields.get("bandwidth", "").split() if _is_decimal(w))
     return ServerDescriptor(
         nickname=router[0],
         address=router[1],

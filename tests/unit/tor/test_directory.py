@@ -70,6 +70,15 @@ def test_response_errors() -> None:
         parse_dir_response(b"SSH-2.0\r\n\r\n")
 
 
+@pytest.mark.parametrize("status", [b"\xb900", b"2\xb20", b"40\xb3"])
+def test_a_status_of_non_ascii_digits_is_a_directory_error(status: bytes) -> None:
+    """The head is read as Latin-1, where str.isdigit() accepts the superscripts 1, 2 and 3;
+    found by fuzzing, this was a bare ValueError (a crash) instead of a DirectoryError."""
+    head = b"HTTP/1.0 " + status + b" OK\r\n\r\n"
+    with pytest.raises(DirectoryError, match="status line"):
+        parse_dir_response(head)
+
+
 def test_captured_descriptor() -> None:
     desc = parse_server_descriptor(DESCRIPTOR_TEXT)
     assert desc.nickname == "LinkCapture"
