@@ -4,6 +4,7 @@ without its extra."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -44,3 +45,28 @@ def test_not_started_by_tor() -> None:
     )
     assert done.returncode == cli.EXIT_USAGE
     assert "not started by tor (TOR_PT_MANAGED_TRANSPORT_VER is not set)" in done.stderr
+
+
+def test_probe_output_read_by_a_reader_that_leaves_early() -> None:
+    """`webtunnel-pt probe … | head -1`: the probe still runs to its verdict and exit status,
+    and nothing but its own lines reaches the terminal (no BrokenPipeError traceback)."""
+    with socket.socket() as closed:  # bound, never listening: every connect is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        line = (
+            f"webtunnel 127.0.0.1:{port} {'AB' * 20} "
+            f"url=https://127.0.0.1:{port}/{'s' * 16} ver=0.0.2"
+        )
+        with subprocess.Popen(
+            [sys.executable, "-m", "webtunnel_pt", "probe", "--timeout", "5", line],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        ) as child:
+            assert child.stdout is not None and child.stderr is not None
+            first = child.stdout.readline()
+            child.stdout.close()  # the reader leaves after the first line, as head -1 does
+            errors = child.stderr.read()
+            status = child.wait(timeout=30)
+    assert first.startswith(b"probing https://127.0.0.1:")
+    assert status == 11, errors  # FAILED at TCP: the result survives the closed pipe
+    assert b"Traceback" not in errors and b"BrokenPipe" not in errors

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -367,20 +368,44 @@ def main(
         print(f"webtunnel-pt probe: {redactor.scrub(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
+    lines = _Lines(out)
+
     def show(result: LayerResult) -> None:
         if not json_output:
-            print(redactor.scrub(format_layer(result)), file=out, flush=True)
+            lines.write(redactor.scrub(format_layer(result)))
 
     if not json_output:
         target = config.describe(unsafe=redactor.unsafe)
-        print(redactor.scrub(f"probing {target}"), file=out, flush=True)
+        lines.write(redactor.scrub(f"probing {target}"))
     probe = Probe(line, config, timeout_s=timeout_s, on_layer=show, redactor=redactor)
     try:
         report = asyncio.run(probe.run())
     except KeyboardInterrupt:
         return EXIT_INTERNAL
     if json_output:
-        print(redactor.scrub(format_json(report)), file=out, flush=True)
+        lines.write(redactor.scrub(format_json(report)))
     else:
-        print(format_verdict(report), file=out, flush=True)
+        lines.write(format_verdict(report))
     return report.exit_code
+
+
+class _Lines:
+    """The probe's output. A reader that goes away (``probe … | head -1``) ends the output,
+    not the probe: the exit status still tells the result, and no traceback is printed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> None:
+        if self._gone:
+            return
+        try:
+            print(text, file=self._stream, flush=True)
+        except BrokenPipeError:
+            self._gone = True
+            if self._stream is sys.stdout:
+                # Python flushes stdout again at exit; let that land nowhere instead of failing.
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
