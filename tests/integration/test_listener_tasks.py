@@ -10,8 +10,6 @@ import asyncio
 import io
 import os
 import signal
-import socket
-import struct
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.socks_client import send_bridge_request
 from tests.support.upgrade_server import SWITCHING
 from webtunnel_pt.logs import PtStdout
 from webtunnel_pt.pt import managed
-from webtunnel_pt.pt.args import encode_socks_credentials, escape_args
 from webtunnel_pt.pt.listener import ServerOptions, SocksServer
 from webtunnel_pt.webtunnel.dial import DialOptions
 
@@ -80,17 +78,11 @@ async def bridges() -> AsyncIterator[Bridges]:
             server.close()
 
 
-async def socks_connect(port: int, bridge_port: int) -> tuple[asyncio.StreamReader, ...]:
+async def socks_connect(
+    port: int, bridge_port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Send tor's SOCKS5 request for a bridge; the reply is left unread."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    args = {"url": f"http://127.0.0.1:{bridge_port}/tunnel-path"}
-    user, password = encode_socks_credentials(escape_args(args.items()))
-    writer.write(b"\x05\x01\x02")
-    assert await reader.readexactly(2) == b"\x05\x02"
-    writer.write(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
-    assert await reader.readexactly(2) == b"\x01\x00"
-    writer.write(b"\x05\x01\x00\x01" + socket.inet_aton("192.0.2.3") + struct.pack(">H", 443))
-    return reader, writer  # type: ignore[return-value]
+    return await send_bridge_request(port, {"url": f"http://127.0.0.1:{bridge_port}/tunnel-path"})
 
 
 def listener_tasks() -> set[asyncio.Task[Any]]:

@@ -6,7 +6,6 @@ import asyncio
 import logging
 import socket
 import ssl
-import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 
 from tests.support.certs import Pki, bad_certificate_context
 from tests.support.secrets import SecretPathServer, secret_path
+from tests.support.socks_client import send_bridge_request
 from tests.support.upgrade_server import EARLY_PAYLOAD, ScriptedWebServer
 from webtunnel_pt import open_tunnel, open_webtunnel
 from webtunnel_pt.errors import (
@@ -52,13 +52,7 @@ def run(coro: Awaitable[Any]) -> Any:
 async def socks_request(
     port: int, args: dict[str, str]
 ) -> tuple[int, asyncio.StreamReader, asyncio.StreamWriter]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    user, password = encode_socks_credentials(escape_args(args.items()))
-    writer.write(b"\x05\x02\x00\x02")
-    assert await reader.readexactly(2) == b"\x05\x02"
-    writer.write(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
-    assert await reader.readexactly(2) == b"\x01\x00"
-    writer.write(b"\x05\x01\x00\x01" + socket.inet_aton("192.0.2.3") + struct.pack(">H", 443))
+    reader, writer = await send_bridge_request(port, args)
     reply = await reader.readexactly(10)
     return reply[1], reader, writer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 
@@ -56,3 +57,19 @@ def socks_connect(
     if reply[1] != 0:
         sock.close()
     return reply[1], sock
+
+
+async def send_bridge_request(
+    port: int, args: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """tor's SOCKS5 handshake in asyncio, up to the CONNECT request for the placeholder target;
+    the reply is left unread, so a test can look at it, or not, while the PT dials."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    user, password = encode_socks_credentials(escape_args(args.items()))
+    writer.write(b"\x05\x02\x00\x02")
+    assert await reader.readexactly(2) == b"\x05\x02"
+    writer.write(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
+    assert await reader.readexactly(2) == b"\x01\x00"
+    host, target_port = PLACEHOLDER_TARGET
+    writer.write(b"\x05\x01\x00\x01" + socket.inet_aton(host) + struct.pack(">H", target_port))
+    return reader, writer
