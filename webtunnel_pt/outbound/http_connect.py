@@ -14,7 +14,8 @@ import base64
 import h11
 
 from webtunnel_pt.errors import ProxyAuthRefused, ProxyError, SocksReply
-from webtunnel_pt.socks.client import ProxyConnected, ProxyHandshake, authority
+from webtunnel_pt.socks.client import ProxyConnected, ProxyHandshake
+from webtunnel_pt.socks.codes import authority
 
 __all__ = ["HTTP_STATUS_REPLIES", "MAX_RESPONSE_HEAD_BYTES", "HttpConnectClientHandshake"]
 

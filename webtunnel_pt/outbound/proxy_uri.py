@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from webtunnel_pt.errors import BridgeArgsError, ProxyConfigError
-from webtunnel_pt.socks.client import (
+from webtunnel_pt.socks.codes import (
     MAX_SOCKS4_USERID_BYTES,
     MAX_SOCKS5_CREDENTIAL_BYTES,
     authority,

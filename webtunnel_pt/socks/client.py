@@ -30,6 +30,9 @@ from webtunnel_pt.errors import (
     SocksReply,
 )
 from webtunnel_pt.socks.codes import (
+    MAX_SOCKS4_USERID_BYTES,
+    MAX_SOCKS5_CREDENTIAL_BYTES,
+    MAX_SOCKS5_DOMAIN_BYTES,
     SOCKS4_REPLY_VERSION,
     SOCKS4_VERSION,
     SOCKS5_REPLY_TEXT,
@@ -39,6 +42,7 @@ from webtunnel_pt.socks.codes import (
     AuthMethod,
     Command,
     Socks4Status,
+    authority,
 )
 
 __all__ = [
@@ -51,18 +55,6 @@ __all__ = [
     "Socks5ClientHandshake",
     "authority",
 ]
-
-#: RFC 1929 §2: ULEN and PLEN are one byte each.
-MAX_SOCKS5_CREDENTIAL_BYTES = 255
-#: RFC 1928 §5: a domain name is preceded by a one-byte length.
-MAX_SOCKS5_DOMAIN_BYTES = 255
-#: SOCKS4 user id: no limit in the protocol; tor has no option to set one, so keep it small.
-MAX_SOCKS4_USERID_BYTES = 255
-
-
-def authority(host: str, port: int) -> str:
-    """``host:port``, with an IPv6 address in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True)

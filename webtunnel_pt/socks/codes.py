@@ -1,4 +1,5 @@
-"""SOCKS wire codes shared by the server and client handshakes (sans-I/O, no imports).
+"""SOCKS wire codes and field limits shared by the server and client handshakes, and how an
+address and port are written in their messages (sans-I/O, no imports).
 
 SOCKS5   RFC 1928: version 05, methods (§3), commands (§4), address types (§5), REP (§6)
 RFC 1929 username/password sub-negotiation: version 01, status 00 = success
@@ -79,3 +80,16 @@ SOCKS5_REPLY_TEXT = {
     SocksReply.COMMAND_NOT_SUPPORTED: "command not supported",
     SocksReply.ADDRESS_TYPE_NOT_SUPPORTED: "address type not supported",
 }
+
+
+#: RFC 1929 §2: ULEN and PLEN are one byte each.
+MAX_SOCKS5_CREDENTIAL_BYTES = 255
+#: RFC 1928 §5: a domain name is preceded by a one-byte length.
+MAX_SOCKS5_DOMAIN_BYTES = 255
+#: SOCKS4 user id: no limit in the protocol; tor has no option to set one, so keep it small.
+MAX_SOCKS4_USERID_BYTES = 255
+
+
+def authority(host: str, port: int) -> str:
+    """``host:port``, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

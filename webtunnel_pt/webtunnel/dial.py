@@ -34,10 +34,11 @@ from webtunnel_pt.errors import (
     WebtunnelError,
     reply_for_os_error,
 )
-from webtunnel_pt.outbound import proxy_dial, resolver
+from webtunnel_pt.outbound import resolver
 from webtunnel_pt.outbound.proxy_uri import ProxyConfig
 from webtunnel_pt.outbound.tls_profiles import OpenSSLContext, tls_context
 from webtunnel_pt.outbound.tls_transport import open_tls_connection
+from webtunnel_pt.socks.codes import authority
 from webtunnel_pt.webtunnel.bridge import BridgeConfig
 from webtunnel_pt.webtunnel.upgrade import MAX_RESPONSE_HEAD_BYTES, UpgradeAccepted, UpgradeClient
 
@@ -213,7 +214,7 @@ async def _connect(
 ) -> socket.socket:
     last: BridgeUnreachable | None = None
     for address in addresses:
-        shown = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+        shown = authority(address, port)
         try:
             sock = await _connect_one(address, port, options, deadline)
         except TimeoutError:
@@ -280,7 +281,12 @@ async def _connect_via_proxy(
     attempt: _Attempt,
 ) -> socket.socket:
     """TCP to the proxy (connect timeout and bind addresses as for a direct dial), then its
-    handshake for the bridge host as written: no local DNS for the bridge."""
+    handshake for the bridge host as written: no local DNS for the bridge.
+
+    The proxy clients are imported here, on first use: without TOR_PT_PROXY, managed mode
+    starts without loading them."""
+    from webtunnel_pt.outbound import proxy_dial
+
     mark = time.monotonic()
     sock, _ = await proxy_dial.connect_via_proxy(
         proxy,
@@ -289,13 +295,9 @@ async def _connect_via_proxy(
         lambda addresses, port: _connect(addresses, port, options, report, attempt.deadline),
         attempt.enter,
     )
-    report.peer = f"{_host_port(config.dial_host, config.dial_port)} via {proxy.describe()}"
+    report.peer = f"{authority(config.dial_host, config.dial_port)} via {proxy.describe()}"
     report.timings["proxy"] = time.monotonic() - mark
     return sock
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def _dial(
