@@ -56,6 +56,7 @@ SANS_IO = frozenset(
         "probe.output",
         "probe.table",
         "probe.bridge_list",
+        "probe.order",
     }
 )
 #: Modules outside socks/ and tor/ that may do I/O: asyncio glue, process life cycle, CLI.

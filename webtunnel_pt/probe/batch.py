@@ -7,10 +7,10 @@
       -> as each bridge finishes: its lines' live lines (text) or JSON lines (--json)
       -> the summary table (text) and the counts, or the JSON summary object
 
-Output order: live lines come as bridges finish. JSON lines come in input order: a finished
-bridge's record waits only for the earlier lines still running, and no new probe starts while
-:data:`MAX_WAITING_RESULTS` finished bridges wait so (``--unordered``: as they finish, nothing
-waits). A duplicate line is answered from its bridge's single probe; that result is kept
+Output order (:mod:`~webtunnel_pt.probe.order`): live lines come as bridges finish. JSON
+lines come in input order: a finished bridge's record waits only for the earlier lines still
+running, and no new probe starts while :data:`MAX_WAITING_RESULTS` finished bridges wait so
+(``--unordered``: as they finish, nothing waits). A duplicate line is answered from its bridge's single probe; that result is kept
 until the bridge's last line is written.
 
 Secrets: each bridge gets its own :class:`Redactor` for its output, so the secrets of one
@@ -42,6 +42,7 @@ from webtunnel_pt.probe.bridge_list import (
     TooManyLines,
     parse_bridge_list,
 )
+from webtunnel_pt.probe.order import ResultOrder
 from webtunnel_pt.probe.report import (
     EXIT_INTERNAL,
     EXIT_USAGE,
@@ -135,26 +136,15 @@ class Batch:
         self._slots = asyncio.Semaphore(concurrency)
         self._outcomes: dict[int, _Outcome] = {}
         self._lines_of = Counter(e.bridge for e in bridges.entries if isinstance(e, Entry))
-        self._by_bridge: dict[int, list[Entry]] = {}
-        self._next = 0  # the first entry not yet written (ordered JSON)
-        self._waiting = 0  # finished bridges whose first line is not yet written
+        #: Text output: live lines as bridges finish; JSON: input order unless --unordered.
+        self._order = ResultOrder(bridges, ordered=ordered and json_output)
         self._written = asyncio.Event()
         self._done = 0
         self._rows: dict[int, Row] = {}  # text mode: every line's row, for the table
 
-    @property
-    def _ordered_json(self) -> bool:
-        return self.ordered and self.json_output
-
     async def run(self) -> int:
         start = time.monotonic()
-        for entry in self.list.entries:
-            if isinstance(entry, BadLine):
-                if not self._ordered_json:
-                    self._write_bad(entry)
-            elif not self._ordered_json:
-                self._by_bridge.setdefault(entry.bridge, []).append(entry)
-        self._flush_ordered()
+        self._write(self._order.start())
         async with asyncio.TaskGroup() as group:
             for bridge in self.list.bridges:
                 await self._wait_for_room()
@@ -174,7 +164,9 @@ class Batch:
         return exit_code
 
     async def _wait_for_room(self) -> None:
-        while self._ordered_json and self._waiting >= MAX_WAITING_RESULTS:
+        """Ordered JSON: hold new probes back while too many results wait for an earlier
+        line. That line's bridge started earlier, so it finishes and lets them out."""
+        while self._order.waiting >= MAX_WAITING_RESULTS:
             self._written.clear()
             await self._written.wait()
 
@@ -189,14 +181,10 @@ class Batch:
         label = f"{target} {bridge.line.fingerprint}"
         row = bridge_row(bridge.line_no, label, report, redactor.scrub)
         document = bridge_document(label, report)
-        outcome = _Outcome(row, document, redactor, self._lines_of[bridge.index])
-        self._outcomes[bridge.index] = outcome
-        if self._ordered_json:
-            self._waiting += 1
-            self._flush_ordered()
-            return
-        for entry in self._by_bridge.pop(bridge.index, []):
-            self._write_entry(entry, outcome)
+        self._outcomes[bridge.index] = _Outcome(
+            row, document, redactor, self._lines_of[bridge.index]
+        )
+        self._write(self._order.finished(bridge.index))
 
     async def _run_one(self, bridge: Bridge, redactor: Redactor) -> ProbeReport:
         probe = Probe(
@@ -215,24 +203,14 @@ class Batch:
             report.layers.append(LayerResult(probe.current_layer, "failed", error=error))
             return report
 
-    def _flush_ordered(self) -> None:
-        """Ordered JSON: write every entry whose turn has come and whose result is known."""
-        if not self._ordered_json:
-            return
-        entries = self.list.entries
-        while self._next < len(entries):
-            entry = entries[self._next]
+    def _write(self, lines: list[Entry | BadLine]) -> None:
+        for entry in lines:
             if isinstance(entry, BadLine):
                 self._write_bad(entry)
             else:
-                outcome = self._outcomes.get(entry.bridge)
-                if outcome is None:
-                    return
-                if entry.duplicate_of is None:
-                    self._waiting -= 1
-                    self._written.set()
-                self._write_entry(entry, outcome)
-            self._next += 1
+                self._write_entry(entry, self._outcomes[entry.bridge])
+        if lines:
+            self._written.set()
 
     def _write_entry(self, entry: Entry, outcome: _Outcome) -> None:
         row = outcome.row

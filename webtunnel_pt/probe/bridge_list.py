@@ -74,10 +74,6 @@ class BridgeList:
     def duplicates(self) -> int:
         return sum(1 for e in self.entries if isinstance(e, Entry) and e.duplicate_of is not None)
 
-    def lines_of(self, bridge: int) -> int:
-        """How many entries name ``bridge``."""
-        return sum(1 for e in self.entries if isinstance(e, Entry) and e.bridge == bridge)
-
 
 class TooManyLines(ValueError):
     """The input has more than :data:`MAX_INPUT_LINES` lines."""
