@@ -85,7 +85,9 @@ def test_live_lines() -> None:
     assert text.startswith("[12/12] line 9: FAILED at upgrade (exit status 13)  https://")
     assert text.endswith("- GET /[scrubbed]: HTTP 404 Not Found (same bridge as line 3)")
     bad = format_live(malformed_row(4, "bridge line has no url= argument"), 3, 12)
-    assert bad == "[ 3/12] line 4: BAD LINE  - invalid bridge line: bridge line has no url= argument"
+    assert (
+        bad == "[ 3/12] line 4: BAD LINE  - invalid bridge line: bridge line has no url= argument"
+    )
 
 
 def test_table_columns_line_up_in_input_order() -> None:
