@@ -10,8 +10,8 @@
 Output order (:mod:`~webtunnel_pt.probe.order`): live lines come as bridges finish. JSON
 lines come in input order: a finished bridge's record waits only for the earlier lines still
 running, and no new probe starts while :data:`MAX_WAITING_RESULTS` finished bridges wait so
-(``--unordered``: as they finish, nothing waits). A duplicate line is answered from its bridge's single probe; that result is kept
-until the bridge's last line is written.
+(``--unordered``: as they finish, nothing waits). A duplicate line is answered from its
+bridge's single probe; that result is kept until the bridge's last line is written.
 
 Secrets: each bridge gets its own :class:`Redactor` for its output, so the secrets of one
 line never depend on how many others the shared one still remembers; the shared one (for the

@@ -131,12 +131,16 @@ class Counts:
 
 def format_counts(counts: Counts, exit_code: int, seconds: float) -> str:
     malformed = f" ({counts.malformed} malformed)" if counts.malformed else ""
-    plural = "s" if counts.duplicates != 1 else ""
-    duplicates = f", {counts.duplicates} duplicate line{plural}" if counts.duplicates else ""
+    duplicates = f", {_count(counts.duplicates, 'duplicate line')}" if counts.duplicates else ""
     return (
-        f"{counts.lines} bridge lines: {counts.passed} ok, {counts.failed} failed{malformed}; "
-        f"{counts.probed} bridges probed{duplicates}; {seconds:.1f} s; exit status {exit_code}"
+        f"{_count(counts.lines, 'bridge line')}: {counts.passed} ok, {counts.failed} failed"
+        f"{malformed}; {_count(counts.probed, 'bridge')} probed{duplicates}; {seconds:.1f} s; "
+        f"exit status {exit_code}"
     )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def bridge_document(bridge: str, report: ProbeReport) -> dict[str, Any]:

@@ -183,3 +183,11 @@ def test_exit_status_help_lists_the_batch_statuses() -> None:
     assert "with --file" in text
     assert f"  {EXIT_SOME_FAILED:>3}  some bridges failed" in text
     assert f"  {EXIT_NONE_PASSED:>3}  no bridge passed" in text
+
+
+def test_counts_say_one_line_and_one_bridge() -> None:
+    counts = Counts(probed=1)
+    counts.add(bridge_row(1, BRIDGE, ok_report(), redactor().scrub))
+    assert format_counts(counts, EXIT_OK, 0.05).startswith(
+        "1 bridge line: 1 ok, 0 failed; 1 bridge probed;"
+    )
