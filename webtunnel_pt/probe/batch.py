@@ -124,7 +124,7 @@ class Batch:
         timeout_s: float = PROBE_TIMEOUT_S,
         proxy: ProxyConfig | None = None,
     ) -> None:
-        self.list = bridges
+        self.bridge_list = bridges
         self.redactor = redactor
         self.out = out
         self.json_output = json_output
@@ -146,7 +146,7 @@ class Batch:
         start = time.monotonic()
         self._write(self._order.start())
         async with asyncio.TaskGroup() as group:
-            for bridge in self.list.bridges:
+            for bridge in self.bridge_list.bridges:
                 await self._wait_for_room()
                 await self._slots.acquire()
                 group.create_task(self._probe(bridge))
@@ -236,7 +236,7 @@ class Batch:
         self._done += 1
         if not self.json_output:
             self._rows[row.line_no] = row
-            self.out.write(format_live(row, self._done, len(self.list.entries)))
+            self.out.write(format_live(row, self._done, len(self.bridge_list.entries)))
 
 
 def _utf8(stream: TextIO) -> TextIO:
