@@ -236,7 +236,7 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency",
         type=_concurrency,
-        default=PROBE_DEFAULT_CONCURRENCY,
+        default=None,
         metavar="N",
         help=f"with --file: probe up to N bridges at once (default: {PROBE_DEFAULT_CONCURRENCY})",
     )
@@ -270,14 +270,14 @@ def _probe_usage_error(args: argparse.Namespace) -> str | None:
             for name, value in (
                 ("--any", args.any),
                 ("--unordered", args.unordered),
-                ("--concurrency", args.concurrency != PROBE_DEFAULT_CONCURRENCY),
+                ("--concurrency", args.concurrency is not None),
             )
             if value
         ]
         if given:
-            return f"{', '.join(given)} only apply with --file"
+            return f"{', '.join(given)}: only with --file"
     if args.unordered and not args.json:
-        return "--unordered only applies with --json"
+        return "--unordered: only with --json"
     return None
 
 
@@ -317,7 +317,7 @@ def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
             ordered=not args.unordered,
             any_passes=args.any,
             timeout_s=args.timeout,
-            concurrency=args.concurrency,
+            concurrency=args.concurrency or PROBE_DEFAULT_CONCURRENCY,
             proxy=proxy,
         )
     return run.main(

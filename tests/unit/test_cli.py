@@ -174,7 +174,8 @@ def test_probe_file_options() -> None:
     assert (args.file, args.bridge, args.concurrency) == ("-", [], 3)
     assert (args.any, args.json, args.unordered) == (True, True, True)
     defaults = parse("probe", "--file", "list.txt")
-    assert defaults.concurrency == cli.PROBE_DEFAULT_CONCURRENCY == 8
+    assert defaults.concurrency is None  # given or not: only allowed with --file
+    assert cli.PROBE_DEFAULT_CONCURRENCY == 8
     assert (defaults.any, defaults.unordered, defaults.proxy) == (False, False, None)
 
 
@@ -193,9 +194,12 @@ def test_probe_concurrency_is_a_bounded_whole_number(
     [
         ((), "give a bridge line or --file FILE"),
         (("webtunnel 192.0.2.1:443", "--file", "-"), "not both"),
-        (("webtunnel 192.0.2.1:443", "--any"), "--any only apply with --file"),
-        (("x", "--concurrency", "2", "--unordered", "--json"), "--unordered, --concurrency"),
-        (("--file", "-", "--unordered"), "--unordered only applies with --json"),
+        (("webtunnel 192.0.2.1:443", "--any"), "--any: only with --file"),
+        (
+            ("x", "--concurrency", "2", "--unordered", "--json"),
+            "--unordered, --concurrency: only with --file",
+        ),
+        (("--file", "-", "--unordered"), "--unordered: only with --json"),
     ],
 )
 def test_probe_argument_combinations_are_usage_errors(
