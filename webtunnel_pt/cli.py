@@ -2,7 +2,8 @@
 subcommands.
 
     webtunnel-pt [FLAGS]                          managed mode (tor starts it)
-    webtunnel-pt [FLAGS] probe "<bridge line>" [--json] [--timeout S] [FLAGS]
+    webtunnel-pt [FLAGS] probe "<bridge line>" [--json] [--timeout S] [--proxy URI] [FLAGS]
+    webtunnel-pt [FLAGS] probe --file FILE [--concurrency N] [--any] [--json [--unordered]] ...
 
 The FLAGS are lyrebird's, in Go's spellings and ours: ``-logLevel``/``--log-level``,
 ``-unsafeLogging[=BOOL]``, ``-enableLogging[=BOOL]``, ``--log-file``, ``-version``; they work
@@ -34,11 +35,17 @@ EXIT_OK = 0
 EXIT_CONFIG = 1
 EXIT_USAGE = 2
 PROBE_COMMAND = "probe"
+#: ``probe --file``: how many bridges are probed at once unless --concurrency says otherwise.
+PROBE_DEFAULT_CONCURRENCY = 8
+#: More probes at once would only queue in the kernel: each holds a few sockets and a TLS
+#: session, and the default open-files limit is often 1024.
+PROBE_MAX_CONCURRENCY = 256
 #: The log file --enable-logging writes in tor's PT state directory.
 STATE_LOG_NAME = "webtunnel-pt.log"
 PROBE_EPILOG = (
-    'To test a bridge by hand: webtunnel-pt probe "<bridge line>" [--json] [--timeout S] '
-    "(see webtunnel-pt probe --help for its exit statuses)."
+    'To test a bridge by hand: webtunnel-pt probe "<bridge line>" [--json] [--timeout S], '
+    "or many: webtunnel-pt probe --file FILE (see webtunnel-pt probe --help for its exit "
+    "statuses)."
 )
 #: Every spelling of the boolean flags; :func:`_explicit_booleans` gives each its value.
 _BOOLEAN_FLAGS = frozenset(
@@ -184,19 +191,64 @@ class Command:
     epilog: Callable[[], str] | None = None
 
 
+def _concurrency(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= PROBE_MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {PROBE_MAX_CONCURRENCY}: {value}")
+    return value
+
+
 def _probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "bridge",
-        nargs="+",
+        nargs="*",
         help="the bridge line as in torrc, with or without the leading 'Bridge' (quote it)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON document at the end")
+    parser.add_argument(
+        "--file",
+        metavar="FILE",
+        help="probe every bridge line of FILE ('-' for standard input): one per line, blank "
+        "lines and # comments skipped",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document at the end (with --file: one JSON line per bridge line, "
+        "then a summary line)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
         default=PROBE_TIMEOUT_S,
         metavar="SECONDS",
-        help=f"deadline for the whole probe (default: {PROBE_TIMEOUT_S:g})",
+        help=f"deadline for the whole probe of one bridge (default: {PROBE_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--proxy",
+        metavar="URI",
+        help="reach the bridges through this proxy, written as TOR_PT_PROXY: "
+        "socks5://[user:pass@]host:port, socks4a://[user@]host:port or "
+        "http://[user:pass@]host:port",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=None,
+        metavar="N",
+        help=f"with --file: probe up to N bridges at once (default: {PROBE_DEFAULT_CONCURRENCY})",
+    )
+    parser.add_argument(
+        "--any",
+        action="store_true",
+        help="with --file: exit 0 if at least one bridge passed (default: only if all did)",
+    )
+    parser.add_argument(
+        "--unordered",
+        action="store_true",
+        help="with --file --json: write each bridge's JSON line as it finishes, not in input order",
     )
 
 
@@ -206,9 +258,47 @@ def _probe_epilog() -> str:
     return exit_status_help()
 
 
+def _probe_usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of probe's arguments, if anything."""
+    if args.file is None and not args.bridge:
+        return "give a bridge line or --file FILE"
+    if args.file is not None and args.bridge:
+        return "give either a bridge line or --file FILE, not both"
+    if args.file is None:
+        given = [
+            name
+            for name, value in (
+                ("--any", args.any),
+                ("--unordered", args.unordered),
+                ("--concurrency", args.concurrency is not None),
+            )
+            if value
+        ]
+        if given:
+            return f"{', '.join(given)}: only with --file"
+    if args.unordered and not args.json:
+        return "--unordered: only with --json"
+    return None
+
+
 def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
+    problem = _probe_usage_error(args)
+    if problem is not None:
+        print(f"webtunnel-pt probe: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    proxy = None
+    if args.proxy is not None:
+        from webtunnel_pt.errors import ProxyConfigError
+        from webtunnel_pt.outbound.proxy_uri import parse_proxy_uri
+
+        try:
+            proxy = parse_proxy_uri(args.proxy)
+        except ProxyConfigError as exc:
+            message = str(exc).replace("TOR_PT_PROXY", "the proxy URI")
+            print(f"webtunnel-pt probe: invalid --proxy: {message}", file=sys.stderr)
+            return EXIT_USAGE
     try:
-        from webtunnel_pt.probe import run  # loads cryptography; managed mode doesn't
+        from webtunnel_pt.probe import batch, run  # loads cryptography; managed mode doesn't
     except ModuleNotFoundError as exc:
         name = exc.name or ""
         if name != "cryptography" and not name.startswith("cryptography."):
@@ -219,8 +309,23 @@ def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    if args.file is not None:
+        return batch.main(
+            args.file,
+            redactor=redactor,
+            json_output=args.json,
+            ordered=not args.unordered,
+            any_passes=args.any,
+            timeout_s=args.timeout,
+            concurrency=args.concurrency or PROBE_DEFAULT_CONCURRENCY,
+            proxy=proxy,
+        )
     return run.main(
-        " ".join(args.bridge), redactor=redactor, json_output=args.json, timeout_s=args.timeout
+        " ".join(args.bridge),
+        redactor=redactor,
+        json_output=args.json,
+        timeout_s=args.timeout,
+        proxy=proxy,
     )
 
 

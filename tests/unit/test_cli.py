@@ -156,3 +156,83 @@ def test_every_command_is_a_subparser() -> None:
         with pytest.raises(SystemExit) as stop:
             parse(command.name, "--help")
         assert stop.value.code == 0
+
+
+# ---- probe --file and --proxy ---------------------------------------------------------------
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *words: str) -> tuple[int, str]:
+    from tests.support.logging_state import preserved_logging
+
+    with preserved_logging():
+        code = cli.main(list(words))
+    return code, capsys.readouterr().err
+
+
+def test_probe_file_options() -> None:
+    args = parse("probe", "--file", "-", "--concurrency", "3", "--any", "--json", "--unordered")
+    assert (args.file, args.bridge, args.concurrency) == ("-", [], 3)
+    assert (args.any, args.json, args.unordered) == (True, True, True)
+    defaults = parse("probe", "--file", "list.txt")
+    assert defaults.concurrency is None  # given or not: only allowed with --file
+    assert cli.PROBE_DEFAULT_CONCURRENCY == 8
+    assert (defaults.any, defaults.unordered, defaults.proxy) == (False, False, None)
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many", "1.5", str(cli.PROBE_MAX_CONCURRENCY + 1)])
+def test_probe_concurrency_is_a_bounded_whole_number(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse("probe", "--file", "-", "--concurrency", value)
+    assert stop.value.code == cli.EXIT_USAGE
+    assert "--concurrency" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        ((), "give a bridge line or --file FILE"),
+        (("webtunnel 192.0.2.1:443", "--file", "-"), "not both"),
+        (("webtunnel 192.0.2.1:443", "--any"), "--any: only with --file"),
+        (
+            ("x", "--concurrency", "2", "--unordered", "--json"),
+            "--unordered, --concurrency: only with --file",
+        ),
+        (("--file", "-", "--unordered"), "--unordered: only with --json"),
+    ],
+)
+def test_probe_argument_combinations_are_usage_errors(
+    words: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, err = run_main(capsys, "probe", *words)
+    assert code == cli.EXIT_USAGE
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("ftp://127.0.0.1:21", "proxy scheme 'ftp' is not supported"),
+        ("127.0.0.1:1080", "not an absolute URI"),
+        ("socks5://user:hunter2@127.0.0.1", "port"),
+    ],
+)
+def test_a_bad_proxy_uri_is_a_usage_error(
+    uri: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for words in (("webtunnel 192.0.2.1:443",), ("--file", "-")):
+        code, err = run_main(capsys, "probe", *words, "--proxy", uri)
+        assert code == cli.EXIT_USAGE
+        assert err.startswith("webtunnel-pt probe: invalid --proxy: ") and message in err
+        assert "hunter2" not in err and "TOR_PT_PROXY" not in err
+
+
+def test_probe_file_that_cannot_be_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = run_main(capsys, "probe", "--file", str(tmp_path / "missing.txt"))
+    assert code == cli.EXIT_USAGE
+    assert "cannot read" in err and "No such file" in err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing here\n\n")
+    code, err = run_main(capsys, "probe", "--file", str(empty))
+    assert code == cli.EXIT_USAGE and "no bridge lines in" in err

@@ -54,6 +54,9 @@ SANS_IO = frozenset(
         "outbound.http_connect",
         "probe.report",
         "probe.output",
+        "probe.table",
+        "probe.bridge_list",
+        "probe.order",
     }
 )
 #: Modules outside socks/ and tor/ that may do I/O: asyncio glue, process life cycle, CLI.
@@ -78,6 +81,7 @@ IO = frozenset(
         "outbound.tls_transport",
         "probe.__init__",
         "probe.run",
+        "probe.batch",
         "tor.channel",
         "tor.channel_circuit",
         "tor.inner_tls",

@@ -12,7 +12,9 @@ from typing import Any
 from webtunnel_pt.probe.report import (
     EXIT_IDENTITY,
     EXIT_INTERNAL,
+    EXIT_NONE_PASSED,
     EXIT_OK,
+    EXIT_SOME_FAILED,
     EXIT_USAGE,
     LAYERS,
     LayerResult,
@@ -75,5 +77,12 @@ def exit_status_help() -> str:
             f"  {EXIT_INTERNAL:>3}  internal error",
             f"  {EXIT_USAGE:>3}  usage error or invalid bridge line (the fingerprint is required)",
             *rows,
+            "",
+            "with --file, for all its bridge lines (a malformed line counts as failed):",
+            f"  {EXIT_OK:>3}  every bridge passed (with --any: at least one did)",
+            f"  {EXIT_INTERNAL:>3}  internal error",
+            f"  {EXIT_USAGE:>3}  usage error, unreadable file or no bridge line in it",
+            f"  {EXIT_SOME_FAILED:>3}  some bridges failed, at least one passed (not with --any)",
+            f"  {EXIT_NONE_PASSED:>3}  no bridge passed",
         ]
     )

@@ -8,6 +8,13 @@ exit status (:data:`EXIT_CODES`)::
     0  every layer worked and the identity matched     1  internal error     2  usage error
     10 DNS  11 TCP  12 outer TLS  13 upgrade  14 inner TLS  15 channel  16 identity mismatch
     17 CREATE_FAST  18 descriptor
+
+With ``--file`` (many bridges) the exit status says how many passed (:func:`batch_exit_code`)::
+
+    0  every bridge passed (with --any: at least one did)      1  internal error
+    2  usage error (bad option, unreadable file, no bridge line in it)
+    3  some bridges failed, at least one passed (without --any)
+    4  no bridge passed (a malformed line counts as a failed bridge)
 """
 
 from __future__ import annotations
@@ -51,6 +58,10 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 #: Valid certificates and descriptor, but not the identity the bridge line names.
 EXIT_IDENTITY = 16
+#: ``--file``: at least one bridge failed and at least one passed (not with ``--any``).
+EXIT_SOME_FAILED = 3
+#: ``--file``: no bridge passed.
+EXIT_NONE_PASSED = 4
 EXIT_CODES: dict[str, int] = {layer.key: layer.exit_code for layer in LAYERS} | {
     "identity": EXIT_IDENTITY
 }
@@ -129,3 +140,11 @@ def dial_failure_layer(exc: BaseException) -> str:
     if isinstance(exc, TlsError):
         return "tls"
     return "tcp"
+
+
+def batch_exit_code(passed: int, failed: int, *, any_passes: bool = False) -> int:
+    """The exit status of ``probe --file``: ``passed`` and ``failed`` count input lines (a
+    malformed line is a failed one); ``any_passes`` is ``--any``."""
+    if passed and (not failed or any_passes):
+        return EXIT_OK
+    return EXIT_SOME_FAILED if passed else EXIT_NONE_PASSED

@@ -28,6 +28,8 @@ from typing import Any, TextIO, TypeVar
 from webtunnel_pt.deadlines import PROBE_BACKSTOP_GRACE_S, PROBE_TIMEOUT_S, Deadline
 from webtunnel_pt.errors import BridgeArgsError, DirectoryError, IdentityMismatch
 from webtunnel_pt.logs import Redactor
+from webtunnel_pt.outbound.proxy_uri import ProxyConfig
+from webtunnel_pt.probe.bridge_list import parse_entry
 from webtunnel_pt.probe.output import format_json, format_layer, format_verdict
 from webtunnel_pt.probe.report import (
     DIAL_LAYERS,
@@ -56,12 +58,7 @@ from webtunnel_pt.tor.directory import (
     check_descriptor_identity,
     parse_server_descriptor,
 )
-from webtunnel_pt.webtunnel.bridge import (
-    BridgeConfig,
-    BridgeLine,
-    bridge_config_from_args,
-    parse_bridge_line,
-)
+from webtunnel_pt.webtunnel.bridge import BridgeConfig, BridgeLine
 from webtunnel_pt.webtunnel.dial import DialOptions, DialReport, Tunnel, dial_bridge
 
 T = TypeVar("T")
@@ -176,9 +173,10 @@ class Probe:
         on_layer: Callable[[LayerResult], None] = lambda result: None,
         redactor: Redactor | None = None,
         clock: Callable[[], float] = time.time,
+        proxy: ProxyConfig | None = None,
     ) -> None:
         """``redactor`` learns the relay identities as they are found; ``clock`` is wall time
-        (certificate and descriptor validity)."""
+        (certificate and descriptor validity); ``proxy`` is ``--proxy`` (as ``TOR_PT_PROXY``)."""
         if line.fingerprint is None:
             raise BridgeArgsError("the bridge line must contain the bridge fingerprint")
         self.line = line
@@ -188,9 +186,15 @@ class Probe:
         self.on_layer = on_layer
         self.redactor = redactor
         self.clock = clock
+        self.proxy = proxy
         self.report = ProbeReport(config.redacted_url())
         self._deadline = Deadline.after(timeout_s)
         self._current = "dns"
+
+    @property
+    def current_layer(self) -> str:
+        """The layer running now, or the one that ran last."""
+        return self._current
 
     def _remaining(self) -> float:
         """What the next wait may take: what is left of the probe's deadline."""
@@ -245,7 +249,8 @@ class Probe:
         self._current = "dns"
         mark = time.monotonic()
         try:
-            tunnel = await dial_bridge(self.config, DialOptions(timeout_s=self._remaining()))
+            options = DialOptions(timeout_s=self._remaining(), proxy=self.proxy)
+            tunnel = await dial_bridge(self.config, options)
         except (asyncio.CancelledError, LayerFailed):
             raise
         except Exception as exc:
@@ -341,13 +346,15 @@ class Probe:
 # ---- the command ----------------------------------------------------------------------------
 
 
+def register_secrets(line: BridgeLine, config: BridgeConfig, redactor: Redactor) -> None:
+    """Teach ``redactor`` the bridge's secrets: its URL path and query, its fingerprint."""
+    redactor.add_bridge(line.args.get("url", ""), config.request_target, line.fingerprint)
+
+
 def prepare(text: str, redactor: Redactor) -> tuple[BridgeLine, BridgeConfig]:
     """Parse the bridge line (the fingerprint is required) and register its secrets."""
-    line = parse_bridge_line(text)
-    config = bridge_config_from_args(line.args)
-    if line.fingerprint is None:
-        raise BridgeArgsError("the bridge line must contain the bridge fingerprint")
-    redactor.add_bridge(line.args.get("url", ""), config.request_target, line.fingerprint)
+    line, config = parse_entry(text)
+    register_secrets(line, config, redactor)
     return line, config
 
 
@@ -357,6 +364,7 @@ def main(
     redactor: Redactor,
     json_output: bool = False,
     timeout_s: float = PROBE_TIMEOUT_S,
+    proxy: ProxyConfig | None = None,
     stdout: TextIO | None = None,
 ) -> int:
     """``webtunnel-pt probe``, its options parsed by :mod:`webtunnel_pt.cli`; returns the exit
@@ -368,7 +376,7 @@ def main(
         print(f"webtunnel-pt probe: {redactor.scrub(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
 
-    lines = _Lines(out)
+    lines = LineWriter(out)
 
     def show(result: LayerResult) -> None:
         if not json_output:
@@ -376,8 +384,10 @@ def main(
 
     if not json_output:
         target = config.describe(unsafe=redactor.unsafe)
+        if proxy is not None:
+            target += f" through {proxy.describe()}"
         lines.write(redactor.scrub(f"probing {target}"))
-    probe = Probe(line, config, timeout_s=timeout_s, on_layer=show, redactor=redactor)
+    probe = Probe(line, config, timeout_s=timeout_s, on_layer=show, redactor=redactor, proxy=proxy)
     try:
         report = asyncio.run(probe.run())
     except KeyboardInterrupt:
@@ -389,7 +399,7 @@ def main(
     return report.exit_code
 
 
-class _Lines:
+class LineWriter:
     """The probe's output. A reader that goes away (``probe … | head -1``) ends the output,
     not the probe: the exit status still tells the result, and no traceback is printed."""
 
