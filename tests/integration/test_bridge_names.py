@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 
 from tests.support.certs import Pki
+from tests.support.pt_process import PtProcess
+from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.vhost_server import Seen, VhostServer
 from webtunnel_pt.errors import TlsError, UpgradeRejected, WebtunnelError
 from webtunnel_pt.outbound import tls_profiles
@@ -243,3 +245,39 @@ def test_single_servername_is_not_registered(front: Front) -> None:
     registry = RotationRegistry(choose=lambda n: 0)
     assert dial_once(front, registry, **bridge(front, "bridge.test")) is None
     assert len(registry) == 0
+
+
+# -- the PT as tor runs it ----------------------------------------------------------------------
+
+
+def test_managed_pt_sends_servername_as_sni_and_the_url_host_as_host(
+    pt: PtProcess, front: Front
+) -> None:
+    """Through the SOCKS listener of a PT process (WEBTUNNEL_PT): same names on the wire."""
+    args = bridge(
+        front, "bridge.test", servername="front.test", **{"utls-authority": "bridge.test"}
+    )
+    rep, sock = socks_connect(pt.socks_port(), args)
+    assert rep == 0
+    with sock:
+        sock.sendall(b"ping")
+        assert recv_exactly(sock, 4) == b"ping"
+    assert front.server.wait_seen(1) == [Seen("front.test", "bridge.test", PATH, accepted=True)]
+
+
+def test_managed_pt_gives_one_utls_notice_per_name(pt: PtProcess, front: Front) -> None:
+    """Three connections with the same approximated name, in two spellings: one notice."""
+    for spelling in ("HelloIOS_13", "helloios_13", "HelloIOS_13"):
+        rep, sock = socks_connect(pt.socks_port(), bridge(front, "bridge.test", utls=spelling))
+        assert rep == 0
+        with sock:
+            sock.sendall(b"ping")
+            assert recv_exactly(sock, 4) == b"ping"
+    front.server.wait_seen(3)
+    pt.wait_for_log("utls=HelloIOS_13 is not reproduced here")
+    notices = [
+        line
+        for line in pt.all_output().splitlines()
+        if line.startswith("LOG ") and "utls=helloios_13 is not" in line.lower()
+    ]
+    assert len(notices) == 1, notices
