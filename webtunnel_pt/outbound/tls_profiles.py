@@ -16,10 +16,17 @@ profile next to the clients it imitates. Profiles:
   in lists, the browser's extension order) is listed in the doc; the asyncio glue lives in
   :mod:`webtunnel_pt.outbound.tls_transport`.
 
-``utls=`` values follow lyrebird's names, case-insensitively (``webtunnel-wire.md`` §6.2):
+``utls=`` values follow lyrebird 0.8's names, case-insensitively (``webtunnel-wire.md`` §6.2):
 Firefox templates select ``firefox``; Chrome and the Chromium-based Edge, 360 and QQ templates
 select ``chrome``; the randomized, iOS, Safari and Android templates have no counterpart here and
-fall back to ``none`` with a notice; anything else is refused, as lyrebird refuses it.
+fall back to ``none``; every name but ``none``, ``hellofirefox_auto`` and ``hellochrome_auto``
+gets a notice once per process (:mod:`webtunnel_pt.outbound.utls`); anything else is refused,
+as lyrebird refuses it.
+
+Certificate names: the usual contexts let the TLS stack check the SNI name. Only when the
+certificate must name another host (``utls-authority=``) does a dial use a stdlib context with
+``check_hostname=False`` (chain still required) or a pyOpenSSL connection without a host set,
+and check the name itself after the handshake (:mod:`webtunnel_pt.outbound.certnames`).
 """
 
 from __future__ import annotations
