@@ -1,6 +1,11 @@
 """nginx as the WebTunnel front: TLS with a trustme test CA, `location = /<secret>` upgraded
 to the webtunnel server, everything else a static page.
 
+Two virtual hosts on the one port, chosen by nginx from the `Host` header: `bridge.test` (also
+the default, for `Host: 127.0.0.1`) routes the secret path to the bridge; `decoy.test` is a
+plain web site that knows no secret path (404). The certificate names both, so a client can
+send `decoy.test` as SNI and still reach the bridge by `Host` (lyrebird 0.8's servername=).
+
 No root-owned paths: config, pid file, logs, temp paths and web root live in the prefix dir.
 """
 
@@ -19,6 +24,8 @@ from .procs import Child, ProcessGroup
 
 NGINX = "nginx"
 TLS_NAME = "bridge.test"
+#: A second virtual host on the same nginx, with no route to the bridge.
+DECOY_NAME = "decoy.test"
 START_TIMEOUT_S = 20.0
 INDEX_HTML = "<!doctype html><title>bridge.test</title><p>Nothing to see here.</p>\n"
 
@@ -36,7 +43,9 @@ class TestCA:
     key_pem: Path
 
 
-def make_test_ca(directory: Path, names: tuple[str, ...] = (TLS_NAME, LOOPBACK)) -> TestCA:
+def make_test_ca(
+    directory: Path, names: tuple[str, ...] = (TLS_NAME, DECOY_NAME, LOOPBACK)
+) -> TestCA:
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     leaf = ca.issue_cert(*names)
@@ -92,7 +101,7 @@ http {{
     scgi_temp_path {temp / "scgi"};
     default_type text/html;
     server {{
-        listen {LOOPBACK}:{port} ssl;
+        listen {LOOPBACK}:{port} ssl default_server;
         server_name {TLS_NAME};
         ssl_certificate {tls.cert_pem};
         ssl_certificate_key {tls.key_pem};
@@ -106,6 +115,17 @@ http {{
             proxy_read_timeout 1d;
             proxy_send_timeout 1d;
         }}
+        location / {{
+            root {prefix / "html"};
+            index index.html;
+        }}
+    }}
+    server {{
+        listen {LOOPBACK}:{port} ssl;
+        server_name {DECOY_NAME};
+        ssl_certificate {tls.cert_pem};
+        ssl_certificate_key {tls.key_pem};
+        ssl_protocols TLSv1.2 TLSv1.3;
         location / {{
             root {prefix / "html"};
             index index.html;

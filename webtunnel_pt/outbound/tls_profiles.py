@@ -16,10 +16,17 @@ profile next to the clients it imitates. Profiles:
   in lists, the browser's extension order) is listed in the doc; the asyncio glue lives in
   :mod:`webtunnel_pt.outbound.tls_transport`.
 
-``utls=`` values follow lyrebird's names, case-insensitively (``webtunnel-wire.md`` §6.2):
+``utls=`` values follow lyrebird 0.8's names, case-insensitively (``webtunnel-wire.md`` §6.2):
 Firefox templates select ``firefox``; Chrome and the Chromium-based Edge, 360 and QQ templates
 select ``chrome``; the randomized, iOS, Safari and Android templates have no counterpart here and
-fall back to ``none`` with a notice; anything else is refused, as lyrebird refuses it.
+fall back to ``none``; every name but ``none``, ``hellofirefox_auto`` and ``hellochrome_auto``
+gets a notice once per process (:mod:`webtunnel_pt.outbound.utls`); anything else is refused,
+as lyrebird refuses it.
+
+Certificate names: the usual contexts let the TLS stack check the SNI name. Only when the
+certificate must name another host (``utls-authority=``) does a dial use a stdlib context with
+``check_hostname=False`` (chain still required) or a pyOpenSSL connection without a host set,
+and check the name itself after the handshake (:mod:`webtunnel_pt.outbound.certnames`).
 """
 
 from __future__ import annotations
@@ -153,15 +160,20 @@ __all__ = ["PROFILE_NAMES", "UTLS_NAMES", "resolve_utls"]
 
 # -- stdlib context: the default profile ---------------------------------------------------------
 
-_STDLIB_CONTEXTS: dict[bool, ssl.SSLContext] = {}
+_STDLIB_CONTEXTS: dict[tuple[bool, bool], ssl.SSLContext] = {}
 
 
-def stdlib_context(pinned: bool) -> ssl.SSLContext:
+def stdlib_context(pinned: bool, check_hostname: bool = True) -> ssl.SSLContext:
     """The default profile: system CA store (``SSL_CERT_FILE`` honoured), TLS >= 1.2, and the
     hello Debian's ``curl --http1.1`` sends through the same OpenSSL. ``pinned`` turns CA and
     hostname checks off because the ``cert=`` pin replaces them and is checked after the
-    handshake. Built once per process: loading the CA store is the slow part."""
-    ctx = _STDLIB_CONTEXTS.get(pinned)
+    handshake. ``check_hostname=False`` keeps the chain check (``CERT_REQUIRED``) but leaves the
+    name to the caller: for ``utls-authority=``, where the certificate must name another host
+    than the SNI (:mod:`webtunnel_pt.outbound.certnames`, checked by the dial after the
+    handshake); only that case gets this context, the usual one keeps OpenSSL's check. Built
+    once per process and kind: loading the CA store is the slow part."""
+    key = (pinned, check_hostname and not pinned)
+    ctx = _STDLIB_CONTEXTS.get(key)
     if ctx is None:
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -174,16 +186,22 @@ def stdlib_context(pinned: bool) -> ssl.SSLContext:
         if pinned:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-        _STDLIB_CONTEXTS[pinned] = ctx
+        elif not check_hostname:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_REQUIRED  # the chain is still verified, fail closed
+        _STDLIB_CONTEXTS[key] = ctx
     return ctx
 
 
-def tls_context(pinned: bool, profile: str = DEFAULT_PROFILE) -> ssl.SSLContext | OpenSSLContext:
+def tls_context(
+    pinned: bool, profile: str = DEFAULT_PROFILE, check_hostname: bool = True
+) -> ssl.SSLContext | OpenSSLContext:
     """The outer TLS context for ``profile``: a stdlib context for the default profile, a
     pyOpenSSL one (used through :mod:`webtunnel_pt.outbound.tls_transport`) for a browser
-    profile."""
+    profile. ``check_hostname=False``: see :func:`stdlib_context`; for a pyOpenSSL context the
+    name check is set per connection (``open_tls_connection(check_hostname=...)``)."""
     if profile == DEFAULT_PROFILE:
-        return stdlib_context(pinned)
+        return stdlib_context(pinned, check_hostname)
     return openssl_context(profile, pinned)
 
 

@@ -322,7 +322,9 @@ class _TlsProtocol(asyncio.Protocol):
         self.raw.close()
 
 
-def _prepare_connection(context: OpenSSLContext, server_hostname: str) -> Any:
+def _prepare_connection(
+    context: OpenSSLContext, server_hostname: str, check_hostname: bool = True
+) -> Any:
     SSL = _ssl_module()
     _ffi, lib = _binding()
     conn = SSL.Connection(context.context, None)  # None: memory BIOs
@@ -334,7 +336,7 @@ def _prepare_connection(context: OpenSSLContext, server_hostname: str) -> Any:
     if address is None:
         conn.set_tlsext_host_name(server_hostname.encode("idna"))
     conn.request_ocsp()
-    if not context.pinned:
+    if not context.pinned and check_hostname:
         param = lib.SSL_get0_param(conn._ssl)
         lib.X509_VERIFY_PARAM_set_hostflags(param, lib.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
         if address is None:
@@ -355,10 +357,13 @@ async def open_tls_connection(
     *,
     limit: int,
     handshake_timeout_s: float,
+    check_hostname: bool = True,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Like ``asyncio.open_connection(sock=sock, ssl=...)`` with a pyOpenSSL context."""
+    """Like ``asyncio.open_connection(sock=sock, ssl=...)`` with a pyOpenSSL context.
+    ``check_hostname=False`` verifies the chain only (VERIFY_PEER stays on) and leaves the name
+    to the caller, for ``utls-authority=`` (:mod:`webtunnel_pt.outbound.certnames`)."""
     loop = asyncio.get_running_loop()
-    conn = _prepare_connection(context, server_hostname)
+    conn = _prepare_connection(context, server_hostname, check_hostname)
     reader = asyncio.StreamReader(limit=limit, loop=loop)
     app_protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
     tls = _TlsProtocol(conn, context, app_protocol)

@@ -2,9 +2,17 @@
 
 Sans-I/O: validating a bridge line needs the names, not the TLS machinery of
 :mod:`webtunnel_pt.outbound.tls_profiles`. Names are matched case-insensitively, as lyrebird does.
+
+The table is lyrebird 0.8's (``common/utlsutil``): every name it accepts is accepted here and
+mapped to the nearest profile of this client; ``hellogolang``, which lyrebird lists but refuses,
+is refused too, as is any other name. Only ``none``, ``hellochrome_auto`` and
+``hellofirefox_auto`` say exactly what they get; every other name gets a notice saying what it
+gets instead, once per name per process (:data:`UTLS_NOTICES`), not once per connection.
 """
 
 from __future__ import annotations
+
+import threading
 
 from webtunnel_pt.errors import BridgeArgsError
 
@@ -37,6 +45,33 @@ UTLS_NAMES: dict[str, str] = {
     **{name: DEFAULT_PROFILE for name in _FALLBACK_NAMES},
 }
 _FALLBACK = frozenset(_FALLBACK_NAMES)
+#: Names that get exactly what they ask for: no notice.
+_EXACT = frozenset({DEFAULT_PROFILE, "hellochrome_auto", "hellofirefox_auto"})
+
+
+class NoticeOnce:
+    """Remembers which keys have had their notice. Bounded by construction: the keys are the
+    lower-cased names of :data:`UTLS_NAMES` (about 45)."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def first(self, key: str) -> bool:
+        """True the first time ``key`` is seen in this process, False afterwards."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen.add(key)
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+#: The process's record of which ``utls=`` names have been noticed.
+UTLS_NOTICES = NoticeOnce()
 
 
 def resolve_utls(value: str | None) -> tuple[str, str | None]:
@@ -50,7 +85,13 @@ def resolve_utls(value: str | None) -> tuple[str, str | None]:
             f"utls={value!r} is not a known ClientHello template "
             "(use none, hellofirefox_auto or hellochrome_auto)"
         )
+    shown = value or "(empty)"
     if key in _FALLBACK:
-        shown = value or "(empty)"
         return profile, f"utls={shown} is not reproduced here; using the default TLS profile"
+    if key not in _EXACT:
+        browser = "Firefox" if profile == FIREFOX_PROFILE else "Chromium"
+        return profile, (
+            f"utls={shown} is approximated by the {profile} profile "
+            f"(today's {browser} hello as far as OpenSSL allows)"
+        )
     return profile, None

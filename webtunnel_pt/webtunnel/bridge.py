@@ -8,13 +8,20 @@ The address is a placeholder that tor sends in the SOCKS CONNECT and WebTunnel i
 fingerprint is checked by tor (or by the built-in mode) inside the tunnel. The arguments:
 
 - ``url``         required; ``https`` (TLS, port 443) or ``http`` (no TLS, port 80). Host is the
-                  DNS and TCP target, the default TLS server name and ``Host`` header; the
-                  escaped path is the request target; query and fragment are dropped.
-- ``servername``  overrides the TLS server name (SNI and certificate check) and ``Host``.
+                  DNS and TCP target, the default TLS server name and always the ``Host``
+                  header; the escaped path is the request target; query and fragment dropped.
+- ``servername``  the TLS server name (SNI and certificate check) instead of the URL host; not
+                  ``Host`` (lyrebird 0.8; the standalone 0.0.2 client also sets ``Host``). A
+                  comma-separated list rotates (:mod:`webtunnel_pt.webtunnel.servernames`).
+- ``utls-authority`` the name the certificate is checked against instead of the SNI
+                  (lyrebird's uTLS ``InsecureServerNameToVerify``); a ``cert=`` pin still decides.
+- ``sni-imitation`` lyrebird's shorthand: the SNI (unless ``servername=``), the certificate
+                  checked against the URL host (unless ``utls-authority=``).
 - ``addr``        explicit ``host:port`` TCP target (IPv6 in brackets), used as given.
 - ``cert``        base64 SHA-256 certificate-chain pin replacing CA validation (client 0.0.3+).
 - ``utls``        ClientHello template (lyrebird's names): ``none``, Firefox or Chrome profiles;
-                  see :mod:`webtunnel_pt.outbound.utls`. Unknown names are refused.
+                  see :mod:`webtunnel_pt.outbound.utls`. Unknown names are refused; a name
+                  that is only approximated gets a notice once per process.
 - ``ver``         the server's version; accepted and ignored.
 
 Sans-I/O: nothing here touches the network.
@@ -32,10 +39,12 @@ from urllib.parse import urlsplit
 
 from webtunnel_pt.errors import BridgeArgsError
 from webtunnel_pt.logs import REDACTED
-from webtunnel_pt.outbound.utls import DEFAULT_PROFILE, resolve_utls
+from webtunnel_pt.outbound.utls import DEFAULT_PROFILE, UTLS_NOTICES, resolve_utls
 from webtunnel_pt.pt.args import BridgeArgs
 
-KNOWN_KEYS = frozenset({"url", "servername", "addr", "cert", "utls", "ver"})
+KNOWN_KEYS = frozenset(
+    {"url", "servername", "addr", "cert", "utls", "ver", "utls-authority", "sni-imitation"}
+)
 #: Length of a SHA-256 certificate-chain pin.
 CERT_PIN_BYTES = 32
 
@@ -54,7 +63,8 @@ class BridgeConfig:
     url_host: str
     url_port: int
     request_target: str
-    server_name: str
+    #: TLS server names (SNI) to send, one per dial; more than one rotate (``servername=a,b``).
+    server_names: tuple[str, ...]
     dial_host: str
     dial_port: int
     #: The TCP target was given literally (``addr=`` or an IP in the URL): use it as given,
@@ -63,10 +73,23 @@ class BridgeConfig:
     cert_pin: bytes | None = None
     utls: str | None = None
     version: str | None = None
+    #: The name the certificate is checked against when it is not the SNI (``utls-authority=``,
+    #: ``sni-imitation=``); None: the SNI itself. Ignored with ``cert=``: the pin decides.
+    verify_name: str | None = None
     #: The outer-TLS profile ``utls=`` selects (:mod:`webtunnel_pt.outbound.utls`).
     tls_profile: str = DEFAULT_PROFILE
     #: Things worth a LOG notice (unknown keys, unsupported utls), free of secrets.
     notices: tuple[str, ...] = field(default=())
+
+    @property
+    def server_name(self) -> str:
+        """The first (usually the only) TLS server name; a dial picks from :attr:`server_names`."""
+        return self.server_names[0]
+
+    @property
+    def host_header(self) -> str:
+        """The ``Host`` of the upgrade request: always the URL host (lyrebird 0.8)."""
+        return self.url_host
 
     def redacted_url(self) -> str:
         """The URL with its secret path replaced, for logs."""
@@ -81,7 +104,11 @@ class BridgeConfig:
         via = ""
         if (self.dial_host, self.dial_port) != (self.url_host, self.url_port):
             via = f" via {_bracket(self.dial_host)}:{self.dial_port}"
-        name = f" (server name {self.server_name})" if self.server_name != self.url_host else ""
+        name = ""
+        if self.server_names != (self.url_host,):
+            name = f" (server name {','.join(self.server_names)})"
+        if self.verify_name is not None and self.cert_pin is None:
+            name += f" (certificate checked for {self.verify_name})"
         return f"{scheme}://{target}{via}{name}"
 
 
@@ -198,6 +225,25 @@ def _parse_url(url: str) -> tuple[bool, str, int, str]:
     return use_tls, host, port, target
 
 
+def parse_server_names(spec: str, what: str = "servername=") -> tuple[str, ...]:
+    """A comma-separated list of server names: trimmed, empty ones dropped, each validated,
+    duplicates dropped (keeping the first); none left is an error (as lyrebird)."""
+    names = [name.strip() for name in spec.split(",")]
+    valid = [validate_hostname(name, what) for name in names if name]
+    if not valid:
+        raise BridgeArgsError(f"{what} names no server")
+    return tuple(dict.fromkeys(valid))
+
+
+def _verify_name(value: str) -> str:
+    if value.strip() == "*":
+        raise BridgeArgsError(
+            "utls-authority=* (no certificate name check) is not supported: "
+            "give the name the certificate is issued for, or pin it with cert="
+        )
+    return validate_hostname(value.strip(), "utls-authority=")
+
+
 def _parse_cert_pin(value: str) -> bytes:
     try:
         pin = base64.b64decode(value, validate=True)
@@ -215,9 +261,18 @@ def bridge_config_from_args(args: BridgeArgs) -> BridgeConfig:
     use_tls, url_host, url_port, target = _parse_url(args["url"])
     notices: list[str] = []
 
-    server_name = url_host
+    server_names: tuple[str, ...] = (url_host,)
+    verify_name: str | None = None
+    if "sni-imitation" in args:  # lyrebird: SNI = the value, the certificate still = URL host
+        server_names = parse_server_names(args["sni-imitation"], "sni-imitation=")
+        verify_name = url_host
     if "servername" in args:
-        server_name = validate_hostname(args["servername"], "servername=")
+        server_names = parse_server_names(args["servername"])
+    if "utls-authority" in args:
+        verify_name = _verify_name(args["utls-authority"])
+    if not use_tls and verify_name is not None:
+        notices.append("utls-authority= and sni-imitation= have no effect on an http:// url")
+        verify_name = None
 
     dial_host, dial_port, literal = url_host, url_port, _is_ip(url_host)
     if "addr" in args:
@@ -230,7 +285,7 @@ def bridge_config_from_args(args: BridgeArgs) -> BridgeConfig:
 
     utls = args.get("utls")
     tls_profile, utls_notice = resolve_utls(utls)
-    if utls_notice is not None:
+    if utls_notice is not None and UTLS_NOTICES.first((utls or "").lower()):
         notices.append(utls_notice)
 
     unknown = sorted(set(args) - KNOWN_KEYS)
@@ -242,13 +297,14 @@ def bridge_config_from_args(args: BridgeArgs) -> BridgeConfig:
         url_host=url_host,
         url_port=url_port,
         request_target=target,
-        server_name=server_name,
+        server_names=server_names,
         dial_host=dial_host,
         dial_port=dial_port,
         dial_literal=literal,
         cert_pin=cert_pin,
         utls=utls,
         version=args.get("ver"),
+        verify_name=verify_name,
         tls_profile=tls_profile,
         notices=tuple(notices),
     )

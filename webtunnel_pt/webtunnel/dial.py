@@ -6,6 +6,12 @@ a black-holed address does not eat the time of the next. An error names the :cla
 it happened in (``exc.stage``). When the upgrade is accepted the
 returned :class:`Tunnel` holds an asyncio reader/writer pair carrying raw tunnel bytes; bytes
 the server sent right behind its ``101`` head are still in the reader, first in line.
+
+Names (lyrebird 0.8): the SNI is ``servername=`` (the current name of its rotation,
+:mod:`webtunnel_pt.webtunnel.servernames`, which a failed TLS handshake or upgrade moves on) or
+the URL host; the certificate is checked against ``utls-authority=`` when given (the chain by
+the TLS stack, the name by :mod:`webtunnel_pt.outbound.certnames` after the handshake), else
+against the SNI; ``cert=`` replaces both checks; ``Host`` is always the URL host.
 """
 
 from __future__ import annotations
@@ -35,11 +41,18 @@ from webtunnel_pt.errors import (
     reply_for_os_error,
 )
 from webtunnel_pt.outbound import resolver
+from webtunnel_pt.outbound.certnames import check_certificate_name
 from webtunnel_pt.outbound.proxy_uri import ProxyConfig
 from webtunnel_pt.outbound.tls_profiles import OpenSSLContext, tls_context
 from webtunnel_pt.outbound.tls_transport import open_tls_connection
 from webtunnel_pt.socks.codes import authority
 from webtunnel_pt.webtunnel.bridge import BridgeConfig
+from webtunnel_pt.webtunnel.servernames import (
+    PROCESS_ROTATIONS,
+    ROTATING_STAGES,
+    RotationRegistry,
+    ServerNameRotation,
+)
 from webtunnel_pt.webtunnel.upgrade import MAX_RESPONSE_HEAD_BYTES, UpgradeAccepted, UpgradeClient
 
 log = logging.getLogger(__name__)
@@ -66,6 +79,8 @@ class DialOptions:
     resolver: Callable[[str, int], Any] | None = None
     #: ``TOR_PT_PROXY``: when set, TCP goes through it and no DNS is done for the bridge.
     proxy: ProxyConfig | None = None
+    #: Where ``servername=`` lists keep their rotation; None: the process's registry.
+    server_names: RotationRegistry | None = None
 
 
 @dataclass
@@ -75,6 +90,8 @@ class DialReport:
     addresses: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     peer: str = ""
+    #: The TLS server name (SNI) this dial sent.
+    server_name: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     tls_version: str | None = None
     tls_cipher: str | None = None
@@ -84,9 +101,10 @@ class DialReport:
 
 @dataclass
 class _Attempt:
-    """One dial in progress: the step it is in and the budget it has left."""
+    """One dial in progress: the step it is in, the budget it has left and the SNI it uses."""
 
     deadline: Deadline
+    server_name: str
     stage: DialStage = DialStage.DNS
 
     def enter(self, stage: DialStage) -> None:
@@ -260,17 +278,15 @@ async def _read_upgrade(reader: asyncio.StreamReader, client: UpgradeClient) -> 
             raise UpgradeError(f"response head exceeds {MAX_RESPONSE_HEAD_BYTES} bytes")
 
 
-def _tls_error(exc: BaseException, config: BridgeConfig) -> TlsError:
+def _tls_error(exc: BaseException, name: str) -> TlsError:
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or getattr(exc, "reason", None) or "verification failed"
-        return TlsError(f"TLS certificate of {config.server_name} not accepted: {detail}")
+        return TlsError(f"TLS certificate of {name} not accepted: {detail}")
     if isinstance(exc, ssl.SSLError):
-        return TlsError(
-            f"TLS handshake with {config.server_name} failed: {getattr(exc, 'reason', None) or exc}"
-        )
+        return TlsError(f"TLS handshake with {name} failed: {getattr(exc, 'reason', None) or exc}")
     if isinstance(exc, ConnectionError | EOFError):
-        return TlsError(f"TLS handshake with {config.server_name} failed: connection closed")
-    return TlsError(f"TLS handshake with {config.server_name} failed: {exc}")
+        return TlsError(f"TLS handshake with {name} failed: connection closed")
+    return TlsError(f"TLS handshake with {name} failed: {exc}")
 
 
 async def _connect_via_proxy(
@@ -322,18 +338,19 @@ async def _dial(
 
     attempt.enter(DialStage.TLS_HANDSHAKE)
     mark = clock()
-    reader, writer = await _open_stream(sock, config, attempt.deadline)
+    report.server_name = attempt.server_name if config.use_tls else ""
+    reader, writer = await _open_stream(sock, config, attempt)
     try:
         if config.use_tls:
-            _check_tls(writer, config, report)
+            _check_tls(writer, config, report, attempt.server_name)
             report.timings["tls"] = clock() - mark
             log.debug(
-                "TLS %s %s with %s", report.tls_version, report.tls_cipher, config.server_name
+                "TLS %s %s with %s", report.tls_version, report.tls_cipher, attempt.server_name
             )
 
         attempt.enter(DialStage.UPGRADE)
         mark = clock()
-        client = UpgradeClient(config.server_name, config.request_target)
+        client = UpgradeClient(config.host_header, config.request_target)
         writer.write(client.data_to_send())
         await writer.drain()
         accepted = await _read_upgrade(reader, client)
@@ -348,47 +365,67 @@ async def _dial(
     return Tunnel(reader, writer, report)
 
 
+def _other_name_to_verify(config: BridgeConfig, server_name: str) -> str | None:
+    """The name to check the certificate against ourselves, when it is not the SNI
+    (``utls-authority=``) and no pin replaces the check; else None (the TLS stack checks the
+    SNI, or the pin decides)."""
+    if not config.use_tls or config.cert_pin is not None or config.verify_name is None:
+        return None
+    return None if config.verify_name == server_name else config.verify_name
+
+
 async def _open_stream(
-    sock: socket.socket, config: BridgeConfig, deadline: Deadline
+    sock: socket.socket, config: BridgeConfig, attempt: _Attempt
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Wrap the connected socket in a stream: TLS with the bridge's profile, or plain. The
     handshake gets what is left of the dial's budget; the dial's own deadline, which falls
     first, reports the timeout."""
-    handshake_timeout = max(deadline.remaining(), MIN_HANDSHAKE_TIMEOUT_S)
+    handshake_timeout = max(attempt.deadline.remaining(), MIN_HANDSHAKE_TIMEOUT_S)
+    name = attempt.server_name
+    check_hostname = _other_name_to_verify(config, name) is None
     try:
         ssl_ctx = (
-            tls_context(config.cert_pin is not None, config.tls_profile) if config.use_tls else None
+            tls_context(config.cert_pin is not None, config.tls_profile, check_hostname)
+            if config.use_tls
+            else None
         )
         if isinstance(ssl_ctx, OpenSSLContext):
             return await open_tls_connection(
                 sock,
                 ssl_ctx,
-                config.server_name,
+                name,
                 limit=STREAM_LIMIT_BYTES,
                 handshake_timeout_s=handshake_timeout,
+                check_hostname=check_hostname,
             )
         return await asyncio.open_connection(
             sock=sock,
             ssl=ssl_ctx,
-            server_hostname=config.server_name if ssl_ctx else None,
+            server_hostname=name if ssl_ctx else None,
             ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
             limit=STREAM_LIMIT_BYTES,
         )
     except (ssl.SSLError, ConnectionError, EOFError) as exc:
         sock.close()
-        raise _tls_error(exc, config) from exc
+        raise _tls_error(exc, name) from exc
     except BaseException:
         sock.close()
         raise
 
 
-def _check_tls(writer: asyncio.StreamWriter, config: BridgeConfig, report: DialReport) -> None:
-    """Record what was negotiated and, with ``cert=``, check the chain against the pin."""
+def _check_tls(
+    writer: asyncio.StreamWriter, config: BridgeConfig, report: DialReport, server_name: str
+) -> None:
+    """Record what was negotiated; with ``cert=`` check the chain against the pin, with
+    ``utls-authority=`` the (verified) certificate's names against it."""
     ssl_object = writer.get_extra_info("ssl_object")
     report.tls_version = ssl_object.version()
     cipher = ssl_object.cipher()
     report.tls_cipher = cipher[0] if cipher else None
     report.peer_certificate = ssl_object.getpeercert() or None
+    other_name = _other_name_to_verify(config, server_name)
+    if other_name is not None:
+        check_certificate_name(other_name, report.peer_certificate)
     if config.cert_pin is not None:
         pin = chain_pin(_unverified_chain(ssl_object))
         if pin != config.cert_pin:
@@ -398,13 +435,32 @@ def _check_tls(writer: asyncio.StreamWriter, config: BridgeConfig, report: DialR
             )
 
 
+def _rotation(config: BridgeConfig, options: DialOptions) -> ServerNameRotation | None:
+    """The rotation of a ``servername=`` list of two or more names; None for a single name."""
+    if not config.use_tls or len(config.server_names) < 2:
+        return None
+    registry = options.server_names if options.server_names is not None else PROCESS_ROTATIONS
+    return registry.rotation(config.server_names)
+
+
 async def dial_bridge(config: BridgeConfig, options: DialOptions | None = None) -> Tunnel:
     """Open a tunnel to the bridge or raise a :class:`WebtunnelError` subclass."""
     options = options or DialOptions()
+    rotation = _rotation(config, options)
+    name = rotation.current() if rotation is not None else config.server_name
+    try:
+        return await _dial_with_deadline(config, options, name)
+    except WebtunnelError as exc:
+        if rotation is not None and exc.stage in ROTATING_STAGES and rotation.failed(name):
+            log.info("server name %s failed (%s); next dial uses %s", name, exc, rotation.current())
+        raise
+
+
+async def _dial_with_deadline(config: BridgeConfig, options: DialOptions, name: str) -> Tunnel:
     report = DialReport()
     loop = asyncio.get_running_loop()
     # On the loop's clock, so that the deadline below is the very moment the budget runs out.
-    attempt = _Attempt(Deadline.after(options.timeout_s, clock=loop.time))
+    attempt = _Attempt(Deadline.after(options.timeout_s, clock=loop.time), name)
     try:
         async with asyncio.timeout_at(attempt.deadline.when):
             return await _dial(config, options, report, attempt)

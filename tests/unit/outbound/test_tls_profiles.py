@@ -34,17 +34,28 @@ needs_pyopenssl = pytest.mark.skipif(
         ("None", "none"),
         ("hellofirefox_auto", "firefox"),
         ("HelloFirefox_Auto", "firefox"),
+        ("hellochrome_auto", "chrome"),
+    ],
+)
+def test_known_names_select_a_profile_silently(value: str | None, profile: str) -> None:
+    assert resolve_utls(value) == (profile, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "profile"),
+    [
         ("hellofirefox_102", "firefox"),
         ("HELLOFIREFOX_55", "firefox"),
-        ("hellochrome_auto", "chrome"),
         ("HelloChrome_100", "chrome"),
         ("helloedge_106", "chrome"),
         ("Hello360_Auto", "chrome"),
         ("helloqq_11_1", "chrome"),
     ],
 )
-def test_known_names_select_a_profile_silently(value: str | None, profile: str) -> None:
-    assert resolve_utls(value) == (profile, None)
+def test_approximated_names_select_a_profile_with_a_notice(value: str, profile: str) -> None:
+    chosen, notice = resolve_utls(value)
+    assert chosen == profile
+    assert notice is not None and f"approximated by the {profile} profile" in notice
 
 
 @pytest.mark.parametrize(
@@ -104,6 +115,17 @@ def test_default_context_is_curl_like_and_strict() -> None:
 def test_pinned_default_context_skips_ca_checks() -> None:
     ctx = stdlib_context(pinned=True)
     assert ctx.verify_mode == ssl.CERT_NONE and not ctx.check_hostname
+    assert stdlib_context(pinned=True, check_hostname=False) is ctx  # the pin decides anyway
+
+
+def test_context_for_another_name_still_verifies_the_chain() -> None:
+    """utls-authority=: the name is checked after the handshake, the chain by OpenSSL; the
+    usual context is a different object and keeps its hostname check."""
+    ctx = stdlib_context(pinned=False, check_hostname=False)
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and not ctx.check_hostname
+    assert ctx is tls_context(False, DEFAULT_PROFILE, check_hostname=False)
+    usual = stdlib_context(pinned=False)
+    assert usual is not ctx and usual.check_hostname
 
 
 @needs_pyopenssl

@@ -8,6 +8,7 @@ import hashlib
 import pytest
 
 from webtunnel_pt.errors import BridgeArgsError
+from webtunnel_pt.outbound.utls import UTLS_NOTICES
 from webtunnel_pt.pt.args import BridgeArgs
 from webtunnel_pt.webtunnel.bridge import (
     REDACTED,
@@ -23,6 +24,14 @@ PIN = base64.b64encode(hashlib.sha256(b"chain").digest()).decode()
 
 def config(**args: str) -> BridgeConfig:
     return bridge_config_from_args(BridgeArgs(args.items()))
+
+
+@pytest.fixture(autouse=True)
+def fresh_utls_notices():
+    """utls= notices are once per process; each test starts as a fresh process would."""
+    UTLS_NOTICES.clear()
+    yield
+    UTLS_NOTICES.clear()
 
 
 # -- url= -------------------------------------------------------------------------------------
@@ -122,7 +131,72 @@ def test_first_url_wins_when_duplicated():
 def test_servername_overrides_tls_name_only():
     cfg = config(url="https://front.example/p", servername="Real.Example")
     assert cfg.server_name == "real.example"
+    assert cfg.server_names == ("real.example",)
     assert (cfg.url_host, cfg.dial_host, cfg.dial_port) == ("front.example", "front.example", 443)
+    # lyrebird 0.8: Host stays the URL host (the standalone 0.0.2 client sends servername=).
+    assert cfg.host_header == "front.example"
+    assert cfg.verify_name is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "names"),
+    [
+        ("a.example,b.example", ("a.example", "b.example")),
+        (" a.example , B.example ,", ("a.example", "b.example")),  # trimmed, lower-cased
+        (",,a.example,,", ("a.example",)),  # empty names dropped
+        ("a.example,a.example,b.example", ("a.example", "b.example")),  # duplicates once
+        ("192.0.2.1, [::1]".replace("[::1]", "2001:db8::1"), ("192.0.2.1", "2001:db8::1")),
+    ],
+)
+def test_servername_list(spec, names):
+    cfg = config(url="https://h.example/p", servername=spec)
+    assert cfg.server_names == names
+    assert cfg.server_name == names[0]
+    assert cfg.host_header == "h.example"
+
+
+@pytest.mark.parametrize("spec", ["", ",", " , ,", "a.example,b c"])
+def test_servername_list_without_valid_names_is_refused(spec):
+    with pytest.raises(BridgeArgsError, match="servername="):
+        config(url="https://h.example/p", servername=spec)
+
+
+def test_utls_authority_is_the_name_to_verify():
+    cfg = config(
+        url="https://h.example/p", servername="front.example", **{"utls-authority": "Real.Example"}
+    )
+    assert (cfg.server_names, cfg.verify_name, cfg.host_header) == (
+        ("front.example",),
+        "real.example",
+        "h.example",
+    )
+    assert cfg.notices == ()
+    assert "certificate checked for real.example" in cfg.describe()
+
+
+@pytest.mark.parametrize("value", ["*", " * ", "", "bad name"])
+def test_bad_utls_authority_is_refused(value):
+    with pytest.raises(BridgeArgsError, match="utls-authority="):
+        config(url="https://h.example/p", **{"utls-authority": value})
+
+
+def test_sni_imitation_sends_the_name_and_verifies_the_url_host():
+    """lyrebird's sni-imitation=: SNI = the value, certificate = URL host; servername= and
+    utls-authority= override each half."""
+    cfg = config(url="https://h.example/p", **{"sni-imitation": "cdn.example"})
+    assert (cfg.server_names, cfg.verify_name) == (("cdn.example",), "h.example")
+    cfg = config(
+        url="https://h.example/p",
+        servername="s.example",
+        **{"sni-imitation": "cdn.example", "utls-authority": "v.example"},
+    )
+    assert (cfg.server_names, cfg.verify_name) == (("s.example",), "v.example")
+
+
+def test_name_to_verify_has_no_effect_without_tls():
+    cfg = config(url="http://h.example/p", **{"utls-authority": "v.example"})
+    assert cfg.verify_name is None
+    assert cfg.notices == ("utls-authority= and sni-imitation= have no effect on an http:// url",)
 
 
 @pytest.mark.parametrize("name", ["", "a b", "-bad.example", "x" * 64 + ".example", "a..b"])
@@ -214,11 +288,14 @@ def test_utls_none_is_silent(value):
     assert cfg.notices == ()
 
 
-@pytest.mark.parametrize("value", ["", "HelloRandomizedNoALPN"])
-def test_utls_unreproduced_gives_a_notice(value):
+@pytest.mark.parametrize("value", ["", "HelloRandomizedNoALPN", "hellochrome_58"])
+def test_utls_unreproduced_gives_a_notice_once_per_process(value):
     cfg = config(url="https://h.example/p", utls=value)
     assert cfg.utls == value
     assert len(cfg.notices) == 1 and "utls" in cfg.notices[0]
+    # The same name again (any spelling), on this or another bridge: no second notice.
+    again = config(url="https://other.example/p", utls=value.upper())
+    assert again.notices == ()
 
 
 def test_utls_unknown_is_refused():
@@ -258,6 +335,10 @@ def test_describe_mentions_dial_target_and_server_name():
     assert SECRET not in text
     assert text == (
         f"http://[2001:db8::1]:8080/{REDACTED} via [2001:db8::2]:80 (server name sni.example)"
+    )
+    listed = config(url=f"https://h.example/{SECRET}", servername="a.example,b.example")
+    assert (
+        listed.describe() == f"https://h.example:443/{REDACTED} (server name a.example,b.example)"
     )
     assert SECRET in cfg.describe(unsafe=True)
 

@@ -104,7 +104,8 @@ def test_request_reaches_an_h11_server_as_sent(host, target):
 
 @st.composite
 def bridge_urls(draw, hosts):
-    """``(args, target, host)``: a bridge's url= (and servername=), its path and Host header."""
+    """``(args, target, host)``: a bridge's url= (and servername=), its path and Host header
+    (the URL host, whatever servername= says)."""
     scheme = draw(st.sampled_from(["https", "http"]))
     url_host = draw(hosts)
     default = 443 if scheme == "https" else 80
@@ -117,13 +118,14 @@ def bridge_urls(draw, hosts):
     server_name = draw(st.one_of(st.none(), hosts))
     if server_name is not None:
         pairs.append(("servername", server_name))
-    return BridgeArgs(pairs), target, uri_host(url_host if server_name is None else server_name)
+    # lyrebird 0.8: servername= is the SNI only; Host is always the URL host.
+    return BridgeArgs(pairs), target, uri_host(url_host)
 
 
 def request_for(args: BridgeArgs) -> bytes:
     """The request bytes for a bridge line, built the way dial.dial_bridge builds them."""
     config = bridge_config_from_args(args)
-    return UpgradeClient(config.server_name, config.request_target).data_to_send()
+    return UpgradeClient(config.host_header, config.request_target).data_to_send()
 
 
 @PROPERTY
