@@ -310,16 +310,15 @@ def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
         )
         return EXIT_CONFIG
     if args.file is not None:
-        return batch.main(
-            args.file,
-            redactor=redactor,
+        options = batch.BatchOptions(
+            concurrency=args.concurrency or PROBE_DEFAULT_CONCURRENCY,
             json_output=args.json,
             ordered=not args.unordered,
             any_passes=args.any,
             timeout_s=args.timeout,
-            concurrency=args.concurrency or PROBE_DEFAULT_CONCURRENCY,
             proxy=proxy,
         )
+        return batch.main(args.file, options, redactor=redactor)
     return run.main(
         " ".join(args.bridge),
         redactor=redactor,

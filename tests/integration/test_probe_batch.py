@@ -19,7 +19,7 @@ from tests.support.logging_state import preserved_logging
 from tests.support.raw_server import RawServer
 from webtunnel_pt import cli
 from webtunnel_pt.logs import Redactor
-from webtunnel_pt.probe.batch import Batch
+from webtunnel_pt.probe.batch import Batch, BatchOptions
 from webtunnel_pt.probe.bridge_list import parse_bridge_list
 from webtunnel_pt.probe.report import EXIT_CODES, EXIT_NONE_PASSED
 from webtunnel_pt.probe.run import LineWriter
@@ -74,11 +74,9 @@ class Watch(io.StringIO):
 def run_batch(text: str, out: io.StringIO, **options: object) -> int:
     batch = Batch(
         parse_bridge_list(text.splitlines(keepends=True)),
+        BatchOptions(concurrency=4, timeout_s=SLOW_PROBE_TIMEOUT_S, **options),  # type: ignore[arg-type]
         redactor=Redactor(),
         out=LineWriter(out),
-        concurrency=4,
-        timeout_s=SLOW_PROBE_TIMEOUT_S,
-        **options,  # type: ignore[arg-type]
     )
     return asyncio.run(batch.run())
 

@@ -108,36 +108,42 @@ def read_lines(stream: TextIO) -> Iterator[str]:
         yield text
 
 
+@dataclass(frozen=True)
+class BatchOptions:
+    """What ``probe --file`` was asked for, besides the list itself."""
+
+    concurrency: int
+    json_output: bool = False
+    #: JSON Lines in input order (False: as each bridge finishes, ``--unordered``).
+    ordered: bool = True
+    #: ``--any``: success when at least one bridge passed.
+    any_passes: bool = False
+    #: Each bridge's own deadline.
+    timeout_s: float = PROBE_TIMEOUT_S
+    proxy: ProxyConfig | None = None
+
+
 class Batch:
     """One ``probe --file`` run over a parsed :class:`BridgeList`."""
 
     def __init__(
         self,
         bridges: BridgeList,
+        options: BatchOptions,
         *,
         redactor: Redactor,
         out: LineWriter,
-        json_output: bool = False,
-        ordered: bool = True,
-        any_passes: bool = False,
-        concurrency: int,
-        timeout_s: float = PROBE_TIMEOUT_S,
-        proxy: ProxyConfig | None = None,
     ) -> None:
         self.bridge_list = bridges
+        self.options = options
         self.redactor = redactor
         self.out = out
-        self.json_output = json_output
-        self.ordered = ordered
-        self.any_passes = any_passes
-        self.timeout_s = timeout_s
-        self.proxy = proxy
         self.counts = Counts(probed=len(bridges.bridges))
-        self._slots = asyncio.Semaphore(concurrency)
+        self._slots = asyncio.Semaphore(options.concurrency)
         self._outcomes: dict[int, _Outcome] = {}
         self._lines_of = Counter(e.bridge for e in bridges.entries if isinstance(e, Entry))
         #: Text output: live lines as bridges finish; JSON: input order unless --unordered.
-        self._order = ResultOrder(bridges, ordered=ordered and json_output)
+        self._order = ResultOrder(bridges, ordered=options.ordered and options.json_output)
         self._written = asyncio.Event()
         self._done = 0
         self._rows: dict[int, Row] = {}  # text mode: every line's row, for the table
@@ -152,9 +158,9 @@ class Batch:
                 group.create_task(self._probe(bridge))
         seconds = time.monotonic() - start
         exit_code = batch_exit_code(
-            self.counts.passed, self.counts.failed, any_passes=self.any_passes
+            self.counts.passed, self.counts.failed, any_passes=self.options.any_passes
         )
-        if self.json_output:
+        if self.options.json_output:
             self.out.write(format_json_summary(self.counts, exit_code, seconds))
         else:
             self.out.write("")
@@ -190,9 +196,9 @@ class Batch:
         probe = Probe(
             bridge.line,
             bridge.config,
-            timeout_s=self.timeout_s,
+            timeout_s=self.options.timeout_s,
             redactor=redactor,
-            proxy=self.proxy,
+            proxy=self.options.proxy,
         )
         try:
             return await probe.run()
@@ -216,7 +222,7 @@ class Batch:
         row = outcome.row
         if entry.duplicate_of is not None:
             row = for_line(row, entry.line_no, entry.duplicate_of)
-        if self.json_output:
+        if self.options.json_output:
             text = format_json_line(outcome.document, entry.line_no, entry.duplicate_of)
             self.out.write(outcome.redactor.scrub(text))
         self._finish_line(row)
@@ -225,7 +231,7 @@ class Batch:
             del self._outcomes[entry.bridge]
 
     def _write_bad(self, entry: BadLine) -> None:
-        if self.json_output:
+        if self.options.json_output:
             document = malformed_document(entry.error)
             self.out.write(self.redactor.scrub(format_json_line(document, entry.line_no)))
         self._finish_line(malformed_row(entry.line_no, self.redactor.scrub(entry.error)))
@@ -234,7 +240,7 @@ class Batch:
         """Count a line's outcome; in text mode, print its live line and keep its row."""
         self.counts.add(row)
         self._done += 1
-        if not self.json_output:
+        if not self.options.json_output:
             self._rows[row.line_no] = row
             self.out.write(format_live(row, self._done, len(self.bridge_list.entries)))
 
@@ -250,14 +256,9 @@ def _utf8(stream: TextIO) -> TextIO:
 
 def main(
     source: str,
+    options: BatchOptions,
     *,
     redactor: Redactor,
-    json_output: bool = False,
-    ordered: bool = True,
-    any_passes: bool = False,
-    concurrency: int,
-    timeout_s: float = PROBE_TIMEOUT_S,
-    proxy: ProxyConfig | None = None,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
 ) -> int:
@@ -278,17 +279,7 @@ def main(
         print(f"webtunnel-pt probe: no bridge lines in {name}", file=sys.stderr)
         return EXIT_USAGE
     out = LineWriter(stdout if stdout is not None else sys.stdout)
-    batch = Batch(
-        bridges,
-        redactor=redactor,
-        out=out,
-        json_output=json_output,
-        ordered=ordered,
-        any_passes=any_passes,
-        timeout_s=timeout_s,
-        concurrency=concurrency,
-        proxy=proxy,
-    )
+    batch = Batch(bridges, options, redactor=redactor, out=out)
     try:
         return asyncio.run(batch.run())
     except KeyboardInterrupt:
