@@ -27,7 +27,8 @@ from webtunnel_pt.errors import TlsError, UpgradeRejected, WebtunnelError
 from webtunnel_pt.outbound import tls_profiles
 from webtunnel_pt.pt.args import BridgeArgs
 from webtunnel_pt.webtunnel.bridge import bridge_config_from_args
-from webtunnel_pt.webtunnel.dial import DialOptions, Tunnel, chain_pin, dial_bridge
+from webtunnel_pt.webtunnel.dial import DialOptions, Tunnel, dial_bridge
+from webtunnel_pt.webtunnel.outer_tls import chain_pin
 from webtunnel_pt.webtunnel.servernames import RotationRegistry
 
 WAIT_S = 20.0

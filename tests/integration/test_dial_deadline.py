@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.secrets import secret_path
 from webtunnel_pt.errors import DialStage, HandshakeTimeout
-from webtunnel_pt.webtunnel import dial
+from webtunnel_pt.webtunnel import outer_tls
 from webtunnel_pt.webtunnel.client import open_tunnel
 from webtunnel_pt.webtunnel.dial import DialOptions
 
@@ -55,7 +55,7 @@ def test_tls_handshake_gets_what_is_left_of_the_dial(
     silent_port: int, monkeypatch: pytest.MonkeyPatch, utls: str
 ) -> None:
     given: list[float] = []
-    plain_open, openssl_open = asyncio.open_connection, dial.open_tls_connection
+    plain_open, openssl_open = asyncio.open_connection, outer_tls.open_tls_connection
 
     async def recording_open_connection(*args: Any, **kwargs: Any) -> Any:
         given.append(kwargs["ssl_handshake_timeout"])
@@ -66,7 +66,7 @@ def test_tls_handshake_gets_what_is_left_of_the_dial(
         return await openssl_open(*args, **kwargs)
 
     monkeypatch.setattr(asyncio, "open_connection", recording_open_connection)
-    monkeypatch.setattr(dial, "open_tls_connection", recording_open_tls)
+    monkeypatch.setattr(outer_tls, "open_tls_connection", recording_open_tls)
     lookups: list[str] = []
     bridge = {
         "url": f"https://bridge.test{secret_path()}",

@@ -29,7 +29,7 @@ from tests.support.record_hellos import load, record_curl, record_pt
 from tests.support.secrets import SecretPathServer, secret_path
 from tests.support.socks_client import recv_exactly, socks_connect
 from tests.support.upgrade_server import ScriptedWebServer
-from webtunnel_pt.webtunnel.dial import chain_pin
+from webtunnel_pt.webtunnel.outer_tls import chain_pin
 
 BUNDLED_OPENSSL = Binding.lib.OpenSSL_version_num()
 needs_pyopenssl = pytest.mark.skipif(

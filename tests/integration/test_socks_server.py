@@ -245,7 +245,7 @@ def test_bad_certificates_fail_closed(pki: Pki, kind: str) -> None:
 def test_cert_pin_replaces_ca_validation(pki: Pki) -> None:
     import trustme
 
-    from webtunnel_pt.webtunnel.dial import chain_pin
+    from webtunnel_pt.webtunnel.outer_tls import chain_pin
 
     ca = trustme.CA()  # not trusted by the PT
     leaf = ca.issue_cert("127.0.0.1")

@@ -74,6 +74,7 @@ IO = frozenset(
         "pt.managed",
         "webtunnel.__init__",
         "webtunnel.dial",
+        "webtunnel.outer_tls",
         "webtunnel.relay",
         "webtunnel.client",
         "outbound.__init__",

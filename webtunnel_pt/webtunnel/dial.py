@@ -9,16 +9,14 @@ the server sent right behind its ``101`` head are still in the reader, first in 
 
 Names (lyrebird 0.8): the SNI is ``servername=`` (the current name of its rotation,
 :mod:`webtunnel_pt.webtunnel.servernames`, which a failed TLS handshake or upgrade moves on) or
-the URL host; the certificate is checked against ``utls-authority=`` when given (the chain by
-the TLS stack, the name by :mod:`webtunnel_pt.outbound.certnames` after the handshake), else
-against the SNI; ``cert=`` replaces both checks; ``Host`` is always the URL host.
+the URL host; :mod:`webtunnel_pt.webtunnel.outer_tls` checks the certificate against
+``utls-authority=`` when given, else against the SNI, and ``cert=`` replaces both checks;
+``Host`` is always the URL host.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import ipaddress
 import logging
 import os
@@ -41,12 +39,10 @@ from webtunnel_pt.errors import (
     reply_for_os_error,
 )
 from webtunnel_pt.outbound import resolver
-from webtunnel_pt.outbound.certnames import check_certificate_name
 from webtunnel_pt.outbound.proxy_uri import ProxyConfig
-from webtunnel_pt.outbound.tls_profiles import OpenSSLContext, tls_context
-from webtunnel_pt.outbound.tls_transport import open_tls_connection
 from webtunnel_pt.socks.codes import authority
 from webtunnel_pt.webtunnel.bridge import BridgeConfig
+from webtunnel_pt.webtunnel.outer_tls import check_tls, open_stream
 from webtunnel_pt.webtunnel.servernames import (
     PROCESS_ROTATIONS,
     ROTATING_STAGES,
@@ -56,15 +52,6 @@ from webtunnel_pt.webtunnel.servernames import (
 from webtunnel_pt.webtunnel.upgrade import MAX_RESPONSE_HEAD_BYTES, UpgradeAccepted, UpgradeClient
 
 log = logging.getLogger(__name__)
-
-#: StreamReader limit: bounds one head line and, with flow control, the buffered bytes.
-STREAM_LIMIT_BYTES = 64 * 1024
-
-#: asyncio refuses a TLS handshake timeout of 0; the dial's deadline ends the wait anyway.
-MIN_HANDSHAKE_TIMEOUT_S = 0.001
-
-#: Value of _ssl.ENCODING_DER (private in 3.11; Certificate.public_bytes takes it).
-_ENCODING_DER = 2
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -132,30 +119,6 @@ def is_public(address: IPAddress) -> bool:
         or address.is_unspecified
         or address.is_reserved
     )
-
-
-def chain_pin(der_chain: list[bytes]) -> bytes:
-    """The official client's chain hash (``webtunnel-wire.md`` §4.3), leaf first."""
-    digest = hashlib.sha256(der_chain[0]).digest()
-    for der in der_chain[1:]:
-        digest = hashlib.sha256(digest + hashlib.sha256(der).digest()).digest()
-    return digest
-
-
-def _unverified_chain(ssl_object: Any) -> list[bytes]:
-    getter = getattr(ssl_object, "get_unverified_chain", None)
-    if getter is None:
-        getter = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
-    if getter is None:
-        raise TlsError("cert= pinning needs a Python whose ssl module exposes the peer chain")
-    chain = getter() or []
-    out = []
-    for cert in chain:
-        der = cert.public_bytes(_ENCODING_DER) if hasattr(cert, "public_bytes") else cert
-        out.append(bytes(der))
-    if not out:
-        raise TlsError("server sent no certificate")
-    return out
 
 
 async def _resolve(config: BridgeConfig, options: DialOptions, report: DialReport) -> list[str]:
@@ -278,17 +241,6 @@ async def _read_upgrade(reader: asyncio.StreamReader, client: UpgradeClient) -> 
             raise UpgradeError(f"response head exceeds {MAX_RESPONSE_HEAD_BYTES} bytes")
 
 
-def _tls_error(exc: BaseException, name: str) -> TlsError:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or getattr(exc, "reason", None) or "verification failed"
-        return TlsError(f"TLS certificate of {name} not accepted: {detail}")
-    if isinstance(exc, ssl.SSLError):
-        return TlsError(f"TLS handshake with {name} failed: {getattr(exc, 'reason', None) or exc}")
-    if isinstance(exc, ConnectionError | EOFError):
-        return TlsError(f"TLS handshake with {name} failed: connection closed")
-    return TlsError(f"TLS handshake with {name} failed: {exc}")
-
-
 async def _connect_via_proxy(
     proxy: ProxyConfig,
     config: BridgeConfig,
@@ -339,10 +291,11 @@ async def _dial(
     attempt.enter(DialStage.TLS_HANDSHAKE)
     mark = clock()
     report.server_name = attempt.server_name if config.use_tls else ""
-    reader, writer = await _open_stream(sock, config, attempt)
+    reader, writer = await open_stream(sock, config, attempt.server_name, attempt.deadline)
     try:
         if config.use_tls:
-            _check_tls(writer, config, report, attempt.server_name)
+            summary = check_tls(writer, config, attempt.server_name)
+            report.tls_version, report.tls_cipher, report.peer_certificate = summary
             report.timings["tls"] = clock() - mark
             log.debug(
                 "TLS %s %s with %s", report.tls_version, report.tls_cipher, attempt.server_name
@@ -363,76 +316,6 @@ async def _dial(
         writer.transport.abort()
         raise
     return Tunnel(reader, writer, report)
-
-
-def _other_name_to_verify(config: BridgeConfig, server_name: str) -> str | None:
-    """The name to check the certificate against ourselves, when it is not the SNI
-    (``utls-authority=``) and no pin replaces the check; else None (the TLS stack checks the
-    SNI, or the pin decides)."""
-    if not config.use_tls or config.cert_pin is not None or config.verify_name is None:
-        return None
-    return None if config.verify_name == server_name else config.verify_name
-
-
-async def _open_stream(
-    sock: socket.socket, config: BridgeConfig, attempt: _Attempt
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Wrap the connected socket in a stream: TLS with the bridge's profile, or plain. The
-    handshake gets what is left of the dial's budget; the dial's own deadline, which falls
-    first, reports the timeout."""
-    handshake_timeout = max(attempt.deadline.remaining(), MIN_HANDSHAKE_TIMEOUT_S)
-    name = attempt.server_name
-    check_hostname = _other_name_to_verify(config, name) is None
-    try:
-        ssl_ctx = (
-            tls_context(config.cert_pin is not None, config.tls_profile, check_hostname)
-            if config.use_tls
-            else None
-        )
-        if isinstance(ssl_ctx, OpenSSLContext):
-            return await open_tls_connection(
-                sock,
-                ssl_ctx,
-                name,
-                limit=STREAM_LIMIT_BYTES,
-                handshake_timeout_s=handshake_timeout,
-                check_hostname=check_hostname,
-            )
-        return await asyncio.open_connection(
-            sock=sock,
-            ssl=ssl_ctx,
-            server_hostname=name if ssl_ctx else None,
-            ssl_handshake_timeout=handshake_timeout if ssl_ctx else None,
-            limit=STREAM_LIMIT_BYTES,
-        )
-    except (ssl.SSLError, ConnectionError, EOFError) as exc:
-        sock.close()
-        raise _tls_error(exc, name) from exc
-    except BaseException:
-        sock.close()
-        raise
-
-
-def _check_tls(
-    writer: asyncio.StreamWriter, config: BridgeConfig, report: DialReport, server_name: str
-) -> None:
-    """Record what was negotiated; with ``cert=`` check the chain against the pin, with
-    ``utls-authority=`` the (verified) certificate's names against it."""
-    ssl_object = writer.get_extra_info("ssl_object")
-    report.tls_version = ssl_object.version()
-    cipher = ssl_object.cipher()
-    report.tls_cipher = cipher[0] if cipher else None
-    report.peer_certificate = ssl_object.getpeercert() or None
-    other_name = _other_name_to_verify(config, server_name)
-    if other_name is not None:
-        check_certificate_name(other_name, report.peer_certificate)
-    if config.cert_pin is not None:
-        pin = chain_pin(_unverified_chain(ssl_object))
-        if pin != config.cert_pin:
-            raise TlsError(
-                "TLS certificate chain does not match the cert= pin "
-                f"(server chain hashes to {base64.b64encode(pin).decode()})"
-            )
 
 
 def _rotation(config: BridgeConfig, options: DialOptions) -> ServerNameRotation | None:

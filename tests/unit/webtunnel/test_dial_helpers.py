@@ -1,4 +1,4 @@
-"""dial: the pure helpers chain_pin (webtunnel-wire.md §4.3), is_public (§3 step 3), the bind
+"""dial and outer_tls: the pure helpers chain_pin (webtunnel-wire.md §4.3), is_public (§3 step 3), the bind
 address per family and each TCP attempt's share of the dial's budget."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from webtunnel_pt.webtunnel.dial import (
     DialOptions,
     _attempt_timeout,
     _bind_address,
-    chain_pin,
     is_public,
 )
+from webtunnel_pt.webtunnel.outer_tls import chain_pin
 
 
 def sha256(data: bytes) -> bytes:
