@@ -1,6 +1,7 @@
 """How bytes leave this machine: DNS, upstream proxies and the outer TLS.
 
 utls.py (S)           utls= names -> ClientHello profile
+certnames.py (S)      a certificate's names against the name to verify (utls-authority=)
 proxy_uri.py (S)      the TOR_PT_PROXY grammar -> ProxyConfig (parsed by pt/env.py)
 http_connect.py (S)   the HTTP CONNECT client handshake (h11)
 proxy.py (S)          which client handshake for which proxy (SOCKS ones: socks/client.py)
