@@ -60,10 +60,16 @@ KNOWN_FLAGS = (
     "Authority BadExit Exit Fast Guard HSDir MiddleOnly NoEdConsensus Running Stable "
     "StaleDesc Sybil V2Dir Valid"
 )
-RELAY_PROTOCOLS = (
+RELAY_PROTOCOLS = (  # tor 0.4.9.11's pr line (tests/data/dir)
     "Conflux=1 Cons=1-2 Desc=1-4 DirCache=2 FlowCtrl=1-2 HSDir=2 HSIntro=4-5 HSRend=1-2 "
     "Link=3-5 LinkAuth=3 Microdesc=1-3 Padding=2 Relay=2-6"
 )
+#: A pr line per release series: the real network has a few dozen distinct ones, not one.
+_PROTOCOLS_BY_SERIES = {
+    "0.4.8": "Conflux=1 Cons=1-2 Desc=1-2 DirCache=2 FlowCtrl=1-2 HSDir=2 HSIntro=4-5 "
+    "HSRend=1-2 Link=1-5 LinkAuth=1,3 Microdesc=1-2 Padding=2 Relay=1-4",
+    "0.4.9": RELAY_PROTOCOLS,
+}
 _PROTOCOL_LINES = (
     "recommended-client-protocols Cons=2 Desc=2 DirCache=2 FlowCtrl=1-2 HSDir=2 HSIntro=4 "
     "HSRend=2 Link=4-5 Microdesc=2 Relay=2-4",
@@ -285,6 +291,7 @@ class FakeRelay:
     ipv6: str | None  # "[2001:db8::1]:443"
     flags: tuple[str, ...]  # sorted, as in the s line
     version: str  # "Tor 0.4.9.11"
+    protocols: str  # the pr line's value
     bandwidth: int  # kB/s
     unmeasured: bool
     family: tuple[str, ...]  # "$HEX" of every member, this relay included, sorted
@@ -310,7 +317,7 @@ class FakeRelay:
             f"m {self.microdesc_digest}\n",
             f"s {' '.join(self.flags)}\n",
             f"v {self.version}\n",
-            f"pr {RELAY_PROTOCOLS}\n",
+            f"pr {self.protocols}\n",
             f"w Bandwidth={self.bandwidth}{' Unmeasured=1' if self.unmeasured else ''}\n",
         ]
         return "".join(lines)
@@ -448,6 +455,7 @@ def make_relays(
             address = _ipv4(rng)
             dir_port = rng.choice([0, 0, 0, 80, 9030])
             nickname = _nickname(rng, i)
+        version = rng.choice(_VERSIONS)
         unmeasured = rng.random() < 0.05
         bandwidth = 20 if unmeasured else int(rng.lognormvariate(8, 1.6))
         relays.append(
@@ -461,7 +469,8 @@ def make_relays(
                 dir_port=dir_port,
                 ipv6=ipv6,
                 flags=_flags(rng, is_exit=is_exit, is_authority=is_authority),
-                version=f"Tor {rng.choice(_VERSIONS)}",
+                version=f"Tor {version}",
+                protocols=_PROTOCOLS_BY_SERIES[version[:5]],
                 bandwidth=bandwidth,
                 unmeasured=unmeasured,
                 family=family,
