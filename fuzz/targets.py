@@ -21,7 +21,7 @@ with atheris.instrument_imports():
     from webtunnel_pt.pt import env as pt_env
     from webtunnel_pt.socks import codes as socks_codes
     from webtunnel_pt.socks import server as socks
-    from webtunnel_pt.tor import cells, certs, descriptor_sig, directory
+    from webtunnel_pt.tor import cells, certs, descriptor_sig, directory, netdoc
     from webtunnel_pt.webtunnel import bridge, upgrade
 
 
@@ -163,12 +163,24 @@ def fuzz_directory(data: bytes) -> None:
         pass
 
 
+def fuzz_netdoc(data: bytes) -> None:
+    try:
+        items = netdoc.parse_items(data)
+    except WebtunnelError:
+        return
+    # What parses tiles the input exactly: the offsets are what signature checks hash.
+    assert b"".join(data[item.start : item.end] for item in items) == data
+    if items:
+        netdoc.split_documents(items, items[0].keyword)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "proxy_uri": fuzz_proxy_uri,
     "proxy": fuzz_proxy_handshakes,
     "cells": fuzz_cells,
     "certs": fuzz_certs,
     "directory": fuzz_directory,
+    "netdoc": fuzz_netdoc,
     "args": fuzz_args,
     "socks": fuzz_socks,
     "upgrade": fuzz_upgrade,

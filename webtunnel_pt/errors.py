@@ -26,7 +26,8 @@ severities.
     │        │  └─ IdentityMismatch         relay identity is not the bridge line's fingerprint
     │        ├─ CircuitHandshakeError       CREATED_FAST key hash wrong (§5)
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
-    │           └─ DescriptorSignatureError a descriptor signature or its signing cert fails
+    │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
+    │           └─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
     ├─ BridgeConnectError (also ConnectionError)
     │  ├─ BridgeUnreachable                 DNS or TCP failed (carries the SOCKS reply)
     │  │  └─ ProxyError                     the bridge could not be reached through TOR_PT_PROXY
@@ -258,6 +259,11 @@ class DirectoryError(LinkProtocolError):
 class DescriptorSignatureError(DirectoryError):
     """A server-descriptor signature is missing, misplaced or does not verify, or the
     ``identity-ed25519`` certificate that vouches for the Ed25519 signing key is bad or expired."""
+
+
+class NetdocError(DirectoryError):
+    """A network document (consensus, microdescriptor, key certificate) does not follow the
+    document meta-format of dir-spec §1.2, or is over its size bounds."""
 
 
 class InnerTlsError(TlsError):
