@@ -28,7 +28,8 @@ severities.
     │        ├─ CircuitHandshakeError       CREATED_FAST key hash wrong (§5)
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
     │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
-    │           └─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
+    │           ├─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
+    │           └─ KeyCertificateError      an authority key certificate is bad (dir-spec §3.1)
     ├─ BridgeConnectError (also ConnectionError)
     │  ├─ BridgeUnreachable                 DNS or TCP failed (carries the SOCKS reply)
     │  │  └─ ProxyError                     the bridge could not be reached through TOR_PT_PROXY
@@ -270,6 +271,12 @@ class DescriptorSignatureError(DirectoryError):
 class NetdocError(DirectoryError):
     """A network document (consensus, microdescriptor, key certificate) does not follow the
     document meta-format of dir-spec §1.2, or is over its size bounds."""
+
+
+class KeyCertificateError(DirectoryError):
+    """An authority key certificate does not parse, is not signed by its identity key, its
+    signing key does not cross-certify that identity, it is outside its validity window, or it
+    is not the configured authority's (dir-spec §3.1)."""
 
 
 class InnerTlsError(TlsError):
