@@ -74,6 +74,9 @@ def test_two_concatenated_certificates_of_one_authority() -> None:
     assert first.signing_key_digest != second.signing_key_digest
     assert second.dir_address is None
     assert parse_key_certificates(b"") == []
+    # Empty lines between documents are allowed by the meta-format and belong to neither.
+    spaced = parse_key_certificates(GENCERT + b"\n" + GENCERT_2 + b"\n")
+    assert [c.raw for c in spaced] == [GENCERT, GENCERT_2]
 
 
 def test_tor_gencert_certificate_every_signed_byte_matters() -> None:
