@@ -20,9 +20,9 @@ signature covers the bytes as received, so nothing is normalised):
   item, so the items' spans cover everything but them.
 - A keyword is ``[A-Za-z0-9][A-Za-z0-9-]*`` (dir-spec: KeywordStart, KeywordChar) and starts
   the line: no leading whitespace.
-- Keyword lines hold nothing but printable ASCII (0x20-0x7E) and tab (dir-spec §1.2:
-  ArgumentChar is "any graphical printing ASCII character", WS is spaces and tabs); refusing
-  the rest keeps the arguments plain ``str`` with no decoding choices.
+- The document holds nothing but printable ASCII (0x20-0x7E), tab and newline (dir-spec
+  §1.2: ArgumentChar is "any graphical printing ASCII character", WS is spaces and tabs);
+  refusing the rest keeps the arguments plain ``str`` with no decoding choices.
 - Arguments are split on runs of spaces and tabs; trailing whitespace is tolerated (tor's
   tokenizer does), and yields no empty argument.
 - An object's BEGIN and END labels are the same sequence of keywords joined by single spaces
