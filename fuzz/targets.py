@@ -21,7 +21,15 @@ with atheris.instrument_imports():
     from webtunnel_pt.pt import env as pt_env
     from webtunnel_pt.socks import codes as socks_codes
     from webtunnel_pt.socks import server as socks
-    from webtunnel_pt.tor import cells, certs, descriptor_sig, directory
+    from webtunnel_pt.tor import (
+        authorities,
+        cells,
+        certs,
+        descriptor_sig,
+        directory,
+        keycert,
+        netdoc,
+    )
     from webtunnel_pt.webtunnel import bridge, upgrade
 
 
@@ -163,12 +171,42 @@ def fuzz_directory(data: bytes) -> None:
         pass
 
 
+def fuzz_netdoc(data: bytes) -> None:
+    try:
+        items = netdoc.parse_items(data)
+    except WebtunnelError:
+        return
+    # The items cover the input in order, but for empty lines: the offsets are what signature
+    # checks hash.
+    pos = 0
+    for item in items:
+        assert pos <= item.start < item.end
+        assert data[pos : item.start].strip(b"\n") == b""
+        pos = item.end
+    assert data[pos:].strip(b"\n") == b""
+    if items:
+        netdoc.split_documents(items, items[0].keyword)
+
+
+def fuzz_keycert(data: bytes) -> None:
+    try:
+        keycert.parse_key_certificates(data)
+    except WebtunnelError:
+        pass
+    try:
+        authorities.parse_dir_authority(data.decode("utf-8", "surrogatepass"))
+    except (WebtunnelError, UnicodeDecodeError):
+        pass
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "proxy_uri": fuzz_proxy_uri,
     "proxy": fuzz_proxy_handshakes,
     "cells": fuzz_cells,
     "certs": fuzz_certs,
     "directory": fuzz_directory,
+    "netdoc": fuzz_netdoc,
+    "keycert": fuzz_keycert,
     "args": fuzz_args,
     "socks": fuzz_socks,
     "upgrade": fuzz_upgrade,

@@ -5,7 +5,8 @@ severities.
     ├─ ConfigError                          bad TOR_PT_* environment or command line
     │  ├─ VersionError                      no common managed-proxy version (VERSION-ERROR)
     │  ├─ EnvError                          malformed TOR_PT_* variable (ENV-ERROR)
-    │  └─ ProxyConfigError                  TOR_PT_PROXY refused (PROXY-ERROR)
+    │  ├─ ProxyConfigError                  TOR_PT_PROXY refused (PROXY-ERROR)
+    │  └─ DirAuthorityError                 a DirAuthority line does not parse
     ├─ BridgeArgsError (also ValueError)    bad bridge arguments: url=, servername=, addr=, ...
     │  └─ ArgsError                         the k=v;k=v string itself does not parse
     ├─ ClientGone (also ConnectionError)    tor hung up before its tunnel was ready
@@ -26,7 +27,9 @@ severities.
     │        │  └─ IdentityMismatch         relay identity is not the bridge line's fingerprint
     │        ├─ CircuitHandshakeError       CREATED_FAST key hash wrong (§5)
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
-    │           └─ DescriptorSignatureError a descriptor signature or its signing cert fails
+    │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
+    │           ├─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
+    │           └─ KeyCertificateError      an authority key certificate is bad (dir-spec §3.1)
     ├─ BridgeConnectError (also ConnectionError)
     │  ├─ BridgeUnreachable                 DNS or TCP failed (carries the SOCKS reply)
     │  │  └─ ProxyError                     the bridge could not be reached through TOR_PT_PROXY
@@ -101,6 +104,11 @@ class EnvError(ConfigError):
 
 class ProxyConfigError(ConfigError):
     """TOR_PT_PROXY is malformed or names an unsupported proxy."""
+
+
+class DirAuthorityError(ConfigError):
+    """A torrc-style ``DirAuthority`` line given by the user does not parse, or names no v3
+    authority (webtunnel_pt.tor.authorities)."""
 
 
 class BridgeArgsError(WebtunnelError, ValueError):
@@ -258,6 +266,17 @@ class DirectoryError(LinkProtocolError):
 class DescriptorSignatureError(DirectoryError):
     """A server-descriptor signature is missing, misplaced or does not verify, or the
     ``identity-ed25519`` certificate that vouches for the Ed25519 signing key is bad or expired."""
+
+
+class NetdocError(DirectoryError):
+    """A network document (consensus, microdescriptor, key certificate) does not follow the
+    document meta-format of dir-spec §1.2, or is over its size bounds."""
+
+
+class KeyCertificateError(DirectoryError):
+    """An authority key certificate does not parse, is not signed by its identity key, its
+    signing key does not cross-certify that identity, it is outside its validity window, or it
+    is not the configured authority's (dir-spec §3.1)."""
 
 
 class InnerTlsError(TlsError):

@@ -10,6 +10,9 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     relay_crypto.py  AES-128-CTR + running SHA-1 per hop (§7.2, §7.3)
     circuit.py       circuit ids, relay streams, BEGIN_DIR, DATA, END, SENDME (§4.5, §8)
     directory.py     HTTP/1.0 over a directory stream and the bridge server descriptor (§10)
+    netdoc.py        network-document tokenizer: keyword lines, objects, offsets (dir-spec §1.2)
+    authorities.py   the built-in v3 directory authorities and DirAuthority lines (dir-spec §3)
+    keycert.py       authority key certificates: parse, signatures, validity (dir-spec §3.1)
 
 asyncio glue::
 
