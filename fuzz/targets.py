@@ -9,6 +9,7 @@ Each target feeds arbitrary bytes to a sans-I/O core. Anything but the package's
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable
 
@@ -21,7 +22,15 @@ with atheris.instrument_imports():
     from webtunnel_pt.pt import env as pt_env
     from webtunnel_pt.socks import codes as socks_codes
     from webtunnel_pt.socks import server as socks
-    from webtunnel_pt.tor import cells, certs, descriptor_sig, directory, netdoc
+    from webtunnel_pt.tor import (
+        cells,
+        certs,
+        consensus,
+        descriptor_sig,
+        directory,
+        microdesc,
+        netdoc,
+    )
     from webtunnel_pt.webtunnel import bridge, upgrade
 
 
@@ -174,6 +183,35 @@ def fuzz_netdoc(data: bytes) -> None:
         netdoc.split_documents(items, items[0].keyword)
 
 
+def fuzz_consensus(data: bytes) -> None:
+    """Parse as a microdesc consensus; the header line is prepended half the time so the
+    fuzzer reaches the sections behind it sooner."""
+    if data[:1] == b"+":
+        data = b"network-status-version 3 microdesc\n" + data[1:]
+    try:
+        parsed = consensus.parse_consensus(data)
+    except WebtunnelError:
+        return
+    assert parsed.signatures and parsed.valid_after < parsed.fresh_until <= parsed.valid_until
+    identities = [router.identity for router in parsed.routers]
+    assert identities == sorted(set(identities))
+
+
+def fuzz_microdesc(data: bytes) -> None:
+    """Parse as a microdescriptor response wanting the digest of the whole input (so a lone
+    microdescriptor is kept); whatever is kept must carry a wanted digest."""
+    wanted = {hashlib.sha256(data).digest()}
+    try:
+        batch = microdesc.parse_microdescs(data, wanted)
+    except WebtunnelError:
+        return
+    assert all(md.digest in wanted for md in batch.microdescs)
+    try:
+        microdesc.parse_microdesc(data)
+    except WebtunnelError:
+        pass
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "proxy_uri": fuzz_proxy_uri,
     "proxy": fuzz_proxy_handshakes,
@@ -181,6 +219,8 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "certs": fuzz_certs,
     "directory": fuzz_directory,
     "netdoc": fuzz_netdoc,
+    "consensus": fuzz_consensus,
+    "microdesc": fuzz_microdesc,
     "args": fuzz_args,
     "socks": fuzz_socks,
     "upgrade": fuzz_upgrade,
