@@ -5,7 +5,8 @@ severities.
     ├─ ConfigError                          bad TOR_PT_* environment or command line
     │  ├─ VersionError                      no common managed-proxy version (VERSION-ERROR)
     │  ├─ EnvError                          malformed TOR_PT_* variable (ENV-ERROR)
-    │  └─ ProxyConfigError                  TOR_PT_PROXY refused (PROXY-ERROR)
+    │  ├─ ProxyConfigError                  TOR_PT_PROXY refused (PROXY-ERROR)
+    │  └─ DirAuthorityError                 a DirAuthority line does not parse
     ├─ BridgeArgsError (also ValueError)    bad bridge arguments: url=, servername=, addr=, ...
     │  └─ ArgsError                         the k=v;k=v string itself does not parse
     ├─ ClientGone (also ConnectionError)    tor hung up before its tunnel was ready
@@ -108,6 +109,11 @@ class EnvError(ConfigError):
 
 class ProxyConfigError(ConfigError):
     """TOR_PT_PROXY is malformed or names an unsupported proxy."""
+
+
+class DirAuthorityError(ConfigError):
+    """A torrc-style ``DirAuthority`` line given by the user does not parse, or names no v3
+    authority (webtunnel_pt.tor.authorities)."""
 
 
 class BridgeArgsError(WebtunnelError, ValueError):
