@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from webtunnel_pt.errors import ConsensusError
 from webtunnel_pt.tor import docfields as f
@@ -40,6 +41,9 @@ MAX_AUTHORITIES = 32
 MAX_KNOWN_FLAGS = 64
 #: ``a`` lines per router entry: tor publishes at most one; a few spare for future use.
 MAX_ALT_ADDRESSES = 4
+#: Distinct ``s`` and ``pr`` lines remembered while parsing (relays share a few hundred at
+#: most); parsing each distinct line once is most of the router section's speed.
+MAX_MEMO_ENTRIES = 4096
 #: Bytes of an RSA signature: authorities sign with 2,048-bit keys; 4,096-bit ones fit.
 MAX_SIGNATURE_BYTES = 512
 
@@ -228,6 +232,40 @@ def _authorities(block: Sequence[NetdocItem]) -> DirSource:
     )
 
 
+class _Memo:
+    """Parsed ``s`` and ``pr`` lines by their arguments, shared between router entries (the
+    values are immutable), bounded by :data:`MAX_MEMO_ENTRIES` each."""
+
+    def __init__(self, known_flags: frozenset[str]) -> None:
+        self.known_flags = known_flags
+        self.flags: dict[tuple[str, ...], frozenset[str]] = {}
+        self.protocols: dict[tuple[str, ...], Mapping[str, frozenset[int]]] = {}
+
+    def flag_set(self, item: NetdocItem) -> frozenset[str]:
+        args = _args(item, 0, MAX_KNOWN_FLAGS)
+        flags = self.flags.get(args)
+        if flags is None:
+            flags = frozenset(args)
+            if not flags <= self.known_flags:
+                raise ConsensusError("router entry has a flag not in known-flags")
+            if len(self.flags) < MAX_MEMO_ENTRIES:
+                self.flags[args] = flags
+        return flags
+
+    def protocol_map(self, item: NetdocItem) -> Mapping[str, frozenset[int]]:
+        args = _args(item, 0, f.MAX_PROTOCOLS)
+        protocols = self.protocols.get(args)
+        if protocols is None:
+            parsed = f.parse_protocols(args, "router pr", ConsensusError)
+            protocols = MappingProxyType(parsed)
+            if len(self.protocols) < MAX_MEMO_ENTRIES:
+                self.protocols[args] = protocols
+        return protocols
+
+
+_NO_PROTOCOLS: Mapping[str, frozenset[int]] = MappingProxyType({})
+
+
 def _weights(item: NetdocItem) -> tuple[int | None, int | None, bool]:
     pairs = f.parse_int_pairs(item.args, "consensus w line", ConsensusError)
     bandwidth, measured = pairs.get("Bandwidth"), pairs.get("Measured")
@@ -236,7 +274,7 @@ def _weights(item: NetdocItem) -> tuple[int | None, int | None, bool]:
     return bandwidth, measured, pairs.get("Unmeasured", 0) == 1
 
 
-def _router(block: Sequence[NetdocItem], known_flags: frozenset[str]) -> RouterStatus:
+def _router(block: Sequence[NetdocItem], memo: _Memo) -> RouterStatus:
     nickname, identity, day, clock, address, or_port, dir_port = _args(block[0], 7)
     once: dict[str, NetdocItem] = {}
     ipv6: list[tuple[str, int]] = []
@@ -252,18 +290,14 @@ def _router(block: Sequence[NetdocItem], known_flags: frozenset[str]) -> RouterS
     for required in ("s", "m"):
         if required not in once:
             raise ConsensusError(f"router entry {nickname[:19]!r} has no {required!r} line")
-    flags = frozenset(_args(once["s"], 0, MAX_KNOWN_FLAGS))
-    if not flags <= known_flags:
-        raise ConsensusError("router entry has a flag not in known-flags")
+    flags = memo.flag_set(once["s"])
     # The microdesc flavour's m line is the digest alone (method >= 13 drops the method list).
     digest = f.b64_fixed(_args(once["m"], 1)[0], 32, "router m digest", ConsensusError)
     bandwidth, measured, unmeasured = _weights(once["w"]) if "w" in once else (None, None, False)
     policy = None
     if "p" in once:
         policy = f.parse_port_policy(_args(once["p"], 2), "router p line", ConsensusError)
-    protocols: Mapping[str, frozenset[int]] = {}
-    if "pr" in once:
-        protocols = f.parse_protocols(_args(once["pr"], 0, 64), "router pr", ConsensusError)
+    protocols = memo.protocol_map(once["pr"]) if "pr" in once else _NO_PROTOCOLS
     version = " ".join(_args(once["v"], 0, 16)) if "v" in once else None
     if not 1 <= len(nickname) <= 19 or not nickname.isascii() or not nickname.isalnum():
         raise ConsensusError("router nickname is not 1-19 alphanumeric characters")
@@ -347,6 +381,7 @@ def parse_consensus(document: bytes) -> Consensus:
     weights: dict[str, int] = {}
     signatures: list[DirectorySignature] = []
     known_flags: frozenset[str] = frozenset()
+    memo = _Memo(known_flags)
     for block in _blocks(items):
         opener = block[0].keyword if block else ""
         if opener in ("", "network-status-version"):
@@ -358,6 +393,7 @@ def parse_consensus(document: bytes) -> Consensus:
             if "vote-status" not in header.seen:
                 raise ConsensusError("consensus header lacks vote-status")
             known_flags = header.known_flags
+            memo = _Memo(known_flags)
         elif opener == "dir-source":
             if len(dir_sources) >= MAX_AUTHORITIES:
                 raise ConsensusError(f"consensus has more than {MAX_AUTHORITIES} dir-sources")
@@ -365,7 +401,7 @@ def parse_consensus(document: bytes) -> Consensus:
         elif opener == "r":
             if len(routers) >= MAX_ROUTERS:
                 raise ConsensusError(f"consensus lists more than {MAX_ROUTERS} relays")
-            router = _router(block, known_flags)
+            router = _router(block, memo)
             if routers and router.identity <= routers[-1].identity:
                 raise ConsensusError("router entries are not sorted by identity, or repeat")
             routers.append(router)

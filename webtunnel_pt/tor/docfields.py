@@ -38,6 +38,8 @@ _TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})")
 _KEYWORD_VALUE = re.compile(r"([A-Za-z0-9_.-]{1,64})=(-?\d{1,10})")
 _PROTO_NAME = re.compile(r"[A-Za-z0-9-]{1,32}")
 _RANGE = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 _IPV6_PORT = re.compile(r"\[([0-9A-Fa-f:.]{2,45})\]:(\d{1,5})")
 _B64_TEXT = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
@@ -93,11 +95,10 @@ def parse_port(text: str, what: str, error: type[DirectoryError], *, allow_zero:
 
 
 def parse_ipv4(text: str, what: str, error: type[DirectoryError]) -> str:
-    """A dotted-quad IPv4 address, returned in its canonical form."""
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError as exc:
-        raise error(f"{what} is not an IPv4 address") from exc
+    """A dotted-quad IPv4 address (no leading zeros, so the text is already canonical)."""
+    if _IPV4.fullmatch(text) is None:
+        raise error(f"{what} is not an IPv4 address")
+    return text
 
 
 def parse_ipv6_port(text: str, what: str, error: type[DirectoryError]) -> tuple[str, int]:
@@ -106,10 +107,12 @@ def parse_ipv6_port(text: str, what: str, error: type[DirectoryError]) -> tuple[
     if match is None:
         raise error(f"{what} is not [IPv6]:port")
     try:
-        address = ipaddress.IPv6Address(match.group(1))
+        ipaddress.IPv6Address(match.group(1))
     except ValueError as exc:
         raise error(f"{what} is not an IPv6 address") from exc
-    return str(address), parse_port(match.group(2), what, error, allow_zero=False)
+    # Kept as written (validated): the canonical text costs more than the whole rest of the
+    # entry, and a user of the address packs it anyway.
+    return match.group(1), parse_port(match.group(2), what, error, allow_zero=False)
 
 
 def parse_int_pairs(args: Sequence[str], what: str, error: type[DirectoryError]) -> dict[str, int]:
