@@ -112,8 +112,8 @@ def microdesc(
     ntor = hashlib.sha256(b"ntor%d" % seed).digest()
     ed = hashlib.sha256(b"ed%d" % seed).digest()
     lines = []
-    if tap:
-        lines.append("onion-key\n" + pem("RSA PUBLIC KEY", hashlib.sha512(b"%d" % seed).digest()))
+    tap_key = pem("RSA PUBLIC KEY", hashlib.sha512(b"%d" % seed).digest()) if tap else ""
+    lines.append("onion-key\n" + tap_key)
     lines.append(f"ntor-onion-key {b64(ntor)}\n")
     if family is not None:
         lines.append(f"family {family}\n")

@@ -4,16 +4,17 @@ to a relay, fetched in batches from ``/tor/micro/d/<digest>-<digest>...``.
     parse_microdescs(response, wanted) -> MicrodescBatch   the wanted ones, and a discard count
     parse_microdesc(text)              -> Microdescriptor  one, as a whole
 
-A response holds microdescriptors back to back. Each starts at its ``onion-key`` line, or, for
-those without the obsolete TAP key (tor ≥ 0.4.9, proposal 350), at its ``ntor-onion-key`` line;
-it runs up to the start of the next one or the end of the response. Its digest is the SHA-256
+A response holds microdescriptors back to back. Each starts at its ``onion-key`` line ("exactly
+once, at start": the line stays even where the obsolete TAP key under it is gone, tor ≥ 0.4.9,
+proposal 350) and runs up to the next one's or the end of the response. Its digest is the SHA-256
 of exactly those bytes, and a microdescriptor counts only if that digest is one the consensus
 lists (an ``m`` line; ``wanted`` here). Anything else, and any wanted microdescriptor that does
 not parse, is discarded and counted, never raised: the relay then lacks a microdescriptor.
 
 Lines read: ``ntor-onion-key`` (exactly once, 32 bytes), ``a``, ``family``, ``family-ids``,
-``p``, ``p6``, ``id ed25519`` / ``id rsa1024`` (each key type at most once); ``onion-key`` is
-allowed and ignored. Unknown keywords are skipped (dir-spec §1.2). Sans-I/O.
+``p``, ``p6``, ``id ed25519`` / ``id rsa1024`` (each key type at most once); the TAP key under
+``onion-key``, when present, must be labelled RSA PUBLIC KEY and is otherwise ignored. Unknown
+keywords are skipped (dir-spec §1.2). Sans-I/O.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ MAX_FAMILY_MEMBERS = 2048
 #: ``a`` lines in one microdescriptor: tor writes at most one.
 MAX_ALT_ADDRESSES = 4
 
-_STARTS = frozenset({"onion-key", "ntor-onion-key"})
 _ONCE = frozenset({"onion-key", "ntor-onion-key", "family", "family-ids", "p", "p6"})
 
 
@@ -63,28 +63,17 @@ class MicrodescBatch:
 
 
 def split_microdescs(items: Sequence[NetdocItem]) -> list[list[NetdocItem]]:
-    """Group a response's items into microdescriptors.
-
-    A new one starts at ``onion-key``, and at ``ntor-onion-key`` unless the current one has
-    an ``onion-key`` and no ``ntor-onion-key`` yet. Items before the first start are refused.
-    """
+    """Group a response's items into microdescriptors, each starting at its ``onion-key``."""
     groups: list[list[NetdocItem]] = []
-    has_ntor = False
     for item in items:
-        starts = item.keyword == "onion-key" or (
-            item.keyword == "ntor-onion-key"
-            and (has_ntor or not groups or groups[-1][0].keyword != "onion-key")
-        )
-        if starts:
+        if item.keyword == "onion-key":
             if len(groups) >= MAX_MICRODESCS:
                 raise MicrodescError(f"response holds more than {MAX_MICRODESCS} microdescs")
             groups.append([item])
-            has_ntor = item.keyword == "ntor-onion-key"
         elif not groups:
             raise MicrodescError(f"microdescriptor starts with {item.keyword[:32]!r}")
         else:
             groups[-1].append(item)
-            has_ntor = has_ntor or item.keyword == "ntor-onion-key"
     return groups
 
 
@@ -121,9 +110,10 @@ def _read(items: Sequence[NetdocItem], digest: bytes) -> Microdescriptor:
             if key_type in ids:
                 raise MicrodescError(f"microdesc repeats 'id {key_type[:16]}'")
             ids[key_type] = value
-    if "onion-key" in once and once["onion-key"].obj is not None:
-        if once["onion-key"].obj.label != "RSA PUBLIC KEY":
-            raise MicrodescError("microdesc onion-key object is not an RSA PUBLIC KEY")
+    tap = items[0].obj
+    _args(items[0], 0, 0)
+    if tap is not None and tap.label != "RSA PUBLIC KEY":
+        raise MicrodescError("microdesc onion-key object is not an RSA PUBLIC KEY")
     if "ntor-onion-key" not in once:
         raise MicrodescError("microdesc has no ntor-onion-key")
     ntor_arg = _args(once["ntor-onion-key"], 1, 1)[0]

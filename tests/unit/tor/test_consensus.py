@@ -351,3 +351,15 @@ def test_no_change_to_the_signed_bytes_verifies(offset: int, flip: int) -> None:
         return
     assert offset >= SIGNED_END  # only the signature items can change and still verify
     assert verified.consensus.routers == parse_consensus(DOC).routers
+
+
+def test_the_line_memo_changes_nothing_but_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = parse_consensus(DOC)
+    assert shared.routers[0].flags is shared.routers[1].flags
+    monkeypatch.setattr(consensus_mod, "MAX_MEMO_ENTRIES", 0)
+    unshared = parse_consensus(DOC)
+    assert unshared.routers == shared.routers
+    assert unshared.routers[0].flags is not unshared.routers[1].flags
+    bad = mutate(b"s Fast Running Stable Valid\nv", b"s Fast Running Stable Valid Bogus\nv")
+    with pytest.raises(ConsensusError, match="not in known-flags"):
+        parse_consensus(bad)

@@ -20,6 +20,7 @@ from webtunnel_pt.tor.microdesc import parse_microdesc, parse_microdescs
 NTOR = bytes(range(32))
 ED = bytes(range(32, 64))
 TEXT = (
+    b"onion-key\n"
     b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n"
     b"a [2001:db8::7]:443\n"
     b"family $0123456789ABCDEF0123456789ABCDEF01234567 other\n"
@@ -46,7 +47,7 @@ def test_parses_every_line_of_one_microdesc() -> None:
 
 
 def test_defaults_reject_every_port() -> None:
-    md = parse_microdesc(b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n")
+    md = parse_microdesc(b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n")
     assert (md.policy, md.policy6, md.ed25519_id, md.family) == (
         REJECT_ALL,
         REJECT_ALL,
@@ -80,7 +81,7 @@ def test_each_digest_covers_exactly_its_own_bytes() -> None:
     assert batch.discarded == 1
 
 
-def test_without_tap_keys_each_ntor_line_starts_one() -> None:
+def test_without_tap_keys_each_bare_onion_key_line_starts_one() -> None:
     micros = [nd.microdesc(i, tap=False) for i in range(3)]
     batch = parse_microdescs(b"".join(m.text for m in micros), [m.digest for m in micros])
     assert len(batch.microdescs) == 3 and batch.discarded == 0
@@ -97,16 +98,18 @@ def test_repeats_and_malformed_wanted_ones_are_discarded() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd\n",  # 29 bytes
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 x\n",
+        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",  # no onion-key line
+        b"onion-key x\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd\n",  # 29 bytes
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8 x\n",
         b"onion-key\nfamily x\n",  # no ntor-onion-key
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np accept 0\n",
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np accept 90,80\n",
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np accept 80-90,85\n",
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np allow 80\n",
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np6 accept 65536\n",
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\na 1.2.3.4:5\n",
-        b"ntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\nid ed25519 AAAA\n",
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np accept 0\n",
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np accept 90,80\n",
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np accept 80-90,85\n",
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np allow 80\n",
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\np6 accept 65536\n",
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\na 1.2.3.4:5\n",
+        b"onion-key\nntor-onion-key AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\nid ed25519 AAAA\n",
         TEXT + b"id ed25519 ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8\n",
         TEXT + b"family again\n",
         b"family x\n" + TEXT,  # bytes before the first start line
@@ -169,7 +172,7 @@ def test_port_policy_matches_a_set(ports: list[int], accept: bool) -> None:
 @given(st.binary(max_size=1024), st.lists(st.binary(min_size=32, max_size=32), max_size=3))
 @settings(max_examples=300)
 def test_arbitrary_bytes_raise_only_directory_errors(data: bytes, wanted: list[bytes]) -> None:
-    for text in (data, b"ntor-onion-key " + data, TEXT + data):
+    for text in (data, b"onion-key\nntor-onion-key " + data, TEXT + data):
         try:
             batch = parse_microdescs(text, wanted)
         except DirectoryError:
