@@ -23,11 +23,13 @@ with atheris.instrument_imports():
     from webtunnel_pt.socks import codes as socks_codes
     from webtunnel_pt.socks import server as socks
     from webtunnel_pt.tor import (
+        authorities,
         cells,
         certs,
         consensus,
         descriptor_sig,
         directory,
+        keycert,
         microdesc,
         netdoc,
     )
@@ -183,6 +185,17 @@ def fuzz_netdoc(data: bytes) -> None:
         netdoc.split_documents(items, items[0].keyword)
 
 
+def fuzz_keycert(data: bytes) -> None:
+    try:
+        keycert.parse_key_certificates(data)
+    except WebtunnelError:
+        pass
+    try:
+        authorities.parse_dir_authority(data.decode("utf-8", "surrogatepass"))
+    except (WebtunnelError, UnicodeDecodeError):
+        pass
+
+
 def fuzz_consensus(data: bytes) -> None:
     """Parse as a microdesc consensus; the header line is prepended half the time so the
     fuzzer reaches the sections behind it sooner."""
@@ -219,6 +232,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "certs": fuzz_certs,
     "directory": fuzz_directory,
     "netdoc": fuzz_netdoc,
+    "keycert": fuzz_keycert,
     "consensus": fuzz_consensus,
     "microdesc": fuzz_microdesc,
     "args": fuzz_args,

@@ -29,6 +29,7 @@ severities.
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
     │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
     │           ├─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
+    │           ├─ KeyCertificateError      an authority key certificate is bad (dir-spec §3.1)
     │           ├─ ConsensusError           a microdesc consensus does not parse (§10.2)
     │           ├─ ConsensusSignatureError  too few configured authorities signed it validly
     │           ├─ ConsensusNotLive         outside its lifetime at "now"
@@ -276,6 +277,12 @@ class DescriptorSignatureError(DirectoryError):
 class NetdocError(DirectoryError):
     """A network document (consensus, microdescriptor, key certificate) does not follow the
     document meta-format of dir-spec §1.2, or is over its size bounds."""
+
+
+class KeyCertificateError(DirectoryError):
+    """An authority key certificate does not parse, is not signed by its identity key, its
+    signing key does not cross-certify that identity, it is outside its validity window, or it
+    is not the configured authority's (dir-spec §3.1)."""
 
 
 # -- consensus and microdescriptors (webtunnel_pt.tor.consensus, .consensus_verify, .microdesc) --

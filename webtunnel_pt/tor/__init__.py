@@ -12,6 +12,7 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     directory.py     HTTP/1.0 over a directory stream and the bridge server descriptor (§10)
     netdoc.py        network-document tokenizer: keyword lines, objects, offsets (dir-spec §1.2)
     authorities.py   the built-in v3 directory authorities and DirAuthority lines (dir-spec §3)
+    keycert.py       authority key certificates: parse, signatures, validity (dir-spec §3.1)
     docfields.py     field grammars shared by consensus and microdescs: base64, times, p, pr
     consensus.py     the microdesc consensus: header, dir-sources, router entries, footer (§10.2)
     consensus_verify.py  authority signatures (> half of those configured) and liveness
