@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import dirauth
 from tests.support import netdocs as nd
 from webtunnel_pt.errors import (
     ConsensusError,
@@ -20,6 +21,7 @@ from webtunnel_pt.errors import (
     NetdocError,
 )
 from webtunnel_pt.tor import consensus as consensus_mod
+from webtunnel_pt.tor.authorities import parse_dir_authority
 from webtunnel_pt.tor.consensus import Consensus, parse_consensus
 from webtunnel_pt.tor.consensus_verify import (
     ALLOWED_SKEW_S,
@@ -29,6 +31,7 @@ from webtunnel_pt.tor.consensus_verify import (
     missing_certificates,
     verify_consensus,
 )
+from webtunnel_pt.tor.keycert import parse_key_certificate
 
 AUTHS = nd.authorities()
 CONFIGURED = AUTHS[:3]
@@ -363,3 +366,31 @@ def test_the_line_memo_changes_nothing_but_sharing(monkeypatch: pytest.MonkeyPat
     bad = mutate(b"s Fast Running Stable Valid\nv", b"s Fast Running Stable Valid Bogus\nv")
     with pytest.raises(ConsensusError, match="not in known-flags"):
         parse_consensus(bad)
+
+
+def test_verifies_with_parsed_key_certificates_and_dir_authority_lines() -> None:
+    """The pieces as the fetcher joins them: DirAuthority lines give the v3idents, key
+    certificates parsed by tor.keycert give the signing keys."""
+    auths = [
+        nd.FakeAuthority(f"gencert{i}", dirauth.rsa_key(2048, i), dirauth.rsa_key(1024, i))
+        for i in range(3)
+    ]
+    lines = [dirauth.authority_line(a.identity, nickname=a.nickname) for a in auths]
+    ids = [parse_dir_authority(line).v3ident for line in lines]
+    certs = [
+        parse_key_certificate(
+            dirauth.make_key_certificate(
+                a.identity, a.signing, published=NOW - 86400, expires=NOW + 86400
+            )
+        )
+        for a in auths
+    ]
+    entries = [nd.router_entry(0, MICROS[0].digest)]
+    body = nd.consensus_body(entries, authority_list=auths)
+    c = parse_consensus(nd.sign_consensus(body, [(a, "sha256") for a in auths[:2]]))
+    assert missing_certificates(c, ids, certs[2:]) == [
+        (a.v3ident, a.signing_key_digest) for a in sorted(auths[:2], key=lambda a: a.v3ident)
+    ]
+    assert verify_consensus(c, ids, certs, NOW).signed_by == frozenset(ids[:2])
+    with pytest.raises(ConsensusSignatureError, match=r"gencert2 .*: no signature"):
+        verify_consensus(c, ids, certs[:1], NOW)
