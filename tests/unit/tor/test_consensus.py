@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import dirauth
+from tests.support import dir_capture, dirauth
 from tests.support import netdocs as nd
 from webtunnel_pt.errors import (
     ConsensusError,
@@ -31,7 +31,7 @@ from webtunnel_pt.tor.consensus_verify import (
     missing_certificates,
     verify_consensus,
 )
-from webtunnel_pt.tor.keycert import parse_key_certificate
+from webtunnel_pt.tor.keycert import parse_key_certificate, parse_key_certificates
 
 AUTHS = nd.authorities()
 CONFIGURED = AUTHS[:3]
@@ -394,3 +394,52 @@ def test_verifies_with_parsed_key_certificates_and_dir_authority_lines() -> None
     assert verify_consensus(c, ids, certs, NOW).signed_by == frozenset(ids[:2])
     with pytest.raises(ConsensusSignatureError, match=r"gencert2 .*: no signature"):
         verify_consensus(c, ids, certs[:1], NOW)
+
+
+# -- the consensus captured from the private network's tor 0.4.9 (tests/data/dir) -----------
+
+CAPTURED_IDS = [bytes.fromhex(a["v3ident"]) for a in dir_capture.CAPTURE["authorities"]]
+CAPTURED_CERTS = parse_key_certificates(dir_capture.KEYS_ALL)
+
+
+def test_captured_consensus_parses_byte_exact() -> None:
+    c = parse_consensus(dir_capture.CONSENSUS)
+    assert c.consensus_method == 35 and c.voting_delay == (2, 2)
+    assert c.fresh_until - c.valid_after == 10 and c.valid_until - c.valid_after == 20
+    assert "Sybil" in c.known_flags and "StaleDesc" in c.known_flags
+    assert [s.nickname for s in c.dir_sources] == ["auth2", "auth1", "auth0"]
+    assert {s.identity for s in c.dir_sources} == set(CAPTURED_IDS)
+    names = {r.nickname for r in c.routers}
+    assert names == {r["nickname"] for r in dir_capture.CAPTURE["relays"]}
+    assert [nd.b64(r.microdesc_digest) for r in c.routers] == dir_capture.m_digests(
+        dir_capture.CONSENSUS
+    )
+    assert c.signed_digests == {"sha256": dir_capture.signed_digest(dir_capture.CONSENSUS)}
+    exits = {r.nickname for r in c.routers if "Exit" in r.flags}
+    assert exits == {r["nickname"] for r in dir_capture.CAPTURE["relays"] if r["is_exit"]}
+    assert c.bandwidth_weights["Wgg"] + c.bandwidth_weights["Wmg"] == 10000
+
+
+def test_captured_consensus_verifies_three_of_three() -> None:
+    c = parse_consensus(dir_capture.CONSENSUS)
+    assert missing_certificates(c, CAPTURED_IDS, CAPTURED_CERTS) == []
+    verified = verify_consensus(c, CAPTURED_IDS, CAPTURED_CERTS, dir_capture.CAPTURED_AT)
+    assert verified.signed_by == frozenset(CAPTURED_IDS)
+
+
+def test_captured_consensus_refused_under_other_authorities() -> None:
+    """The e2e case "wrong v3ident": the configured authorities never signed it."""
+    c = parse_consensus(dir_capture.CONSENSUS)
+    with pytest.raises(ConsensusSignatureError, match="0 of 3") as info:
+        verify_consensus(c, IDS, CERTS, dir_capture.CAPTURED_AT)
+    assert set(info.value.failures.values()) == {"no signature"}
+    with pytest.raises(ConsensusSignatureError, match="1 of 3"):
+        verify_consensus(c, [*CAPTURED_IDS[:1], *IDS[:2]], CAPTURED_CERTS, dir_capture.CAPTURED_AT)
+
+
+def test_captured_consensus_with_a_changed_router_byte_verifies_nowhere() -> None:
+    doc = mutate(b"\ns Exit Fast Guard", b"\ns Exit Fast Guard Authority", dir_capture.CONSENSUS)
+    with pytest.raises(ConsensusSignatureError, match="0 of 3"):
+        verify_consensus(
+            parse_consensus(doc), CAPTURED_IDS, CAPTURED_CERTS, dir_capture.CAPTURED_AT
+        )

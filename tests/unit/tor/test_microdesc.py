@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support import dir_capture
 from tests.support import netdocs as nd
 from webtunnel_pt.errors import DirectoryError, MicrodescError, NetdocError
 from webtunnel_pt.tor import microdesc as microdesc_mod
@@ -193,3 +194,28 @@ def test_any_changed_byte_is_discarded(offset: int, flip: int) -> None:
     except DirectoryError:
         return
     assert batch.microdescs == ()
+
+
+# -- the microdescriptors captured from the private network's tor 0.4.9 (tests/data/dir) -----
+
+CAPTURED_DIGESTS = [base64.b64decode(d + "=") for d in dir_capture.m_digests(dir_capture.CONSENSUS)]
+
+
+def test_captured_microdescs_all_match_their_m_lines() -> None:
+    batch = parse_microdescs(dir_capture.MICRODESCS, CAPTURED_DIGESTS)
+    assert batch.discarded == 0
+    assert sorted(m.digest for m in batch.microdescs) == sorted(CAPTURED_DIGESTS)
+    # Each one's bytes, as the independent splitter of tests/support cuts them, parse alone.
+    texts = dir_capture.split_microdescs(dir_capture.MICRODESCS)
+    assert [parse_microdesc(t).digest for t in texts] == [m.digest for m in batch.microdescs]
+    exits = [m for m in batch.microdescs if m.policy.accept]
+    assert exits and all(m.policy.ranges == ((1, 65535),) for m in exits)
+    assert all(len(m.family_ids) == 1 for m in exits)
+    assert all(m.ed25519_id is not None for m in batch.microdescs)
+
+
+def test_captured_microdescs_one_changed_byte_discards_only_that_one() -> None:
+    texts = dir_capture.split_microdescs(dir_capture.MICRODESCS)
+    changed = texts[1].replace(b"ntor-onion-key ", b"ntor-onion-key  ")
+    batch = parse_microdescs(b"".join([texts[0], changed, *texts[2:]]), CAPTURED_DIGESTS)
+    assert batch.discarded == 1 and len(batch.microdescs) == len(texts) - 1

@@ -9,11 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support import dir_capture
 from tests.support import netdocs as nd
 from webtunnel_pt.errors import LocalProtocolError
 from webtunnel_pt.tor.consensus import parse_consensus
 from webtunnel_pt.tor.consensus_verify import VerifiedConsensus, verify_consensus
 from webtunnel_pt.tor.docfields import REJECT_ALL, PortPolicy
+from webtunnel_pt.tor.keycert import parse_key_certificates
 from webtunnel_pt.tor.microdesc import parse_microdescs
 from webtunnel_pt.tor.netview import PARAM_BOUNDS, Flag, NetworkView, build_network_view
 
@@ -117,3 +119,27 @@ def test_a_param_always_lands_inside_its_bounds(name: str, value: int) -> None:
 def test_needs_refetch_after_fresh_until() -> None:
     view = NetworkView(0, 100, 200, (), (), {}, {})
     assert not view.needs_refetch(99) and view.needs_refetch(100)
+
+
+def test_captured_network_view() -> None:
+    """The private network's tor 0.4.9 documents, end to end: every relay usable, the exits
+    named by the capture allow port 443, and their declared family is mutual."""
+    ids = [bytes.fromhex(a["v3ident"]) for a in dir_capture.CAPTURE["authorities"]]
+    certs = parse_key_certificates(dir_capture.KEYS_ALL)
+    consensus = parse_consensus(dir_capture.CONSENSUS)
+    verified_c = verify_consensus(consensus, ids, certs, dir_capture.CAPTURED_AT)
+    wanted = [r.microdesc_digest for r in consensus.routers]
+    view = build_network_view(
+        verified_c, parse_microdescs(dir_capture.MICRODESCS, wanted).microdescs
+    )
+    assert view.lacking_microdesc == () and len(view.relays) == len(consensus.routers)
+    exits = {r.nickname: r for r in view.relays if r.has(Flag.EXIT)}
+    expected = {r["nickname"] for r in dir_capture.CAPTURE["relays"] if r["is_exit"]}
+    assert set(exits) == expected
+    assert all(r.allows_port(443) for r in exits.values())
+    assert not any(r.allows_port(443) for r in view.relays if r.nickname not in expected)
+    fingerprints = {r.nickname: "$" + r.rsa_identity.hex().upper() for r in exits.values()}
+    for name, relay in exits.items():
+        others = {fp for other, fp in fingerprints.items() if other != name}
+        assert others <= relay.family
+    assert view.param("circwindow") == 1000  # the private network sets no params
