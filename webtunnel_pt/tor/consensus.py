@@ -41,8 +41,8 @@ MAX_AUTHORITIES = 32
 MAX_KNOWN_FLAGS = 64
 #: ``a`` lines per router entry: tor publishes at most one; a few spare for future use.
 MAX_ALT_ADDRESSES = 4
-#: Distinct ``s`` and ``pr`` lines remembered while parsing (relays share a few hundred at
-#: most); parsing each distinct line once is most of the router section's speed.
+#: Distinct ``s`` lines, ``pr`` lines and publication times remembered while parsing (relays
+#: share a few hundred at most); parsing each once is most of the router section's speed.
 MAX_MEMO_ENTRIES = 4096
 #: Bytes of an RSA signature: authorities sign with 2,048-bit keys; 4,096-bit ones fit.
 MAX_SIGNATURE_BYTES = 512
@@ -233,13 +233,23 @@ def _authorities(block: Sequence[NetdocItem]) -> DirSource:
 
 
 class _Memo:
-    """Parsed ``s`` and ``pr`` lines by their arguments, shared between router entries (the
-    values are immutable), bounded by :data:`MAX_MEMO_ENTRIES` each."""
+    """Parsed ``s`` lines, ``pr`` lines and publication times by their text, shared between
+    router entries (the values are immutable), bounded by :data:`MAX_MEMO_ENTRIES` each."""
 
     def __init__(self, known_flags: frozenset[str]) -> None:
         self.known_flags = known_flags
         self.flags: dict[tuple[str, ...], frozenset[str]] = {}
         self.protocols: dict[tuple[str, ...], Mapping[str, frozenset[int]]] = {}
+        self.times: dict[tuple[str, str], int] = {}
+
+    def published(self, day: str, clock: str) -> int:
+        """A router's publication time: tor ≥ 0.4.8 writes the same one for every relay."""
+        when = self.times.get((day, clock))
+        if when is None:
+            when = f.parse_time(day, clock, "router publication time", ConsensusError)
+            if len(self.times) < MAX_MEMO_ENTRIES:
+                self.times[day, clock] = when
+        return when
 
     def flag_set(self, item: NetdocItem) -> frozenset[str]:
         args = _args(item, 0, MAX_KNOWN_FLAGS)
@@ -304,7 +314,7 @@ def _router(block: Sequence[NetdocItem], memo: _Memo) -> RouterStatus:
     return RouterStatus(
         nickname=nickname,
         identity=f.b64_fixed(identity, 20, "router identity", ConsensusError),
-        published=f.parse_time(day, clock, "router publication time", ConsensusError),
+        published=memo.published(day, clock),
         address=f.parse_ipv4(address, "router address", ConsensusError),
         or_port=f.parse_port(or_port, "router ORPort", ConsensusError, allow_zero=False),
         dir_port=f.parse_port(dir_port, "router DirPort", ConsensusError, allow_zero=True),
