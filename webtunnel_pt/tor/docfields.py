@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from webtunnel_pt.errors import DirectoryError
+from webtunnel_pt.tor.netdoc import NetdocItem
 
 #: Highest subprotocol version tor accepts in a ``pr`` line (tor's MAX_PROTOCOL_VERSION).
 MAX_PROTOCOL_VERSION = 63
@@ -42,6 +43,17 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 _IPV6_PORT = re.compile(r"\[([0-9A-Fa-f:.]{2,45})\]:(\d{1,5})")
 _B64_TEXT = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+
+def item_args(
+    item: NetdocItem, low: int, high: int, error: type[DirectoryError]
+) -> tuple[str, ...]:
+    """The arguments of an item that takes ``low`` to ``high`` of them and no object."""
+    if not low <= len(item.args) <= high:
+        raise error(f"{item.keyword!r} line has {len(item.args)} arguments")
+    if item.obj is not None:
+        raise error(f"{item.keyword!r} line carries an unexpected object")
+    return item.args
 
 
 def b64_fixed(text: str, size: int, what: str, error: type[DirectoryError]) -> bytes:

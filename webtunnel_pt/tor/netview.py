@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from webtunnel_pt.errors import LocalProtocolError
-from webtunnel_pt.tor.consensus import RouterStatus
 from webtunnel_pt.tor.consensus_verify import VerifiedConsensus
 from webtunnel_pt.tor.docfields import INT32_MAX, PortPolicy
 from webtunnel_pt.tor.microdesc import Microdescriptor
+from webtunnel_pt.tor.routerstatus import RouterStatus
 
 
 class Flag(StrEnum):

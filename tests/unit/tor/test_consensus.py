@@ -21,6 +21,7 @@ from webtunnel_pt.errors import (
     NetdocError,
 )
 from webtunnel_pt.tor import consensus as consensus_mod
+from webtunnel_pt.tor import routerstatus
 from webtunnel_pt.tor.authorities import parse_dir_authority
 from webtunnel_pt.tor.consensus import Consensus, parse_consensus
 from webtunnel_pt.tor.consensus_verify import (
@@ -359,7 +360,7 @@ def test_no_change_to_the_signed_bytes_verifies(offset: int, flip: int) -> None:
 def test_the_line_memo_changes_nothing_but_sharing(monkeypatch: pytest.MonkeyPatch) -> None:
     shared = parse_consensus(DOC)
     assert shared.routers[0].flags is shared.routers[1].flags
-    monkeypatch.setattr(consensus_mod, "MAX_MEMO_ENTRIES", 0)
+    monkeypatch.setattr(routerstatus, "MAX_MEMO_ENTRIES", 0)
     unshared = parse_consensus(DOC)
     assert unshared.routers == shared.routers
     assert unshared.routers[0].flags is not unshared.routers[1].flags
