@@ -15,12 +15,14 @@ A certificate is a network document (:mod:`webtunnel_pt.tor.netdoc`)::
     fingerprint HEX40                           exactly once: SHA-1 of dir-identity-key
     dir-key-published YYYY-MM-DD HH:MM:SS       exactly once
     dir-key-expires YYYY-MM-DD HH:MM:SS         exactly once
-    dir-identity-key + RSA PUBLIC KEY           exactly once, >= 2048 bits (spec MUST)
+    dir-identity-key + RSA PUBLIC KEY           exactly once, >= 2048 bits (see below)
     dir-signing-key + RSA PUBLIC KEY            exactly once, >= 1024 bits (spec MUST)
     dir-key-crosscert + ID SIGNATURE            exactly once
     dir-key-certification + SIGNATURE           last, exactly once
 
-Unknown items are ignored (dir-spec §1.2) but still covered by the signature.
+Unknown items are ignored (dir-spec §1.2) but still covered by the signature, and so are
+extra arguments at the end of the version, ``fingerprint`` and ``dir-address`` lines (§1.2's
+forward-compatibility rule); the key, signature and time lines take none.
 
 Parsing verifies everything that does not depend on time or configuration, as tor does when
 it reads a certificate (tor's authority_cert_parse_from_string), so a :class:`KeyCertificate`
@@ -35,10 +37,11 @@ only exists for a self-consistent certificate:
   identity key's DER (the fingerprint), so a signing key cannot be claimed by another
   identity. The label is ``ID SIGNATURE`` (tor-gencert) or ``SIGNATURE`` (older certificates).
 
-Stricter than tor, to fail closed: keys must be canonical DER with exponent 65537 and at most
-8192 bits, signatures exactly the key's size, and the decrypted signature exactly the padded
-digest (tor compares only a prefix). Time and authority checks are separate calls, since a
-cache keeps certificates beyond a single "now". Sans-I/O.
+Stricter than tor, to fail closed: the identity key must have 2048 bits or more (dir-spec:
+SHOULD be 2048, MUST NOT be under 1024; tor-gencert makes 3072); keys must be canonical DER
+with exponent 65537 and at most 8192 bits; signatures exactly the key's size; the decrypted
+signature exactly the padded digest (tor compares only a prefix). Time and authority checks
+are separate calls, since a cache keeps certificates beyond a single "now". Sans-I/O.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ MAX_KEY_CERTIFICATE_BYTES = 128 * 1024
 MAX_KEY_CERTIFICATES_BYTES = 1024 * 1024
 #: Certificates in one response: more than anyone needs for MAX_DIR_AUTHORITIES (64).
 MAX_KEY_CERTIFICATES = 128
-#: dir-spec §3.1: the identity key MUST be at least 2048 bits, the signing key 1024.
+#: dir-spec §3.1: the identity key SHOULD be at least 2048 bits (every authority's is 3072),
+#: the signing key MUST be at least 1024.
 MIN_IDENTITY_KEY_BITS = 2048
 MIN_SIGNING_KEY_BITS = 1024
 #: Largest key accepted: tor-gencert's signature buffer handles up to 8192-bit keys, and the
@@ -165,7 +169,7 @@ def _certificate(data: bytes, items: list[NetdocItem]) -> KeyCertificate:
     start, end = items[0].start, items[-1].end
     if end - start > MAX_KEY_CERTIFICATE_BYTES:
         raise KeyCertificateError(f"key certificate is over {MAX_KEY_CERTIFICATE_BYTES} bytes")
-    if items[0].args != ("3",) or items[0].obj is not None:
+    if items[0].args[:1] != ("3",) or items[0].obj is not None:
         raise KeyCertificateError("key certificate is not dir-key-certificate-version 3")
     by_keyword: dict[str, NetdocItem] = {}
     for item in items[1:]:
@@ -219,14 +223,15 @@ def _certificate(data: bytes, items: list[NetdocItem]) -> KeyCertificate:
     )
 
 
-def _plain(item: NetdocItem, nargs: int) -> tuple[str, ...]:
-    if item.obj is not None or len(item.args) != nargs:
+def _plain(item: NetdocItem, nargs: int, *, extra: bool = False) -> tuple[str, ...]:
+    """The first ``nargs`` arguments of an item without object; more only if ``extra``."""
+    if item.obj is not None or len(item.args) < nargs or (len(item.args) > nargs and not extra):
         raise KeyCertificateError(f"key certificate {item.keyword} line is malformed")
-    return item.args
+    return item.args[:nargs]
 
 
 def _fingerprint(item: NetdocItem) -> bytes:
-    (text,) = _plain(item, 1)
+    (text,) = _plain(item, 1, extra=True)
     if not _HEX40.fullmatch(text):
         raise KeyCertificateError("key certificate fingerprint is not 40 hex digits")
     return bytes.fromhex(text)
@@ -247,7 +252,7 @@ def _time(item: NetdocItem) -> float:
 def _address(item: NetdocItem | None) -> tuple[str, int] | None:
     if item is None:
         return None
-    (text,) = _plain(item, 1)
+    (text,) = _plain(item, 1, extra=True)
     match = _IPV4_PORT.fullmatch(text)
     octets = match.group(1).split(".") if match else []
     if (

@@ -16,11 +16,13 @@ What this tokenizer accepts, strictly (a hostile bridge serves these documents, 
 signature covers the bytes as received, so nothing is normalised):
 
 - Every line ends in ``"\\n"``; a final line without it is an error, as is ``"\\r"``.
+- Empty lines between items are skipped (``Document ::= (Item | NL)+``); they belong to no
+  item, so the items' spans cover everything but them.
 - A keyword is ``[A-Za-z0-9][A-Za-z0-9-]*`` (dir-spec: KeywordStart, KeywordChar) and starts
-  the line: no leading whitespace, no blank lines (the grammar has none).
-- Keyword lines hold nothing but printable ASCII (0x20-0x7E) and tab. dir-spec §1.2 leaves
-  documents' encoding to each format; every line a client reads is ASCII, and refusing the
-  rest keeps the arguments plain ``str`` with no decoding choices.
+  the line: no leading whitespace.
+- Keyword lines hold nothing but printable ASCII (0x20-0x7E) and tab (dir-spec §1.2:
+  ArgumentChar is "any graphical printing ASCII character", WS is spaces and tabs); refusing
+  the rest keeps the arguments plain ``str`` with no decoding choices.
 - Arguments are split on runs of spaces and tabs; trailing whitespace is tolerated (tor's
   tokenizer does), and yields no empty argument.
 - An object's BEGIN and END labels are the same sequence of keywords joined by single spaces
@@ -81,8 +83,8 @@ class NetdocItem:
 
 def parse_items(document: bytes, *, max_bytes: int = MAX_NETDOC_BYTES) -> list[NetdocItem]:
     """Tokenize ``document`` into its items, in order; raise :class:`NetdocError` on anything
-    outside the meta-format described in the module docstring. An empty document has no
-    items."""
+    outside the meta-format described in the module docstring. An empty document, or one of
+    empty lines, has no items."""
     if len(document) > max_bytes:
         raise NetdocError(f"network document is {len(document)} bytes, over {max_bytes}")
     if document and not document.endswith(b"\n"):
@@ -91,6 +93,8 @@ def parse_items(document: bytes, *, max_bytes: int = MAX_NETDOC_BYTES) -> list[N
     reader = _Lines(document)
     while not reader.done():
         start, line = reader.next_line()
+        if not line:
+            continue
         match = _KEYWORD_LINE.fullmatch(line)
         if match is None:
             raise NetdocError(f"line {reader.line_no}: not a keyword line")

@@ -74,6 +74,9 @@ def test_two_concatenated_certificates_of_one_authority() -> None:
     assert first.signing_key_digest != second.signing_key_digest
     assert second.dir_address is None
     assert parse_key_certificates(b"") == []
+    # Empty lines between documents are allowed by the meta-format and belong to neither.
+    spaced = parse_key_certificates(GENCERT + b"\n" + GENCERT_2 + b"\n")
+    assert [c.raw for c in spaced] == [GENCERT, GENCERT_2]
 
 
 def test_tor_gencert_certificate_every_signed_byte_matters() -> None:
@@ -213,7 +216,12 @@ def test_missing_object_items(keyword: bytes) -> None:
     ("old", "new", "match"),
     [
         (b"dir-key-certificate-version 3\n", b"dir-key-certificate-version 4\n", "version 3"),
-        (b"dir-key-certificate-version 3\n", b"dir-key-certificate-version 3 x\n", "version 3"),
+        (b"dir-key-certificate-version 3\n", b"dir-key-certificate-version\n", "version 3"),
+        (b"dir-key-certificate-version 3\n", b"dir-key-certificate-version 30\n", "version 3"),
+        (b"dir-key-published ", b"dir-key-published 2023-11-14 ", "malformed"),
+        (b"fingerprint ", b"fingerprint\n", "malformed"),
+        (b"dir-signing-key\n", b"dir-signing-key 1\n", "RSA PUBLIC KEY"),
+        (b"dir-key-crosscert\n", b"dir-key-crosscert 1\n", "crosscert has no"),
         (b"dir-key-published ", b"dir-key-published 1 ", "malformed"),
         (b"dir-key-published 2023-11-14", b"dir-key-published 2023-13-14", "not a date"),
         (b"dir-key-expires 2024-11-13", b"dir-key-expires 2024-11-1", "YYYY-MM-DD"),
@@ -235,6 +243,21 @@ def test_line_mutations_resigned(old: bytes, new: bytes, match: str) -> None:
         mutated = dirauth.certify(prefix, IDENTITY)
     with pytest.raises(KeyCertificateError, match=match):
         parse_key_certificate(mutated)
+
+
+def test_extra_arguments_allowed_where_dir_spec_allows_them() -> None:
+    end = GOOD.index(b"dir-key-certification\n") + len(b"dir-key-certification\n")
+    prefix = GOOD[:end]
+    for old, new in [
+        (b"dir-key-certificate-version 3\n", b"dir-key-certificate-version 3 future\n"),
+        (b"dir-address 192.0.2.7:7000\n", b"dir-address 192.0.2.7:7000 x y\n"),
+    ]:
+        prefix = prefix.replace(old, new, 1)
+    fp = dirauth.key_digest(IDENTITY).hex().upper().encode()
+    prefix = prefix.replace(b"fingerprint " + fp, b"fingerprint " + fp + b" extra", 1)
+    cert = parse_key_certificate(dirauth.certify(prefix, IDENTITY))
+    assert cert.identity_fingerprint == dirauth.key_digest(IDENTITY)
+    assert cert.dir_address == ("192.0.2.7", 7000)
 
 
 def test_key_size_and_exponent_rules() -> None:
