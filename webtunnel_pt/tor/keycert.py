@@ -50,7 +50,7 @@ import calendar
 import hashlib
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -101,8 +101,10 @@ class KeyCertificate:
     """A parsed, self-consistent authority key certificate (see the module docstring)."""
 
     identity_fingerprint: bytes  #: SHA-1 of the identity key's DER: the authority's v3ident
-    identity_key: rsa.RSAPublicKey
-    signing_key: rsa.RSAPublicKey  #: the key that signs the authority's consensus signatures
+    #: The keys take no part in == and hash (key objects are unhashable); ``raw`` covers them.
+    identity_key: rsa.RSAPublicKey = field(compare=False)
+    #: The key that signs the authority's consensus signatures.
+    signing_key: rsa.RSAPublicKey = field(compare=False)
     signing_key_digest: bytes  #: SHA-1 of its DER, as ``directory-signature`` names it
     published: float  #: epoch seconds (UTC)
     expires: float  #: epoch seconds (UTC)

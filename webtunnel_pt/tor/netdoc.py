@@ -20,9 +20,9 @@ signature covers the bytes as received, so nothing is normalised):
   item, so the items' spans cover everything but them.
 - A keyword is ``[A-Za-z0-9][A-Za-z0-9-]*`` (dir-spec: KeywordStart, KeywordChar) and starts
   the line: no leading whitespace.
-- Keyword lines hold nothing but printable ASCII (0x20-0x7E) and tab (dir-spec §1.2:
-  ArgumentChar is "any graphical printing ASCII character", WS is spaces and tabs); refusing
-  the rest keeps the arguments plain ``str`` with no decoding choices.
+- The document holds nothing but printable ASCII (0x20-0x7E), tab and newline (dir-spec
+  §1.2: ArgumentChar is "any graphical printing ASCII character", WS is spaces and tabs);
+  refusing the rest keeps the arguments plain ``str`` with no decoding choices.
 - Arguments are split on runs of spaces and tabs; trailing whitespace is tolerated (tor's
   tokenizer does), and yields no empty argument.
 - An object's BEGIN and END labels are the same sequence of keywords joined by single spaces
@@ -34,7 +34,8 @@ signature covers the bytes as received, so nothing is normalised):
   signature item's keyword line).
 
 Parsing is one forward pass over the lines (linear time; a past bug rescanned from the start
-for each item), and both the document size and the item count are bounded. Sans-I/O.
+for each item), and the document size, its line count and its item count are bounded.
+Sans-I/O.
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ MAX_NETDOC_BYTES = 16 * 1024 * 1024
 #: Items in one parse: ~8,000 relays x ~8 items each is ~64,000; a hostile document of tiny
 #: items must not cost one Python object per two bytes of MAX_NETDOC_BYTES.
 MAX_NETDOC_ITEMS = 250_000
+#: Lines in one parse, objects' included (a microdescriptor batch is ~13 lines per relay): the
+#: lines are split out at once, so a document of empty lines must not cost 8M list entries.
+MAX_NETDOC_LINES = 1_000_000
 
-_KEYWORD_LINE = re.compile(rb"([A-Za-z0-9][A-Za-z0-9-]*)((?:[ \t][\x20-\x7e\t]*)?)")
+#: Anything but printable ASCII, tab and newline: refused anywhere in a document.
+_BAD_BYTE = re.compile(rb"[^\x20-\x7e\t\n]")
 #: A label: alphanumeric words joined by single spaces or dashes, so it cannot end in a dash.
 _BEGIN_LINE = re.compile(rb"-----BEGIN ([A-Za-z0-9]+(?:[ -][A-Za-z0-9]+)*)-----")
 _BASE64_LINE = re.compile(rb"[A-Za-z0-9+/=]+")
@@ -89,29 +94,32 @@ def parse_items(document: bytes, *, max_bytes: int = MAX_NETDOC_BYTES) -> list[N
         raise NetdocError(f"network document is {len(document)} bytes, over {max_bytes}")
     if document and not document.endswith(b"\n"):
         raise NetdocError("network document does not end with a newline")
+    bad = _BAD_BYTE.search(document)
+    if bad is not None:
+        line_no = document.count(b"\n", 0, bad.start()) + 1
+        raise NetdocError(f"line {line_no}: byte {bad.group()!r} is not printable ASCII or tab")
+    # The hot loop of every consensus parse: one C-level split, then per line a decode, a
+    # split and a keyword check; no regex and no helper call unless an object follows.
+    if document.count(b"\n") > MAX_NETDOC_LINES:
+        raise NetdocError(f"network document has over {MAX_NETDOC_LINES} lines")
+    lines = document.split(b"\n")
+    count = len(lines) - 1  # the document ends with "\n": the last element is empty
     items: list[NetdocItem] = []
-    reader = _Lines(document)
-    while not reader.done():
-        start, line = reader.next_line()
+    index = pos = 0
+    while index < count:
+        line = lines[index]
+        start, pos, index = pos, pos + len(line) + 1, index + 1
         if not line:
             continue
-        match = _KEYWORD_LINE.fullmatch(line)
-        if match is None:
-            raise NetdocError(f"line {reader.line_no}: not a keyword line")
+        words = line.decode("ascii").split()  # printable ASCII: splits on spaces and tabs
+        if not line[:1].isalnum() or not words[0].replace("-", "").isalnum():
+            raise NetdocError(f"line {index}: not a keyword line")
         if len(items) >= MAX_NETDOC_ITEMS:
             raise NetdocError(f"network document has over {MAX_NETDOC_ITEMS} items")
         obj = None
-        if reader.peek_startswith(_BEGIN_PREFIX):
-            obj = _read_object(reader)
-        items.append(
-            NetdocItem(
-                keyword=match.group(1).decode("ascii"),
-                args=tuple(arg.decode("ascii") for arg in match.group(2).split()),
-                obj=obj,
-                start=start,
-                end=reader.pos,
-            )
-        )
+        if index < count and lines[index].startswith(_BEGIN_PREFIX):
+            obj, index, pos = _read_object(lines, index, count, pos)
+        items.append(NetdocItem(words[0], tuple(words[1:]), obj, start, pos))
     return items
 
 
@@ -129,53 +137,34 @@ def split_documents(items: Sequence[NetdocItem], first_keyword: str) -> list[lis
     return documents
 
 
-class _Lines:
-    """A forward-only cursor over the ``"\\n"``-terminated lines of a document."""
-
-    __slots__ = ("_data", "line_no", "pos")
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self.pos = 0
-        self.line_no = 0
-
-    def done(self) -> bool:
-        return self.pos >= len(self._data)
-
-    def next_line(self) -> tuple[int, bytes]:
-        """The next line without its newline, and its start offset. The document is known to
-        end in a newline, so every line has one."""
-        start = self.pos
-        newline = self._data.index(b"\n", start)
-        self.pos = newline + 1
-        self.line_no += 1
-        return start, self._data[start:newline]
-
-    def peek_startswith(self, prefix: bytes) -> bool:
-        return self._data.startswith(prefix, self.pos)
-
-
-def _read_object(reader: _Lines) -> NetdocObject:
-    _, begin = reader.next_line()
-    match = _BEGIN_LINE.fullmatch(begin)
+def _read_object(
+    lines: list[bytes], index: int, count: int, pos: int
+) -> tuple[NetdocObject, int, int]:
+    """Read the object whose BEGIN line is ``lines[index]``, at byte offset ``pos``; return it,
+    the index of the line after its END line, and that line's offset. Messages number lines
+    from 1, so line ``index`` is "line index + 1"."""
+    match = _BEGIN_LINE.fullmatch(lines[index])
     if match is None:
-        raise NetdocError(f"line {reader.line_no}: malformed object BEGIN line")
+        raise NetdocError(f"line {index + 1}: malformed object BEGIN line")
     label = match.group(1)
     end_line = _END_PREFIX + label + b"-----"
+    pos += len(lines[index]) + 1
     body: list[bytes] = []
     while True:
-        if reader.done():
+        index += 1
+        if index >= count:
             raise NetdocError(f"object {label.decode('ascii')!r} has no END line")
-        _, line = reader.next_line()
+        line = lines[index]
+        pos += len(line) + 1
         if line.startswith(_END_PREFIX):
             if line != end_line:
-                raise NetdocError(f"line {reader.line_no}: object END label does not match")
+                raise NetdocError(f"line {index + 1}: object END label differs")
             break
         if _BASE64_LINE.fullmatch(line) is None:
-            raise NetdocError(f"line {reader.line_no}: object body line is not base64")
+            raise NetdocError(f"line {index + 1}: object body line is not base64")
         body.append(line)
     try:
         data = base64.b64decode(b"".join(body), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise NetdocError(f"object {label.decode('ascii')!r}: bad base64: {exc}") from exc
-    return NetdocObject(label=label.decode("ascii"), data=data)
+    return NetdocObject(label=label.decode("ascii"), data=data), index + 1, pos

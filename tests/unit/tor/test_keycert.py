@@ -65,6 +65,8 @@ def test_tor_gencert_certificate() -> None:
     assert cert.raw == GENCERT
     assert cert.signing_key_digest == hashlib.sha1(dirauth.public_der(cert.signing_key)).digest()
     assert hashlib.sha1(dirauth.public_der(cert.identity_key)).digest() == GENCERT_FP
+    # Hashable and comparable by value (a cache may keep certificates in a set).
+    assert {cert, parse_key_certificate(GENCERT)} == {cert}
 
 
 def test_two_concatenated_certificates_of_one_authority() -> None:

@@ -133,6 +133,24 @@ def test_item_count_bound(monkeypatch: pytest.MonkeyPatch) -> None:
         parse_items(b"a\nb\nc\nd\n")
 
 
+def test_line_count_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(netdoc, "MAX_NETDOC_LINES", 4)
+    assert len(parse_items(b"a\n\nb\nc\n")) == 3
+    with pytest.raises(NetdocError, match="over 4 lines"):
+        parse_items(b"a\n\n\n\n\n")
+
+
+def test_error_messages_name_the_line() -> None:
+    with pytest.raises(NetdocError, match="line 3: byte b'\\\\x00'"):
+        parse_items(b"a\nb\nc \x00\n")
+    with pytest.raises(NetdocError, match="line 2: not a keyword line"):
+        parse_items(b"a\n b\n")
+    with pytest.raises(NetdocError, match="line 4: object body line is not base64"):
+        parse_items(b"a\n-----BEGIN X-----\nAAAA\nAA*A\n-----END X-----\n")
+    with pytest.raises(NetdocError, match="line 3: object END label differs"):
+        parse_items(b"a\n-----BEGIN X-----\n-----END Y-----\n")
+
+
 def test_every_single_byte_mutation_raises_only_netdoc_errors() -> None:
     for i in range(len(DOC)):
         for value in (0x00, 0x0A, 0x20, 0x2D, 0x41, 0x80):
