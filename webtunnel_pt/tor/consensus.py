@@ -42,6 +42,9 @@ MAX_CONSENSUS_BYTES = 16 * 1024 * 1024
 MAX_ROUTERS = 30_000
 #: ``dir-source`` blocks and ``directory-signature`` items; 9 authorities exist today.
 MAX_AUTHORITIES = 32
+#: Arguments of a ``directory-signature`` line: [algorithm] identity digest, and a few spare
+#: for extensions (dir-spec §1.2 lets items grow arguments).
+MAX_SIGNATURE_ARGS = 8
 #: Bytes of an RSA signature: authorities sign with 2,048-bit keys; 4,096-bit ones fit.
 MAX_SIGNATURE_BYTES = 512
 
@@ -203,19 +206,21 @@ def _authorities(block: Sequence[NetdocItem]) -> DirSource:
     )
 
 
-def _signature(item: NetdocItem) -> DirectorySignature:
+def _signature(item: NetdocItem) -> DirectorySignature | None:
+    """A signature item; None for an algorithm we do not know, which dir-spec §3.4.1 says to
+    ignore (it then counts for no authority)."""
     if len(item.args) == 2:
         algorithm, (identity, key_digest) = "sha1", item.args
-    elif len(item.args) == 3:
-        algorithm, identity, key_digest = item.args
+    elif 3 <= len(item.args) <= MAX_SIGNATURE_ARGS:
+        algorithm, identity, key_digest = item.args[:3]  # later arguments: future extensions
     else:
         raise ConsensusError("directory-signature has the wrong number of arguments")
-    if algorithm not in DIGEST_ALGORITHMS:
-        raise ConsensusError(f"directory-signature algorithm {algorithm[:20]!r} is unknown")
     if item.obj is None or item.obj.label != "SIGNATURE":
         raise ConsensusError("directory-signature has no SIGNATURE object")
     if not 0 < len(item.obj.data) <= MAX_SIGNATURE_BYTES:
         raise ConsensusError("directory-signature object has an unusable size")
+    if algorithm not in DIGEST_ALGORITHMS:
+        return None
     return DirectorySignature(
         algorithm=algorithm,
         identity=f.hex_fixed(identity, 20, "directory-signature identity", ConsensusError),
@@ -263,6 +268,7 @@ def parse_consensus(document: bytes) -> Consensus:
     routers: list[RouterStatus] = []
     weights: dict[str, int] = {}
     signatures: list[DirectorySignature] = []
+    signature_items = 0
     known_flags: frozenset[str] = frozenset()
     memo = RouterStatusReader(known_flags)
     for block in _blocks(items):
@@ -296,11 +302,14 @@ def parse_consensus(document: bytes) -> Consensus:
                         raise ConsensusError("consensus repeats bandwidth-weights")
                     weights = f.parse_int_pairs(item.args, "bandwidth-weights", ConsensusError)
         else:  # directory-signature
-            if len(signatures) >= MAX_AUTHORITIES:
+            signature_items += 1
+            if signature_items > MAX_AUTHORITIES:
                 raise ConsensusError(f"consensus has more than {MAX_AUTHORITIES} signatures")
-            signatures.append(_signature(block[0]))
+            signature = _signature(block[0])
+            if signature is not None:
+                signatures.append(signature)
     if not signatures:
-        raise ConsensusError("consensus has no directory-signature")
+        raise ConsensusError("consensus has no directory-signature with a known algorithm")
     valid_after, fresh_until, valid_until = (
         header.times[k] for k in ("valid-after", "fresh-until", "valid-until")
     )

@@ -147,8 +147,8 @@ def test_needs_refetch_once_fresh_until_passes() -> None:
         (b"dir-source auth0", b"s Fast\ndir-source auth0"),  # router line in the authorities
         (b"directory-footer\n", b"directory-footer\nr x AAAA 2026-01-01 00:00:00 1.2.3.4 1 0\n"),
         (b"bandwidth-weights", b"bandwidth-weights Wbd=1\nbandwidth-weights"),
-        (b"directory-signature sha256", b"directory-signature md5"),
         (b"directory-signature sha256", b"directory-signature sha256 extra"),
+        (b"directory-signature sha256 ", b"directory-signature sha256 X "),
         (b"-----BEGIN SIGNATURE-----", b"-----BEGIN ID SIGNATURE-----"),
     ],
 )
@@ -168,6 +168,21 @@ def test_routers_must_be_sorted_and_unique() -> None:
     twice = [nd.router_entry(0, MICROS[0].digest)] * 2
     with pytest.raises(ConsensusError, match="sorted"):
         parse_consensus(nd.sign_consensus(nd.consensus_body(twice), [(AUTHS[0], None)]))
+
+
+def test_signatures_with_unknown_algorithms_are_ignored() -> None:
+    doc = DOC.replace(b"directory-signature sha256", b"directory-signature sha3-256", 1)
+    c = parse_consensus(doc)
+    assert [s.identity for s in c.signatures] == IDS[1:]
+    assert verify(c).signed_by == frozenset(IDS[1:])
+    with pytest.raises(ConsensusError, match="no directory-signature with a known algorithm"):
+        parse_consensus(DOC.replace(b"directory-signature sha256", b"directory-signature md5"))
+
+
+def test_extra_signature_arguments_are_ignored() -> None:
+    head, tail = DOC.split(b"\n-----BEGIN SIGNATURE", 1)
+    c = parse_consensus(head + b" future-arg\n-----BEGIN SIGNATURE" + tail)
+    assert verify(c).signed_by == frozenset(IDS)
 
 
 def test_only_signatures_may_follow_the_first_signature() -> None:
