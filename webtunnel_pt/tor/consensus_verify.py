@@ -156,7 +156,12 @@ def verify_consensus(
     status = signature_status(consensus, configured, certificates, now)
     valid = frozenset(ident for ident, why in status.items() if why is None)
     if not configured or len(valid) < needed:
-        names = {source.identity: source.nickname for source in consensus.dir_sources}
+        # The names come from the unverified document: only plain nicknames reach a message.
+        names = {
+            source.identity: source.nickname
+            for source in consensus.dir_sources
+            if source.nickname.isascii() and source.nickname.isalnum() and len(source.nickname) < 20
+        }
         failures = {
             ident.hex().upper(): why for ident, why in sorted(status.items()) if why is not None
         }

@@ -253,6 +253,14 @@ def test_one_bad_signature_of_three_still_passes_two_do_not() -> None:
     assert "auth0 (" in str(info.value) and "auth2 (" in str(info.value)
 
 
+def test_only_plain_dir_source_nicknames_reach_the_message() -> None:
+    doc = mutate(b"dir-source auth0 ", b"dir-source <script>auth0 ")
+    with pytest.raises(ConsensusSignatureError) as info:
+        verify(parse_consensus(doc))
+    assert "<script>" not in str(info.value)
+    assert f"? ({IDS[0].hex().upper()})" in str(info.value)
+
+
 def test_a_changed_body_fails_every_signature() -> None:
     tampered = mutate(b"w Bandwidth=1000", b"w Bandwidth=9000")
     with pytest.raises(ConsensusSignatureError) as info:

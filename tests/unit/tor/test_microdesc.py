@@ -219,3 +219,15 @@ def test_captured_microdescs_one_changed_byte_discards_only_that_one() -> None:
     changed = texts[1].replace(b"ntor-onion-key ", b"ntor-onion-key  ")
     batch = parse_microdescs(b"".join([texts[0], changed, *texts[2:]]), CAPTURED_DIGESTS)
     assert batch.discarded == 1 and len(batch.microdescs) == len(texts) - 1
+
+
+def test_bytes_between_microdescs_belong_to_the_one_before_as_in_tor() -> None:
+    """tor hashes from an ``onion-key`` line to the next one: a blank line served after a
+    microdescriptor changes its digest, so it no longer matches and is discarded."""
+    first, second = nd.microdesc(1), nd.microdesc(2)
+    batch = parse_microdescs(first.text + b"\n" + second.text, [first.digest, second.digest])
+    assert [m.digest for m in batch.microdescs] == [second.digest]
+    assert batch.discarded == 1
+    padded = hashlib.sha256(first.text + b"\n").digest()
+    batch = parse_microdescs(first.text + b"\n" + second.text, [padded])
+    assert [m.digest for m in batch.microdescs] == [padded]
