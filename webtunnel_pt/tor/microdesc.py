@@ -34,6 +34,8 @@ MAX_MICRODESC_RESPONSE_BYTES = 16 * 1024 * 1024
 MAX_MICRODESCS = 30_000
 #: Members of a ``family`` or ``family-ids`` line; the largest real families hold a few hundred.
 MAX_FAMILY_MEMBERS = 2048
+#: Distinct ``p``/``p6`` and family lines remembered per response (see ``_Shared``).
+MAX_SHARED_VALUES = 4096
 #: ``a`` lines in one microdescriptor: tor writes at most one.
 MAX_ALT_ADDRESSES = 4
 
@@ -85,14 +87,41 @@ def _args(item: NetdocItem, low: int, high: int) -> tuple[str, ...]:
     return item.args
 
 
-def _members(item: NetdocItem) -> frozenset[str]:
-    members = _args(item, 0, MAX_FAMILY_MEMBERS)
-    if any(len(member) > 128 for member in members):
-        raise MicrodescError(f"microdesc {item.keyword} member is too long")
-    return frozenset(members)
+class _Shared:
+    """Parsed ``p``/``p6`` and ``family``/``family-ids`` lines by their text, shared between
+    the microdescriptors of one response (family members list the same line, and a handful of
+    exit summaries cover most exits); the values are immutable."""
+
+    def __init__(self) -> None:
+        self.policies: dict[tuple[str, ...], f.PortPolicy] = {}
+        self.members: dict[tuple[str, ...], frozenset[str]] = {}
+
+    def policy(self, item: NetdocItem | None) -> f.PortPolicy:
+        if item is None:
+            return f.REJECT_ALL
+        args = _args(item, 2, 2)
+        policy = self.policies.get(args)
+        if policy is None:
+            policy = f.parse_port_policy(args, f"microdesc {item.keyword}", MicrodescError)
+            if len(self.policies) < MAX_SHARED_VALUES:
+                self.policies[args] = policy
+        return policy
+
+    def family(self, item: NetdocItem | None) -> frozenset[str]:
+        if item is None:
+            return frozenset()
+        args = _args(item, 0, MAX_FAMILY_MEMBERS)
+        members = self.members.get(args)
+        if members is None:
+            if any(len(member) > 128 for member in args):
+                raise MicrodescError(f"microdesc {item.keyword} member is too long")
+            members = frozenset(args)
+            if len(self.members) < MAX_SHARED_VALUES:
+                self.members[args] = members
+        return members
 
 
-def _read(items: Sequence[NetdocItem], digest: bytes) -> Microdescriptor:
+def _read(items: Sequence[NetdocItem], digest: bytes, shared: _Shared) -> Microdescriptor:
     once: dict[str, NetdocItem] = {}
     ids: dict[str, str] = {}
     ipv6: list[tuple[str, int]] = []
@@ -119,21 +148,15 @@ def _read(items: Sequence[NetdocItem], digest: bytes) -> Microdescriptor:
     ntor_arg = _args(once["ntor-onion-key"], 1, 1)[0]
     ed_id = ids.get("ed25519")
 
-    def policy(keyword: str) -> f.PortPolicy:
-        if keyword not in once:
-            return f.REJECT_ALL
-        args = _args(once[keyword], 2, 2)
-        return f.parse_port_policy(args, f"microdesc {keyword}", MicrodescError)
-
     return Microdescriptor(
         digest=digest,
         ntor_onion_key=f.b64_fixed(ntor_arg, 32, "ntor-onion-key", MicrodescError),
         ed25519_id=None if ed_id is None else f.b64_fixed(ed_id, 32, "id ed25519", MicrodescError),
         ipv6=tuple(ipv6),
-        family=_members(once["family"]) if "family" in once else frozenset(),
-        family_ids=_members(once["family-ids"]) if "family-ids" in once else frozenset(),
-        policy=policy("p"),
-        policy6=policy("p6"),
+        family=shared.family(once.get("family")),
+        family_ids=shared.family(once.get("family-ids")),
+        policy=shared.policy(once.get("p")),
+        policy6=shared.policy(once.get("p6")),
     )
 
 
@@ -142,7 +165,7 @@ def parse_microdesc(text: bytes) -> Microdescriptor:
     groups = split_microdescs(parse_items(text, max_bytes=MAX_MICRODESC_RESPONSE_BYTES))
     if len(groups) != 1 or groups[0][0].start != 0:
         raise MicrodescError("text is not exactly one microdescriptor")
-    return _read(groups[0], hashlib.sha256(text).digest())
+    return _read(groups[0], hashlib.sha256(text).digest(), _Shared())
 
 
 def parse_microdescs(response: bytes, wanted: Collection[bytes]) -> MicrodescBatch:
@@ -157,6 +180,7 @@ def parse_microdescs(response: bytes, wanted: Collection[bytes]) -> MicrodescBat
     groups = split_microdescs(items)
     wanted_set = frozenset(wanted)
     kept: dict[bytes, Microdescriptor] = {}
+    shared = _Shared()
     discarded = 0
     for at, group in enumerate(groups):
         end = groups[at + 1][0].start if at + 1 < len(groups) else len(response)
@@ -165,7 +189,7 @@ def parse_microdescs(response: bytes, wanted: Collection[bytes]) -> MicrodescBat
             discarded += 1
             continue
         try:
-            kept[digest] = _read(group, digest)
+            kept[digest] = _read(group, digest, shared)
         except DirectoryError:
             discarded += 1
     return MicrodescBatch(tuple(kept.values()), discarded)

@@ -231,3 +231,18 @@ def test_bytes_between_microdescs_belong_to_the_one_before_as_in_tor() -> None:
     padded = hashlib.sha256(first.text + b"\n").digest()
     batch = parse_microdescs(first.text + b"\n" + second.text, [padded])
     assert [m.digest for m in batch.microdescs] == [padded]
+
+
+def test_sharing_parsed_lines_changes_nothing_but_identity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    micros = [nd.microdesc(i, family="$AA b", policy="accept 80,443") for i in range(3)]
+    response = b"".join(m.text for m in micros)
+    digests = [m.digest for m in micros]
+    shared = parse_microdescs(response, digests).microdescs
+    assert shared[0].policy is shared[2].policy and shared[0].family is shared[1].family
+    monkeypatch.setattr(microdesc_mod, "MAX_SHARED_VALUES", 0)
+    alone = parse_microdescs(response, digests).microdescs
+    assert alone == shared and alone[0].policy is not alone[2].policy
+    too_long = nd.microdesc(9, family="x" * 129)
+    assert parse_microdescs(too_long.text, [too_long.digest]).discarded == 1
