@@ -207,3 +207,30 @@ def test_arbitrary_text_raises_only_dir_authority_errors(text: str) -> None:
     except DirAuthorityError:
         return
     assert parse_dir_authority(a.line()) == a
+
+
+_IPV4 = st.ip_addresses(v=4).map(str)
+_PORTS = st.integers(min_value=1, max_value=65535)
+
+
+@given(
+    st.none() | st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,18}", fullmatch=True),
+    _IPV4,
+    _PORTS,
+    st.none() | _PORTS,
+    st.binary(min_size=20, max_size=20),
+    st.binary(min_size=20, max_size=20),
+    st.none() | st.tuples(st.ip_addresses(v=6).map(str), _PORTS),
+)
+def test_generated_authorities_round_trip(
+    nickname: str | None,
+    address: str,
+    dir_port: int,
+    or_port: int | None,
+    v3ident: bytes,
+    fingerprint: bytes,
+    ipv6: tuple[str, int] | None,
+) -> None:
+    authority = DirAuthority(nickname, address, dir_port, or_port, v3ident, fingerprint, ipv6)
+    assert parse_dir_authority(authority.line()) == authority
+    assert parse_dir_authority("DirAuthority " + authority.line()) == authority
