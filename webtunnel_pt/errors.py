@@ -29,7 +29,13 @@ severities.
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
     │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
     │           ├─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
-    │           └─ KeyCertificateError      an authority key certificate is bad (dir-spec §3.1)
+    │           ├─ KeyCertificateError      an authority key certificate is bad (dir-spec §3.1)
+    │           ├─ ConsensusError           a microdesc consensus does not parse (§10.2)
+    │           ├─ ConsensusSignatureError  too few configured authorities signed it validly
+    │           ├─ ConsensusNotLive         outside its lifetime at "now"
+    │           │  ├─ ConsensusNotYetValid  valid-after (minus the allowed skew) is ahead
+    │           │  └─ ConsensusStale        more than 24 h past valid-until
+    │           └─ MicrodescError           a microdescriptor response does not parse (§10.3)
     ├─ BridgeConnectError (also ConnectionError)
     │  ├─ BridgeUnreachable                 DNS or TCP failed (carries the SOCKS reply)
     │  │  └─ ProxyError                     the bridge could not be reached through TOR_PT_PROXY
@@ -277,6 +283,44 @@ class KeyCertificateError(DirectoryError):
     """An authority key certificate does not parse, is not signed by its identity key, its
     signing key does not cross-certify that identity, it is outside its validity window, or it
     is not the configured authority's (dir-spec §3.1)."""
+
+
+# -- consensus and microdescriptors (webtunnel_pt.tor.consensus, .consensus_verify, .microdesc) --
+
+
+class ConsensusError(DirectoryError):
+    """A microdescriptor consensus is malformed, oversized, or not the microdesc flavour."""
+
+
+class ConsensusSignatureError(DirectoryError):
+    """Fewer than the required number of configured authorities signed the consensus validly.
+
+    ``failures`` maps each configured authority (v3ident, upper-case hex) that did not count to
+    why (no signature, no certificate, expired certificate, bad signature, ...); ``valid`` and
+    ``needed`` are the counts.
+    """
+
+    def __init__(self, message: str, *, valid: int, needed: int, failures: dict[str, str]) -> None:
+        super().__init__(message)
+        self.valid = valid
+        self.needed = needed
+        self.failures = failures
+
+
+class ConsensusNotLive(DirectoryError):
+    """The consensus is outside the time window in which a client may use it."""
+
+
+class ConsensusNotYetValid(ConsensusNotLive):
+    """``valid-after``, less the allowed clock skew, is still in the future."""
+
+
+class ConsensusStale(ConsensusNotLive):
+    """More than the "reasonably live" margin has passed since ``valid-until``."""
+
+
+class MicrodescError(DirectoryError):
+    """A microdescriptor, or a response of concatenated ones, does not parse."""
 
 
 class InnerTlsError(TlsError):

@@ -13,6 +13,12 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     netdoc.py        network-document tokenizer: keyword lines, objects, offsets (dir-spec §1.2)
     authorities.py   the built-in v3 directory authorities and DirAuthority lines (dir-spec §3)
     keycert.py       authority key certificates: parse, signatures, validity (dir-spec §3.1)
+    docfields.py     field grammars shared by consensus and microdescs: base64, times, p, pr
+    consensus.py     the microdesc consensus: header, dir-sources, footer, signed digests (§10.2)
+    routerstatus.py  its router entries, r .. m, with shared s / pr / published values
+    consensus_verify.py  authority signatures (> half of those configured) and liveness
+    microdesc.py     microdescriptors, kept only when they hash to a consensus m line (§10.3)
+    netview.py       the network view path selection reads: relays, weights, params
 
 asyncio glue::
 
