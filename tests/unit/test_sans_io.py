@@ -87,6 +87,7 @@ IO = frozenset(
         "probe.batch",
         "tor.channel",
         "tor.channel_circuit",
+        "tor.dircache",
         "tor.inner_tls",
     }
 )
