@@ -35,7 +35,8 @@ same bound as a fetched document), a symbolic link or an unreadable file is a mi
 
 Writes are atomic: a temporary file in the same directory (``O_CREAT | O_EXCL``, mode 0600),
 written, ``fsync``-ed, then ``os.replace``-d over the old file, so a crash leaves the old file or
-the new one, never half of either. The directory is created with mode 0700.
+the new one, never half of either; a temporary file a crash left behind is removed by the next
+write once it is an hour old. The directory is created with mode 0700.
 
 Pruning, at each load and store:
 
@@ -57,6 +58,7 @@ import logging
 import os
 import secrets
 import sys
+import time
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -100,6 +102,9 @@ FILE_MODE = 0o600
 #: Mode of the state directory when this module creates it.
 DIR_MODE = 0o700
 _TEMP_SUFFIX = ".tmp"
+#: A temporary file this old was left by a crash (a write takes well under a second); younger
+#: ones may belong to another process writing the same state directory, and are left alone.
+STALE_TEMP_S = 60 * 60
 
 
 def default_state_dir(
@@ -317,6 +322,7 @@ class DirectoryCache:
     def _write(self, name: str, data: bytes) -> None:
         """Replace the file atomically: temporary file (0600, exclusive), fsync, replace."""
         self.path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self._remove_stale_temps(name)
         temp = self.path / f".{name}.{secrets.token_hex(8)}{_TEMP_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         fd = os.open(temp, flags | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
@@ -330,6 +336,16 @@ class DirectoryCache:
             temp.unlink(missing_ok=True)
             raise
         self._sync_dir()
+
+    def _remove_stale_temps(self, name: str) -> None:
+        """Remove this file's temporaries left by a crash between create and replace."""
+        cutoff = time.time() - STALE_TEMP_S
+        for temp in self.path.glob(f".{name}.*{_TEMP_SUFFIX}"):
+            try:
+                if temp.lstat().st_mtime < cutoff:
+                    temp.unlink()
+            except OSError:
+                continue
 
     def _prune(self, name: str, data: bytes) -> None:
         """Rewrite a file with fewer entries while loading; a disk that refuses is logged, not

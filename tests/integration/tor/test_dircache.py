@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -110,7 +111,7 @@ def test_failed_replace_keeps_the_old_file(
     def crash(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(dircache.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
         cache.store_consensus(net.consensus)
     assert (tmp_path / CONSENSUS_FILE).read_bytes() == b"old consensus\n"
@@ -126,11 +127,26 @@ def test_failed_write_leaves_no_temp_file(
     def crash(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(dircache.os, "fsync", crash)
+    monkeypatch.setattr(os, "fsync", crash)
     with pytest.raises(OSError):
         cache.store_consensus(net.consensus)
     assert [p.name for p in tmp_path.iterdir()] == [CONSENSUS_FILE]
     assert (tmp_path / CONSENSUS_FILE).read_bytes() == b"old consensus\n"
+
+
+def test_a_crash_s_temp_file_is_removed_once_stale(tmp_path: Path) -> None:
+    stale = tmp_path / f".{CONSENSUS_FILE}.0123456789abcdef.tmp"
+    recent = tmp_path / f".{CONSENSUS_FILE}.fedcba9876543210.tmp"
+    other = tmp_path / f".{CERTIFICATES_FILE}.0123456789abcdef.tmp"
+    for path in (stale, recent, other):
+        path.write_bytes(b"half a consens")
+    old = time.time() - dircache.STALE_TEMP_S - 10
+    for path in (stale, other):
+        os.utime(path, (old, old))
+    DirectoryCache(tmp_path).store_consensus(b"new\n")
+    assert not stale.exists()
+    assert recent.exists()  # perhaps another process's write in progress
+    assert other.exists()  # another file's; its own next write removes it
 
 
 def _edit(path: Path, old: bytes, new: bytes) -> None:
