@@ -31,7 +31,8 @@ configured authorities' signatures and its lifetime, each microdescriptor by its
 the consensus' ``m`` lines. So a corrupt, truncated or tampered file fails verification; it is
 deleted (for microdescriptors: the entries that fail are dropped) and recorded in
 :attr:`DirectoryCache.misses`, and the caller fetches instead. A file over its size bound (the
-same bound as a fetched document), a symbolic link or an unreadable file is a miss too.
+same bound as a fetched document), a symbolic link, anything but a regular file, or an
+unreadable file is a miss too.
 
 Writes are atomic: a temporary file in the same directory (``O_CREAT | O_EXCL``, mode 0600),
 written, ``fsync``-ed, then ``os.replace``-d over the old file, so a crash leaves the old file or
@@ -57,6 +58,7 @@ import hashlib
 import logging
 import os
 import secrets
+import stat
 import sys
 import time
 from collections.abc import Collection, Iterable, Mapping
@@ -300,13 +302,19 @@ class DirectoryCache:
         """The file's bytes, or None when absent; a file over its bound, a link or an
         unreadable file is removed and recorded as a miss."""
         limit = MAX_FILE_BYTES[name]
-        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+        # O_NONBLOCK: opening a FIFO planted in the directory must not hang the client.
+        flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+        flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         try:
             fd = os.open(self.path / name, flags)
         except FileNotFoundError:
             return None
         except OSError as exc:
             self._refuse(name, f"cannot be opened: {exc.strerror or exc}")
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self._refuse(name, "is not a regular file")
             return None
         try:
             with os.fdopen(fd, "rb") as file:

@@ -254,6 +254,15 @@ def test_symlink_is_not_followed(tmp_path: Path, net: FakeNetwork) -> None:
     assert not (state / CONSENSUS_FILE).is_symlink()
 
 
+@posix_only
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path, net: FakeNetwork) -> None:
+    os.mkfifo(tmp_path / CONSENSUS_FILE)
+    cache = DirectoryCache(tmp_path)
+    assert cache.load_consensus(ids(net), certs(net), now(net)) is None
+    assert not (tmp_path / CONSENSUS_FILE).exists()
+    assert "not a regular file" in cache.misses[0].reason
+
+
 def test_missing_files_are_plain_misses(tmp_path: Path, net: FakeNetwork) -> None:
     cache = DirectoryCache(tmp_path / "never-created")
     assert cache.load_certificates(ids(net), now(net)) == []
