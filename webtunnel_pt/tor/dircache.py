@@ -10,7 +10,7 @@
         .load_consensus(authority_ids, certificates, now) -> VerifiedConsensus | None
         .store_consensus(document)
         .load_microdescs(consensus)                       -> MicrodescBatch
-        .store_microdescs(response, consensus)
+        .store_microdescs(responses, consensus)
         .misses                                           -> [CacheMiss]   what was refused
 
 Files, as received (decompressed), in the state directory::
@@ -44,7 +44,7 @@ Pruning, at each load and store:
 - certificates past their ``dir-key-expires`` (tor drops them likewise);
 - the consensus once it is no longer reasonably live, 24 h past ``valid-until`` (dir-spec §5.1);
 - microdescriptors the current consensus no longer lists. tor keeps them 7 days after they were
-  last listed (microdesc.c, TOLERATE_MICRODESC_AGE), which needs a last-listed time per entry
+  last listed (microdesc.c, microdesc_cache_clean), which needs a last-listed time per entry
   and a journal; dropping them at once keeps the file the consensus' size and costs at most a
   refetch of a relay that drops out and comes back (~400 bytes).
 
@@ -276,10 +276,16 @@ class DirectoryCache:
             return MicrodescBatch((), 0)
         return batch
 
-    def store_microdescs(self, response: bytes, consensus: Consensus) -> None:
-        """Add the microdescriptors of ``response`` (a /tor/micro/d/ body) that ``consensus``
+    def store_microdescs(self, responses: Iterable[bytes], consensus: Consensus) -> None:
+        """Add the microdescriptors of ``responses`` (/tor/micro/d/ bodies) that ``consensus``
         lists to the cached ones; whatever the consensus no longer lists is dropped. Only
-        entries whose digest is listed are kept, so nothing unverified is written."""
+        entries whose digest is listed are kept, so nothing unverified is written.
+
+        Each call rewrites the file, so pass every batch of a fetch round in one call, not one
+        call per batch (a cold start fetches ~8,000 in dozens of batches: as many rewrites of a
+        growing file otherwise).
+        Raises :class:`DirectoryError` when a response cannot be split into microdescriptors.
+        """
         wanted = {router.microdesc_digest for router in consensus.routers}
         merged: dict[bytes, bytes] = {}
         data = self._read(MICRODESCS_FILE)
@@ -288,8 +294,9 @@ class DirectoryCache:
                 merged.update(split_microdesc_bytes(data))
             except DirectoryError as exc:
                 self._record(MICRODESCS_FILE, f"does not parse: {exc}")
-        for digest, text in split_microdesc_bytes(response).items():
-            merged.setdefault(digest, text)
+        for response in responses:
+            for digest, text in split_microdesc_bytes(response).items():
+                merged.setdefault(digest, text)
         kept = [text for digest, text in merged.items() if digest in wanted]
         total = sum(map(len, kept))
         if total > MAX_MICRODESC_RESPONSE_BYTES:

@@ -54,7 +54,7 @@ def filled(path: Path, net: FakeNetwork) -> DirectoryCache:
     cache = DirectoryCache(path)
     cache.store_certificates(certs(net), now(net))
     cache.store_consensus(net.consensus)
-    cache.store_microdescs(net.microdescs, parse_consensus(net.consensus))
+    cache.store_microdescs([net.microdescs], parse_consensus(net.consensus))
     return cache
 
 
@@ -79,9 +79,9 @@ def test_microdescs_merge_across_batches(tmp_path: Path, net: FakeNetwork) -> No
     consensus = parse_consensus(net.consensus)
     cache = DirectoryCache(tmp_path)
     half = RELAYS // 2
-    cache.store_microdescs(b"".join(r.microdesc for r in net.relays[:half]), consensus)
+    cache.store_microdescs([r.microdesc for r in net.relays[:half]], consensus)
     assert len(cache.load_microdescs(consensus).microdescs) == half
-    cache.store_microdescs(b"".join(r.microdesc for r in net.relays[half - 1 :]), consensus)
+    cache.store_microdescs([b"".join(r.microdesc for r in net.relays[half - 1 :])], consensus)
     batch = cache.load_microdescs(consensus)
     assert len(batch.microdescs) == RELAYS and batch.discarded == 0
 
@@ -313,7 +313,7 @@ def test_unlisted_microdescs_are_pruned(tmp_path: Path, net: FakeNetwork) -> Non
     assert batch.microdescs == () and batch.discarded == RELAYS
     assert (tmp_path / MICRODESCS_FILE).read_bytes() == b""
     # A store under a consensus keeps only what that consensus lists.
-    cache.store_microdescs(net.microdescs, other)
+    cache.store_microdescs([net.microdescs], other)
     assert (tmp_path / MICRODESCS_FILE).read_bytes() == b""
 
 
