@@ -91,6 +91,9 @@ IO = frozenset(
         "tor.inner_tls",
     }
 )
+#: Modules of IO that do file I/O only: run in a thread by their callers, they must not reach
+#: ``asyncio``, ``socket`` or ``ssl`` either (checked like the sans-I/O ones).
+FILE_IO_ONLY = frozenset({"tor.dircache"})
 #: Subpackages whose every module is sans-I/O unless its docstring begins with "asyncio glue".
 SANS_IO_PACKAGES = ("socks", "tor")
 GLUE_MARKER = "asyncio glue"
@@ -259,6 +262,15 @@ def test_the_rule_covers_the_known_cores() -> None:
 
 @pytest.mark.parametrize("module", sans_io_modules())
 def test_sans_io_module_imports_no_io(module: str) -> None:
+    assert forbidden_paths(module) == []
+
+
+def test_file_io_only_modules_are_io() -> None:
+    assert FILE_IO_ONLY <= IO
+
+
+@pytest.mark.parametrize("module", sorted(_module_name(m) for m in FILE_IO_ONLY))
+def test_file_io_only_module_imports_no_network(module: str) -> None:
     assert forbidden_paths(module) == []
 
 
