@@ -87,6 +87,7 @@ IO = frozenset(
         "probe.batch",
         "tor.channel",
         "tor.channel_circuit",
+        "tor.dirmgr",
         "tor.inner_tls",
     }
 )
