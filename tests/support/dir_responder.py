@@ -44,6 +44,8 @@ class DirResponder:
     certificates: dict[str, bytes] = field(default_factory=dict)
     #: digest (base64 without "=") -> microdescriptor served instead of the network's.
     microdescs: dict[str, bytes] = field(default_factory=dict)
+    #: paths recorded but never answered (a bridge that goes silent)
+    stall: set[str] = field(default_factory=set)
     paths: list[str] = field(default_factory=list)
 
     def answer(self, path: str) -> tuple[bytes, str]:
@@ -97,6 +99,8 @@ class DirResponder:
     ) -> None:
         path = request.split(b" ")[1].decode()
         self.paths.append(path)
+        if path in self.stall:
+            return
         body, encoding = self.answer(path)
         head = f"HTTP/1.0 200 OK\r\nContent-Encoding: {encoding}\r\n\r\n".encode()
         data = head + body

@@ -4,9 +4,11 @@ circuit (tests/support/dir_responder.py), and records every path asked for."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
 import hashlib
+import time
 import zlib
 from pathlib import Path
 
@@ -15,7 +17,12 @@ import pytest
 from tests.support.dir_responder import CONSENSUS_PATH, DirResponder
 from tests.support.fake_network import FakeNetwork, make_key_certificate, make_network
 from tests.support.scripted_relay import run, with_relay
-from webtunnel_pt.errors import ConsensusSignatureError, DirectoryError, KeyCertificateError
+from webtunnel_pt.errors import (
+    ConsensusSignatureError,
+    DirectoryError,
+    HandshakeTimeout,
+    KeyCertificateError,
+)
 from webtunnel_pt.tor.authorities import DirAuthority, parse_dir_authorities
 from webtunnel_pt.tor.directory import MAX_DIR_RESPONSE_BYTES
 from webtunnel_pt.tor.dirmgr import (
@@ -37,7 +44,10 @@ def authorities(net: FakeNetwork) -> tuple[DirAuthority, ...]:
 
 
 def fetch(
-    tmp_path: Path, responder: DirResponder, auths: tuple[DirAuthority, ...] | None = None
+    tmp_path: Path,
+    responder: DirResponder,
+    auths: tuple[DirAuthority, ...] | None = None,
+    timeout_s: float = 10,
 ) -> DirectoryResult:
     net = responder.net
     result: list[DirectoryResult] = []
@@ -50,7 +60,7 @@ def fetch(
                         channel,
                         authorities(net) if auths is None else auths,
                         now=lambda: net.valid_after + 60,
-                        timeout_s=10,
+                        timeout_s=timeout_s,
                     )
                 )
 
@@ -153,10 +163,22 @@ def test_a_decompression_bomb_stops_at_the_bound(tmp_path: Path) -> None:
     assert responder.paths == [CONSENSUS_PATH]
 
 
-def test_microdescs_are_asked_for_in_batches_of_tors_limit() -> None:
-    digests = [bytes([i % 256, i // 256]) + bytes(30) for i in range(200)]
+def test_microdescs_are_asked_for_in_batches_of_tors_tunnelled_limit() -> None:
+    digests = [i.to_bytes(2, "big") + bytes(30) for i in range(1200)]
     paths = microdesc_paths(digests)
     sizes = [len(p.removeprefix("/tor/micro/d/").split("-")) for p in paths]
-    assert sizes == [MICRODESCS_PER_REQUEST, MICRODESCS_PER_REQUEST, 200 - 2 * 92]
+    assert sizes == [MICRODESCS_PER_REQUEST, MICRODESCS_PER_REQUEST, 200] == [500, 500, 200]
     first = paths[0].removeprefix("/tor/micro/d/").split("-")[0]
     assert len(first) == 43 and "=" not in first
+    assert [d for p in paths for d in p.removeprefix("/tor/micro/d/").split("-")] == [
+        base64.b64encode(d).decode().rstrip("=") for d in digests
+    ]
+
+
+def test_a_silent_bridge_ends_at_the_deadline(tmp_path: Path) -> None:
+    net = network()
+    responder = DirResponder(net, stall={CONSENSUS_PATH})
+    started = time.monotonic()
+    with pytest.raises(HandshakeTimeout):
+        fetch(tmp_path, responder, timeout_s=0.5)
+    assert time.monotonic() - started < 5
