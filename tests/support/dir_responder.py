@@ -46,6 +46,8 @@ class DirResponder:
     microdescs: dict[str, bytes] = field(default_factory=dict)
     #: paths recorded but never answered (a bridge that goes silent)
     stall: set[str] = field(default_factory=set)
+    #: path prefix -> HTTP status line answered instead of the document (e.g. "404 Not found")
+    refuse: dict[str, str] = field(default_factory=dict)
     paths: list[str] = field(default_factory=list)
 
     def answer(self, path: str) -> tuple[bytes, str]:
@@ -101,8 +103,9 @@ class DirResponder:
         self.paths.append(path)
         if path in self.stall:
             return
-        body, encoding = self.answer(path)
-        head = f"HTTP/1.0 200 OK\r\nContent-Encoding: {encoding}\r\n\r\n".encode()
+        status = next((line for pre, line in self.refuse.items() if path.startswith(pre)), None)
+        body, encoding = (b"", "identity") if status else self.answer(path)
+        head = f"HTTP/1.0 {status or '200 OK'}\r\nContent-Encoding: {encoding}\r\n\r\n".encode()
         data = head + body
         for at in range(0, len(data), MAX_RELAY_DATA):
             chunk = data[at : at + MAX_RELAY_DATA]

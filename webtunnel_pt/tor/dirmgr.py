@@ -200,9 +200,11 @@ async def fetch_network_view(
 ) -> DirectoryResult:
     """Fetch, verify and join the directory through the bridge at the other end of
     ``channel`` (see the module docstring). ``now`` is the wall clock the certificates and the
-    consensus are checked against; ``certificates`` are ones already held (a cache)."""
+    consensus are checked against; ``certificates`` are ones already held and already checked for
+    their authority (a cache); expired ones are ignored."""
     wait = budget(timeout_s, deadline)
-    known = list(certificates)
+    # A held certificate that has expired signs nothing: fetch its successor instead.
+    known = [cert for cert in certificates if now() <= cert.expires]
     circuit = await channel.create_fast_circuit(CIRCUIT_TIMEOUT_S, deadline=wait)
     fetcher = _Fetcher(circuit, wait)
     try:

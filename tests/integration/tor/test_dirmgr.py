@@ -182,3 +182,33 @@ def test_a_silent_bridge_ends_at_the_deadline(tmp_path: Path) -> None:
     with pytest.raises(HandshakeTimeout):
         fetch(tmp_path, responder, timeout_s=0.5)
     assert time.monotonic() - started < 5
+
+
+def test_a_refused_request_names_the_step_and_stops(tmp_path: Path) -> None:
+    net = network()
+    responder = DirResponder(net, refuse={"/tor/keys/": "404 Not found"})
+    with pytest.raises(DirectoryError, match="key certificates: the bridge answered HTTP 404"):
+        fetch(tmp_path, responder)
+    assert not paths_of(responder, "/tor/micro/")
+
+
+def test_an_expired_held_certificate_is_fetched_again(tmp_path: Path) -> None:
+    net = network()
+    held = fetch(tmp_path, DirResponder(net)).certificates
+    stale = [dataclasses.replace(cert, expires=net.valid_after - 1) for cert in held]
+    responder = DirResponder(net)
+
+    async def main() -> None:
+        async with with_relay(tmp_path, responder.script) as connect:
+            async with await connect() as channel:
+                result = await fetch_network_view(
+                    channel,
+                    authorities(net),
+                    now=lambda: net.valid_after + 60,
+                    certificates=stale,
+                    timeout_s=10,
+                )
+                assert result.report.certificates_fetched == 3
+
+    run(main())
+    assert len(paths_of(responder, "/tor/keys/fp-sk/")) == 1
