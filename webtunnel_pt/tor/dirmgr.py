@@ -63,6 +63,8 @@ MAX_MICRODESC_TOTAL_BYTES = 16 * 1024 * 1024
 #: The whole fetch: the live consensus is ~3 MiB (~0.6 MiB compressed) and the microdescriptors
 #: ~90 requests, all through one bridge that may be slow.
 DIRECTORY_TIMEOUT_S = 120.0
+#: Characters of an HTTP reason phrase put into an error message.
+MAX_REASON_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -130,9 +132,10 @@ class _Fetcher:
             path, timeout_s=self.deadline.remaining(), deadline=self.deadline
         )
         if response.status != 200:
-            raise DirectoryError(
-                f"{what}: the bridge answered HTTP {response.status} {response.reason}"
-            )
+            # The reason phrase is the peer's text: only a short, printable ASCII one is shown.
+            reason = response.reason[:MAX_REASON_CHARS]
+            shown = reason if reason.isascii() and reason.isprintable() else "?"
+            raise DirectoryError(f"{what}: the bridge answered HTTP {response.status} {shown}")
         return response.body
 
     def timed(self, step: str, started: float) -> None:
