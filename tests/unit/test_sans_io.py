@@ -88,6 +88,7 @@ IO = frozenset(
         "tor.channel",
         "tor.channel_circuit",
         "tor.dircache",
+        "tor.dirmgr",
         "tor.inner_tls",
     }
 )

@@ -20,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import lzma
 import zlib
 from dataclasses import dataclass, field
 
@@ -38,7 +39,11 @@ MAX_DIR_RESPONSE_BYTES = 4 * 1024 * 1024
 #: A server descriptor is a few KiB (tor's directory authorities take at most 20 000 bytes);
 #: anything far larger is refused before it is parsed.
 MAX_DESCRIPTOR_BYTES = 64 * 1024
-ACCEPT_ENCODING = "deflate, gzip, identity"
+ACCEPT_ENCODING = "deflate, x-tor-lzma, gzip, identity"
+#: Memory the x-tor-lzma decoder may use, whatever dictionary size the stream's header asks
+#: for: tor's own limit (MEMORY_LIMIT in src/lib/compress/compress_lzma.c, 16 MiB); the
+#: captured consensus uses an 8 MiB dictionary.
+LZMA_MEMORY_LIMIT_BYTES = 16 * 1024 * 1024
 
 
 def _is_decimal(text: str) -> bool:
@@ -66,19 +71,29 @@ class DirResponse:
 
 #: zlib window bits: zlib container for ``deflate`` (what tor sends), gzip container for ``gzip``.
 _WBITS = {"deflate": zlib.MAX_WBITS, "gzip": 16 + zlib.MAX_WBITS}
+#: tor's ``x-tor-lzma`` is the legacy ``.lzma`` ("LZMA alone") container, not xz (tor's
+#: compress_lzma.c: lzma_alone_encoder / lzma_alone_decoder).
+_LZMA = "x-tor-lzma"
+
+
+def _decompressor(encoding: str) -> zlib._Decompress | lzma.LZMADecompressor:
+    if encoding == _LZMA:
+        return lzma.LZMADecompressor(lzma.FORMAT_ALONE, memlimit=LZMA_MEMORY_LIMIT_BYTES)
+    if encoding in _WBITS:
+        return zlib.decompressobj(_WBITS[encoding])
+    raise DirectoryError(f"unsupported directory Content-Encoding {encoding!r}")
 
 
 def _decode_body(body: bytes, encoding: str) -> bytes:
-    """Identity or a decompressed body; never more than ``MAX_DIR_RESPONSE_BYTES`` decoded."""
+    """Identity or a decompressed body; never more than ``MAX_DIR_RESPONSE_BYTES`` decoded: the
+    decompressor stops one byte past the bound, so a decompression bomb costs no more."""
     if encoding in ("", "identity"):
         return body
-    if encoding not in _WBITS:
-        raise DirectoryError(f"unsupported directory Content-Encoding {encoding!r}")
-    decompressor = zlib.decompressobj(_WBITS[encoding])
+    decompressor = _decompressor(encoding)
     try:
         # One byte over the bound tells "exactly at the bound" from "too large".
         decoded = decompressor.decompress(body, MAX_DIR_RESPONSE_BYTES + 1)
-    except zlib.error as exc:
+    except (zlib.error, lzma.LZMAError) as exc:
         raise DirectoryError(f"directory body is not valid {encoding}") from exc
     if len(decoded) > MAX_DIR_RESPONSE_BYTES:
         raise DirectoryError(f"decoded directory body exceeds {MAX_DIR_RESPONSE_BYTES} bytes")

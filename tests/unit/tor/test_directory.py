@@ -6,10 +6,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gzip
+import lzma
 import zlib
 
 import pytest
 
+from tests.support import dir_capture
 from tests.support.link_capture import (
     CAPTURED_AT,
     DESCRIPTOR_BYTES,
@@ -34,9 +36,14 @@ from webtunnel_pt.tor.directory import (
 IDENTITY = relay_identity()
 
 
+def tor_lzma(data: bytes) -> bytes:
+    """What tor's x-tor-lzma is: the legacy .lzma container."""
+    return lzma.compress(data, format=lzma.FORMAT_ALONE)
+
+
 def test_request_bytes() -> None:
     assert dir_request("/tor/server/authority") == (
-        b"GET /tor/server/authority HTTP/1.0\r\nAccept-Encoding: deflate, gzip, identity\r\n\r\n"
+        b"GET /tor/server/authority HTTP/1.0\r\nAccept-Encoding: deflate, x-tor-lzma, gzip, identity\r\n\r\n"
     )
     assert b"Host: 127.0.0.1\r\n" in dir_request("/x", "127.0.0.1")
 
@@ -50,7 +57,12 @@ def response(body: bytes, encoding: str = "identity", status: str = "200 OK") ->
 
 @pytest.mark.parametrize(
     ("encoding", "encode"),
-    [("identity", lambda b: b), ("deflate", zlib.compress), ("gzip", gzip.compress)],
+    [
+        ("identity", lambda b: b),
+        ("deflate", zlib.compress),
+        ("gzip", gzip.compress),
+        ("x-tor-lzma", tor_lzma),
+    ],
 )
 def test_response_bodies(encoding: str, encode: object) -> None:
     parsed = parse_dir_response(response(encode(b"router x"), encoding))  # type: ignore[operator]
@@ -167,7 +179,7 @@ def test_descriptor_size_is_bounded() -> None:
 
 @pytest.mark.parametrize(
     ("encoding", "compress"),
-    [("deflate", zlib.compress), ("gzip", gzip.compress)],
+    [("deflate", zlib.compress), ("gzip", gzip.compress), ("x-tor-lzma", tor_lzma)],
 )
 def test_decompressed_body_is_bounded(encoding: str, compress: object) -> None:
     """A small compressed body must not expand past MAX_DIR_RESPONSE_BYTES (a zip bomb: 64 KiB
@@ -182,9 +194,24 @@ def test_decompressed_body_is_bounded(encoding: str, compress: object) -> None:
 
 @pytest.mark.parametrize(
     ("encoding", "compress"),
-    [("deflate", zlib.compress), ("gzip", gzip.compress)],
+    [("deflate", zlib.compress), ("gzip", gzip.compress), ("x-tor-lzma", tor_lzma)],
 )
 def test_truncated_compressed_body(encoding: str, compress: object) -> None:
     whole = compress(b"router x 127.0.0.1 9001 0 0\n" * 50)  # type: ignore[operator]
     with pytest.raises(DirectoryError, match=encoding):
         parse_dir_response(response(whole[:-6], encoding))
+
+
+def test_the_captured_x_tor_lzma_consensus_decodes() -> None:
+    """tor 0.4.9.11's answer with ``Content-Encoding: x-tor-lzma`` (tests/data/dir)."""
+    raw = b"HTTP/1.0 200 OK\r\nContent-Encoding: x-tor-lzma\r\n\r\n" + dir_capture.CONSENSUS_LZMA
+    assert parse_dir_response(raw).body == dir_capture.CONSENSUS
+
+
+def test_an_lzma_header_asking_for_too_much_memory_is_refused() -> None:
+    """The .lzma header names the dictionary size; one over tor's 16 MiB limit is refused."""
+    big = lzma.compress(
+        b"x", format=lzma.FORMAT_ALONE, filters=[{"id": lzma.FILTER_LZMA1, "dict_size": 64 << 20}]
+    )
+    with pytest.raises(DirectoryError, match="x-tor-lzma"):
+        parse_dir_response(response(big, "x-tor-lzma"))
