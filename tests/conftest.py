@@ -8,6 +8,7 @@ import pytest
 import trustme
 
 from tests.support.certs import Pki, make_pki
+from tests.support.logging_state import preserved_logging
 from tests.support.pt_process import PtProcess, tor_environment
 from tests.support.secrets import SecretPathServer, leaks, record_output
 from tests.support.upgrade_server import ScriptedWebServer
@@ -112,3 +113,10 @@ def pt(pt_process: PtProcess) -> PtProcess:
     earlier tests of the module made it write (start-up lines stay readable through
     ``socks_port()``)."""
     return pt_process.view()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """cli.main sets up the webtunnel_pt logger tree; put it back for the tests after."""
+    with preserved_logging():
+        yield

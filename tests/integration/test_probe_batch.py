@@ -10,12 +10,11 @@ import io
 import json
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.logging_state import preserved_logging
+from tests.e2e.ports import free_port
 from tests.support.raw_server import RawServer
 from webtunnel_pt import cli
 from webtunnel_pt.logs import Redactor
@@ -30,16 +29,7 @@ SECRET = "s3cretPathValue"
 SLOW_PROBE_TIMEOUT_S = 20.0
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    with preserved_logging():
-        yield
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def bridge(port: int, path: str = SECRET) -> str:
@@ -84,7 +74,7 @@ def run_batch(text: str, out: io.StringIO, **options: object) -> int:
 def test_a_slow_bridge_does_not_delay_the_others() -> None:
     slow = SilentUntilReleased()
     with RawServer(slow) as server:
-        refused = [closed_port() for _ in range(3)]
+        refused = [free_port() for _ in range(3)]
         text = "\n".join([bridge(server.port), *(bridge(p) for p in refused)])
         # The slow bridge is let go only once the three others have been reported.
         out = Watch("FAILED at TCP", 3, slow.release)
@@ -109,7 +99,7 @@ def test_a_slow_bridge_does_not_delay_the_others() -> None:
 def test_unordered_json_follows_completion_and_ordered_json_keeps_input_order() -> None:
     slow = SilentUntilReleased()
     with RawServer(slow) as server:
-        text = "\n".join([bridge(server.port), bridge(closed_port()), bridge(closed_port())])
+        text = "\n".join([bridge(server.port), bridge(free_port()), bridge(free_port())])
         out = Watch('"failed_layer":"tcp"', 2, slow.release)
         run_batch(text, out, json_output=True, ordered=False)
     records = [json.loads(line) for line in out.getvalue().splitlines()]
@@ -118,7 +108,7 @@ def test_unordered_json_follows_completion_and_ordered_json_keeps_input_order() 
 
     slow = SilentUntilReleased()
     with RawServer(slow) as server:
-        text = "\n".join([bridge(server.port), bridge(closed_port()), "bad", bridge(SECRET)])
+        text = "\n".join([bridge(server.port), bridge(free_port()), "bad", bridge(SECRET)])
         # Ordered: nothing can be written before line 1 is done, so release it at once; the
         # order must be the input's whichever finishes first.
         slow.release.set()
@@ -132,7 +122,7 @@ def test_unordered_json_follows_completion_and_ordered_json_keeps_input_order() 
 
 def test_file_any_and_unsafe_logging(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     listing = tmp_path / "bridges.txt"
-    listing.write_text(f"# two dead bridges\n{bridge(closed_port())}\n\n{bridge(closed_port())}\n")
+    listing.write_text(f"# two dead bridges\n{bridge(free_port())}\n\n{bridge(free_port())}\n")
     code = cli.main(["probe", "--file", str(listing), "--json"])
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == EXIT_NONE_PASSED
@@ -154,7 +144,7 @@ def socks5_greeting_then_close(conn: socket.socket) -> None:
 def test_proxy_is_used_by_single_and_file_probes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    line = bridge(closed_port())
+    line = bridge(free_port())
     listing = tmp_path / "bridges.txt"
     listing.write_text(line + "\n")
     with RawServer(socks5_greeting_then_close) as proxy:

@@ -7,11 +7,10 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
-from tests.support.logging_state import preserved_logging
+from tests.e2e.ports import free_port
 from webtunnel_pt import cli
 from webtunnel_pt.probe.report import EXIT_CODES
 
@@ -19,16 +18,7 @@ FP = "2B936CD554AF5B16678DE517CC3866AA11170BC4"
 SECRET = "s3cretPathValue"
 
 
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    with preserved_logging():
-        yield
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def probe(capsys: pytest.CaptureFixture[str], *words: str) -> tuple[int, str]:
@@ -37,7 +27,7 @@ def probe(capsys: pytest.CaptureFixture[str], *words: str) -> tuple[int, str]:
 
 
 def test_tcp_failure_exit_code_and_redaction(capsys: pytest.CaptureFixture[str]) -> None:
-    line = f"Bridge webtunnel 192.0.2.1:443 {FP} url=https://127.0.0.1:{closed_port()}/{SECRET}"
+    line = f"Bridge webtunnel 192.0.2.1:443 {FP} url=https://127.0.0.1:{free_port()}/{SECRET}"
     code, text = probe(capsys, line)
     assert code == EXIT_CODES["tcp"]
     assert "FAIL TCP" in text and "ok   DNS" in text and "--   descriptor" in text
@@ -45,7 +35,7 @@ def test_tcp_failure_exit_code_and_redaction(capsys: pytest.CaptureFixture[str])
 
 
 def test_json_output_and_unsafe_logging(capsys: pytest.CaptureFixture[str]) -> None:
-    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{closed_port()}/{SECRET}"
+    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{free_port()}/{SECRET}"
     code, text = probe(capsys, line, "--json", "--timeout", "5")
     assert code == EXIT_CODES["tcp"]
     doc = json.loads(text)
@@ -69,14 +59,14 @@ def test_json_output_and_unsafe_logging(capsys: pytest.CaptureFixture[str]) -> N
 def test_lyrebird_unsafe_logging_after_the_subcommand(
     words: tuple[str, ...], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{closed_port()}/{SECRET}"
+    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{free_port()}/{SECRET}"
     code, text = probe(capsys, *(word.format(line=line) for word in words))
     assert code == EXIT_CODES["tcp"]
     assert SECRET in text
 
 
 def test_flags_before_the_subcommand_reach_it(capsys: pytest.CaptureFixture[str]) -> None:
-    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{closed_port()}/{SECRET}"
+    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{free_port()}/{SECRET}"
     code = cli.main(["-unsafeLogging=true", "-logLevel", "debug", "probe", line])
     captured = capsys.readouterr()
     assert code == EXIT_CODES["tcp"]
@@ -85,7 +75,7 @@ def test_flags_before_the_subcommand_reach_it(capsys: pytest.CaptureFixture[str]
 
 
 def test_unsafe_logging_false_keeps_scrubbing(capsys: pytest.CaptureFixture[str]) -> None:
-    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{closed_port()}/{SECRET}"
+    line = f"webtunnel 192.0.2.1:443 {FP} url=http://127.0.0.1:{free_port()}/{SECRET}"
     code, text = probe(capsys, "-unsafeLogging=true", line, "-unsafeLogging=false")
     assert code == EXIT_CODES["tcp"]
     assert SECRET not in text and "[scrubbed]" in text

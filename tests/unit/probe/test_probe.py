@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.support.link_capture import CAPTURED_AT, DESCRIPTOR_BYTES, FINGERPRINT, relay_identity
-from tests.support.logging_state import preserved_logging
 from webtunnel_pt import cli
 from webtunnel_pt.errors import (
     BridgeUnreachable,
@@ -148,13 +147,6 @@ def test_layers_keep_their_order_and_exit_statuses() -> None:
     ]
     help_text = exit_status_help()
     assert "   16  identity mismatch" in help_text and "   18  descriptor failed" in help_text
-
-
-@pytest.fixture
-def restore_logging():
-    """cli.main sets up the webtunnel_pt logger tree; put it back for the tests after."""
-    with preserved_logging():
-        yield
 
 
 @pytest.mark.usefixtures("restore_logging")
