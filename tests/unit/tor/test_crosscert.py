@@ -1,17 +1,20 @@
 """tor.crosscert: the ntor-onion-key-crosscert (dir-spec §2.1.1) of the descriptor captured from
 a real tor 0.4.9.11 bridge, mutated every way that must fail, and of descriptors whose keys are
-made here (the Curve25519 onion key taken from an Ed25519 key by the inverse map, written here
-from the formula, so the module's map is checked against an independent one)."""
+made here: the Curve25519 onion key taken from an Ed25519 key by the inverse map (written here
+from the formula, so the module's map is checked against an independent one), and, as tor
+does it, an X25519 onion key whose clamped scalar signs the crosscert as an Ed25519 secret."""
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import os
 import struct
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from tests.support.link_capture import CAPTURED_AT, DESCRIPTOR_BYTES, ED25519_ID
@@ -275,3 +278,92 @@ def test_made_crosscert_signed_by_another_key() -> None:
     other = make_crosscert(Ed25519PrivateKey.generate(), ED25519_ID)
     with pytest.raises(OnionKeyCrosscertError, match="signature does not verify"):
         verify(dataclasses.replace(desc, ntor_onion_key_crosscert=other))
+
+
+# ---- the way tor makes it: an X25519 onion key, its scalar used as an Ed25519 secret ---------
+# Tor (proposal 228) signs the crosscert with the Ed25519 key whose secret scalar is the clamped
+# Curve25519 secret itself; cryptography cannot sign with a bare scalar, so the Edwards
+# arithmetic of RFC 8032 §5.1 is written out here.
+
+D = -121665 * pow(121666, P - 2, P) % P
+L = 2**252 + 27742317777372353535851937790883648493
+Point = tuple[int, int, int, int]  # extended coordinates X, Y, Z, T
+
+
+def _base_point() -> Point:
+    y = 4 * pow(5, P - 2, P) % P
+    xx = (y * y - 1) * pow(D * y * y + 1, P - 2, P) % P
+    x = pow(xx, (P + 3) // 8, P)
+    if (x * x - xx) % P:
+        x = x * pow(2, (P - 1) // 4, P) % P
+    if x & 1:
+        x = P - x
+    return x, y, 1, x * y % P
+
+
+def _add(p: Point, q: Point) -> Point:
+    a = (p[1] - p[0]) * (q[1] - q[0]) % P
+    b = (p[1] + p[0]) * (q[1] + q[0]) % P
+    c = 2 * D * p[3] * q[3] % P
+    d = 2 * p[2] * q[2] % P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return e * f % P, g * h % P, f * g % P, e * h % P
+
+
+def _mul(scalar: int, point: Point) -> Point:
+    result: Point = (0, 1, 1, 0)
+    while scalar:
+        if scalar & 1:
+            result = _add(result, point)
+        point = _add(point, point)
+        scalar >>= 1
+    return result
+
+
+def _encode(point: Point) -> bytes:
+    z_inv = pow(point[2], P - 2, P)
+    x, y = point[0] * z_inv % P, point[1] * z_inv % P
+    return (y | (x & 1) << 255).to_bytes(32, "little")
+
+
+def _sign(scalar: int, prefix: bytes, public: bytes, message: bytes) -> bytes:
+    r = int.from_bytes(hashlib.sha512(prefix + message).digest(), "little") % L
+    big_r = _encode(_mul(r, _base_point()))
+    k = int.from_bytes(hashlib.sha512(big_r + public + message).digest(), "little") % L
+    return big_r + ((r + k * scalar) % L).to_bytes(32, "little")
+
+
+def tor_style_descriptor(identity: bytes) -> ServerDescriptor:
+    """A fresh X25519 onion key and the crosscert tor would make for it."""
+    secret = bytearray(os.urandom(32))
+    onion_key = X25519PrivateKey.from_private_bytes(bytes(secret)).public_key().public_bytes(*RAW)
+    secret[0] &= 248
+    secret[31] = (secret[31] & 127) | 64  # X25519's clamping: the scalar both curves use
+    scalar = int.from_bytes(secret, "little")
+    ed_public = _encode(_mul(scalar, _base_point()))
+    body = struct.pack(">BBIB", 1, 0x0A, int(CAPTURED_AT // 3600) + 1, 1) + identity + b"\x00"
+    prefix = hashlib.sha512(b"high part" + bytes(secret)).digest()[:32]
+    cert = body + _sign(scalar, prefix, ed_public, body)
+    Ed25519PublicKey.from_public_bytes(ed_public).verify(cert[-64:], body)  # the helper is sound
+    return dataclasses.replace(
+        DESC,
+        ntor_onion_key=onion_key,
+        ntor_onion_key_crosscert_sign=ed_public[31] >> 7,
+        ntor_onion_key_crosscert=cert,
+    )
+
+
+@pytest.mark.parametrize("run", range(4))
+def test_tor_style_crosscert(run: int) -> None:
+    desc = tor_style_descriptor(ED25519_ID)
+    assert desc.ntor_onion_key is not None
+    verify(desc)
+    with pytest.raises(OnionKeyCrosscertError):
+        verify(
+            dataclasses.replace(
+                desc, ntor_onion_key_crosscert_sign=1 - (desc.ntor_onion_key_crosscert_sign or 0)
+            )
+        )
+    other = tor_style_descriptor(ED25519_ID)
+    with pytest.raises(OnionKeyCrosscertError):
+        verify(dataclasses.replace(desc, ntor_onion_key=other.ntor_onion_key))
