@@ -350,3 +350,16 @@ def test_thousands_of_relays_flow_through_the_sendme_windows(tmp_path: Path) -> 
     again = DirResponder(net)
     assert fetch(tmp_path, again, state, net.valid_after + 120).report.requests == 0
     assert again.paths == []
+
+
+def test_a_cache_the_disk_refuses_is_reported_not_fatal(tmp_path: Path) -> None:
+    """The state directory's path is a plain file: nothing can be read or stored, and the
+    directory is still fetched and verified."""
+    net = network()
+    state = tmp_path / "not-a-directory"
+    state.write_bytes(b"")
+    report = fetch(tmp_path, DirResponder(net), state, net.valid_after + 60).report
+    assert report.relays == RELAYS and report.consensus_source is ConsensusSource.NETWORK
+    stored = {p.split(":")[0] for p in report.cache_problems if "not stored" in p}
+    assert stored == {"certificates", "consensus", "microdescriptors"}
+    assert state.read_bytes() == b""
