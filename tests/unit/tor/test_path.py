@@ -16,9 +16,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import dir_capture
 from webtunnel_pt.errors import NoPathError, WebtunnelError
+from webtunnel_pt.tor.consensus import parse_consensus
+from webtunnel_pt.tor.consensus_verify import verify_consensus
 from webtunnel_pt.tor.docfields import REJECT_ALL, PortPolicy
-from webtunnel_pt.tor.netview import NetworkView, Relay
+from webtunnel_pt.tor.keycert import parse_key_certificates
+from webtunnel_pt.tor.microdesc import parse_microdescs
+from webtunnel_pt.tor.netview import NetworkView, Relay, build_network_view
 from webtunnel_pt.tor.path import (
     LONG_LIVED_PORTS,
     ChosenPath,
@@ -624,3 +629,33 @@ def test_hop_of_carries_what_the_rules_read() -> None:
         family_ids=frozenset({"ed25519:x"}),
         nickname="relay3",
     )
+
+
+# ---- the private test network, as tor 0.4.9 published it -----------------------------------
+
+
+def captured_view() -> NetworkView:
+    ids = [bytes.fromhex(a["v3ident"]) for a in dir_capture.CAPTURE["authorities"]]
+    certs = parse_key_certificates(dir_capture.KEYS_ALL)
+    consensus = parse_consensus(dir_capture.CONSENSUS)
+    verified = verify_consensus(consensus, ids, certs, dir_capture.CAPTURED_AT)
+    wanted = [r.microdesc_digest for r in consensus.routers]
+    return build_network_view(verified, parse_microdescs(dir_capture.MICRODESCS, wanted).microdescs)
+
+
+def test_the_captured_loopback_network_gives_paths_only_without_distinct_subnets() -> None:
+    # Every relay there is on 127.0.0.1, Bandwidth=0 or 3 and Unmeasured; the exits are
+    # Exit+Guard (Wmd=0 in the middle). Its tor 0.4.9 relays must all stay usable.
+    view = captured_view()
+    bridge = PathHop(b"\xbb" * 20, None, "127.0.0.1", None, frozenset(), frozenset())
+    selector = PathSelector(view)
+    with pytest.raises(NoPathError, match="share its family or subnet"):
+        selector.choose(first_hop=bridge, port=80, rng=random.Random(1))
+    rng = random.Random(2)
+    exits = {r["nickname"] for r in dir_capture.CAPTURE["relays"] if r["is_exit"]}
+    seen_exits = set()
+    for _ in range(200):
+        path = selector.choose(first_hop=bridge, port=80, rng=rng, distinct_subnets=False)
+        check_path(path, view, bridge, 80, distinct_subnets=False)
+        seen_exits.add(path.exit.nickname)
+    assert seen_exits == exits
