@@ -659,3 +659,21 @@ def test_the_captured_loopback_network_gives_paths_only_without_distinct_subnets
         check_path(path, view, bridge, 80, distinct_subnets=False)
         seen_exits.add(path.exit.nickname)
     assert seen_exits == exits
+
+
+def test_a_heavy_forbidden_relay_falls_back_to_listing_the_allowed_ones() -> None:
+    # Relay 2 holds nearly all the middle weight but shares the exit's /16: every redraw
+    # misses, and the explicit listing must still find the light relays, by weight.
+    relays = [
+        exit_relay(1, address="10.9.0.1"),
+        relay(2, address="10.9.0.2", bw=10**9),
+        relay(3, bw=1),
+        relay(4, bw=0),
+    ]
+    selector = PathSelector(view_of(relays))
+    rng = random.Random(9)
+    for _ in range(50):
+        assert selector.choose(first_hop=BRIDGE, port=443, rng=rng).middle.rsa_identity == rsa(3)
+    # With relay 3 excluded only the weight-0 relay 4 is left: chosen (uniform among zeros).
+    path = selector.choose(first_hop=BRIDGE, port=443, rng=rng, exclude=frozenset({rsa(3)}))
+    assert path.middle.rsa_identity == rsa(4)
