@@ -49,7 +49,8 @@ severities.
     ├─ HandshakeTimeout (also TimeoutError) a deadline passed (SOCKS, TCP, TLS, upgrade, link)
     ├─ ChannelClosed (also ConnectionError) the Tor channel's stream ended
     ├─ CircuitDestroyed                     the relay sent DESTROY (carries the reason, §9)
-    └─ StreamEnded                          the relay sent END on a stream (carries the reason)
+    ├─ StreamEnded                          the relay sent END on a stream (carries the reason)
+    └─ NoPathError                          no middle or exit fits the path rules (tor/path.py)
 
 An error out of a bridge dial carries the :class:`DialStage` it failed in (``exc.stage``).
 
@@ -359,6 +360,11 @@ class StreamEnded(WebtunnelError):
     def __init__(self, reason: int, message: str | None = None) -> None:
         super().__init__(message or f"stream ended by the relay (reason {reason})")
         self.reason = reason
+
+
+class NoPathError(WebtunnelError):
+    """Path selection found no exit or no middle for a circuit; the message names what was
+    missing (no exit allows the port, every candidate excluded or in the bridge's family...)."""
 
 
 _ERRNO_REPLIES: dict[int, SocksReply] = {
