@@ -85,11 +85,12 @@ def _cache_figures(report: DirectoryReport, options: ConsensusOptions) -> dict[s
         return {"enabled": False}
     return {
         "enabled": True,
-        "consensus": getattr(report, "consensus_source", "network"),
+        "consensus": str(report.consensus_source),
         "certificates_fetched": report.certificates_fetched,
-        "certificates_cached": getattr(report, "certificates_cached", 0),
-        "microdescs_fetched": getattr(report, "microdescs_fetched", report.microdescs),
-        "microdescs_cached": getattr(report, "microdescs_cached", 0),
+        "certificates_cached": report.certificates_cached,
+        "microdescs_fetched": report.microdescs_fetched,
+        "microdescs_cached": report.microdescs_cached,
+        "problems": list(report.cache_problems),
     }
 
 
@@ -97,10 +98,12 @@ def _cache_summary(cache: dict[str, Any]) -> str:
     if not cache["enabled"]:
         return "cache off"
     consensus = "from cache" if cache["consensus"] == "cache" else "fetched"
+    problems = len(cache["problems"])
+    refused = f"; {_plural(problems, 'cache problem')}" if problems else ""
     return (
         f"cache: consensus {consensus}, certificates {cache['certificates_fetched']} fetched "
         f"+ {cache['certificates_cached']} cached, microdescs {cache['microdescs_fetched']} "
-        f"fetched + {cache['microdescs_cached']} cached"
+        f"fetched + {cache['microdescs_cached']} cached{refused}"
     )
 
 
@@ -123,6 +126,8 @@ def describe_directory(
         "microdescs": report.microdescs,
         "discarded_microdescs": report.discarded_microdescs,
         "requests": report.requests,
+        "certificates_fetched": report.certificates_fetched,
+        "refetch_error": report.refetch_error,
         "timings": {step: round(seconds, 6) for step, seconds in report.timings},
         "cache": cache,
     }

@@ -15,8 +15,10 @@ the bridge line's identity. A bad or missing descriptor signature fails the desc
 The consensus layer (:mod:`~webtunnel_pt.probe.consensus`) has a deadline of its own that starts
 with it (``--consensus-timeout``): over the same channel it fetches the directory with
 :func:`~webtunnel_pt.tor.dirmgr.fetch_network_view` and verifies it against the configured
-authorities, using the directory cache in the state directory when there is one. A directory
-that cannot be fetched or does not verify fails it (19), naming the check and the authority.
+authorities. With a state directory, certificates and microdescriptors come from its cache
+when it has them (:class:`ProbeCache`), but the consensus is always asked of the bridge: that
+is what the layer checks. A directory that cannot be fetched or does not verify fails it (19),
+naming the check and the authority.
 Without :class:`ConsensusOptions` (``--no-consensus``) it is skipped.
 
 The bridge URL path, the fingerprint and the Ed25519 identity are secrets: the output is
@@ -168,6 +170,16 @@ def _describe_descriptor(descriptor: ServerDescriptor) -> tuple[str, dict[str, A
         "signatures valid; fingerprint and Ed25519 identity match"
     )
     return summary, details
+
+
+class ProbeCache(DirectoryCache):
+    """The directory cache as the probe uses it: certificates and microdescriptors come from
+    it, but the consensus is always asked of the bridge (a cached one is never loaded), since
+    serving a consensus that verifies is what the layer checks. What the bridge serves and
+    verifies is stored as usual, for the next run and the other front ends."""
+
+    def load_consensus(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
 
 # ---- the probe -------------------------------------------------------------------------------
@@ -356,15 +368,14 @@ class Probe:
     async def _consensus(
         self, channel: Channel, options: ConsensusOptions
     ) -> tuple[DirectoryResult, str, dict[str, Any]]:
-        cache = DirectoryCache(options.state_dir) if options.state_dir is not None else None
-        extra: dict[str, Any] = {"cache": cache} if cache is not None else {}
+        cache = ProbeCache(options.state_dir) if options.state_dir is not None else None
         result = await fetch_network_view(
             channel,
             options.authorities,
             now=self.clock,
+            cache=cache,
             timeout_s=options.timeout_s,
             deadline=Deadline.after(options.timeout_s),
-            **extra,
         )
         return result, *describe_directory(result.report, result.view, options)
 
