@@ -23,14 +23,14 @@ The directory options, shared by every front end of the built-in Tor client (``p
 ``DirAuthority`` line or its value; replaces the built-in authorities) and ``--state-dir DIR``
 (the directory cache; default the user's cache directory under ``webtunnel-pt``);
 :func:`read_directory_options` parses them (:mod:`webtunnel_pt.tor.options`) and
-:func:`prepare_state_dir` creates the directory, mode 0700. A malformed line or a
-``--state-dir`` that cannot be created is a usage error (exit 2).
+:func:`prepare_state_dir` creates a given ``--state-dir``, mode 0700 (the default one is
+created by the cache when it first stores something). A malformed line or a ``--state-dir``
+that cannot be created is a usage error (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -46,8 +46,6 @@ from webtunnel_pt.logs import PtStdout, Redactor, configure_logging
 if TYPE_CHECKING:
     from webtunnel_pt.probe.consensus import ConsensusOptions
     from webtunnel_pt.tor.options import DirectoryOptions
-
-logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -224,19 +222,19 @@ def read_directory_options(args: argparse.Namespace) -> DirectoryOptions:
     return directory_options(args.dir_authority, args.state_dir)
 
 
-def prepare_state_dir(options: DirectoryOptions) -> Path | None:
-    """Create the state directory (mode 0700) and return it. A ``--state-dir`` that cannot be
-    created raises :class:`~webtunnel_pt.errors.ConfigError`; when the default cannot be, the
-    command runs without a cache (a warning says why) and this returns None."""
+def prepare_state_dir(options: DirectoryOptions) -> Path:
+    """The state directory to use. A ``--state-dir`` is created now (mode 0700), so that one
+    that cannot be is a usage error (:class:`~webtunnel_pt.errors.ConfigError`) before anything
+    runs. The default one is left to the directory cache, which creates it (mode 0700) when it
+    first stores something, and reports, without failing, a disk that refuses."""
     path = options.state_dir
+    if not options.state_dir_given:
+        return path
     try:
         os.makedirs(path, mode=0o700, exist_ok=True)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        if options.state_dir_given:
-            raise ConfigError(f"--state-dir {path}: cannot create it: {reason}") from exc
-        logger.warning("no directory cache: cannot create %s: %s", path, reason)
-        return None
+        raise ConfigError(f"--state-dir {path}: cannot create it: {reason}") from exc
     return path
 
 

@@ -339,11 +339,13 @@ def test_a_state_dir_that_cannot_be_created_is_a_usage_error(tmp_path: Path) -> 
         cli.prepare_state_dir(cli.read_directory_options(args))
 
 
-def test_a_default_state_dir_that_cannot_be_created_means_no_cache(
+def test_the_default_state_dir_is_left_to_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    """Not created before the consensus layer stores something (a probe that fails earlier
+    leaves no directory behind)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     args = cli.build_parser().parse_args(["probe", "x"])
-    assert cli.prepare_state_dir(cli.read_directory_options(args)) is None
+    path = cli.prepare_state_dir(cli.read_directory_options(args))
+    assert path == tmp_path / "cache" / "webtunnel-pt"
+    assert not path.exists()
