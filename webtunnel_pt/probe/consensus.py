@@ -148,26 +148,51 @@ def check_of(exc: BaseException) -> str:
     return next((name for kind, name in CHECKS if isinstance(exc, kind)), FETCH_CHECK)
 
 
+#: Hex digits of a v3ident shown in a message: the whole one (40) reads as a fingerprint, which
+#: the output scrubs wherever it appears (:class:`~webtunnel_pt.logs.Redactor`).
+V3IDENT_PREFIX_CHARS = 8
+
+
 def _nicknames(options: ConsensusOptions) -> dict[str, str | None]:
     return {a.v3ident.hex().upper(): a.nickname for a in options.authorities}
+
+
+def authority_name(v3ident: str, nickname: str | None) -> str:
+    """``auth0 (v3ident 0A1B2C3D...)``: how a message names a configured authority."""
+    short = f"v3ident {v3ident[:V3IDENT_PREFIX_CHARS]}..."
+    return f"{nickname} ({short})" if nickname else short
+
+
+def _signature_message(exc: ConsensusSignatureError, options: ConsensusOptions) -> str:
+    names = _nicknames(options)
+    failed = "; ".join(
+        f"{authority_name(ident, names.get(ident))}: {why}"
+        for ident, why in sorted(exc.failures.items())
+    )
+    return (
+        f"consensus signed validly by {exc.valid} of {len(options.authorities)} configured "
+        f"authorities, {exc.needed} needed" + (f": {failed}" if failed else "")
+    )
 
 
 def describe_failure(
     exc: BaseException, options: ConsensusOptions
 ) -> tuple[str, str, dict[str, Any]]:
     """(check, error text, details) of a consensus layer that failed with ``exc``. For a
-    signature failure the details list each configured authority that did not count, with the
-    nickname it was configured with and why."""
+    signature failure the text names each configured authority that did not count by the
+    nickname it was configured with and the start of its v3ident, and says why; the details
+    list them."""
     check = check_of(exc)
     _reply, _severity, message = describe_error(exc)
     details: dict[str, Any] = {"check": check, "authorities_source": options.authorities_source}
     if isinstance(exc, ConsensusSignatureError):
         names = _nicknames(options)
+        message = _signature_message(exc, options)
         details["signatures_valid"] = exc.valid
         details["signatures_needed"] = exc.needed
         details["authorities"] = len(options.authorities)
         details["failed_authorities"] = [
-            {"v3ident": ident, "nickname": names.get(ident), "reason": why}
+            {"nickname": names.get(ident), "v3ident": ident, "reason": why}
             for ident, why in sorted(exc.failures.items())
         ]
     return check, f"{check} check failed: {message}", details
