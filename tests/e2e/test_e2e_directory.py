@@ -136,8 +136,8 @@ def test_wrong_v3idents_refuse_the_consensus_and_fetch_nothing_else(
         assert named in layer["error"]
     details = layer["details"]
     assert details["check"] == "signatures"
-    assert [a["nickname"] for a in details["failed_authorities"]] == [
-        node.nickname for node in e2e_stack.network.authorities
+    assert [(a["nickname"], a["v3ident_prefix"]) for a in details["failed_authorities"]] == [
+        (node.nickname, f"{i + 1:X}" * 8) for i, node in enumerate(e2e_stack.network.authorities)
     ]
     assert all(a["reason"] == "no signature" for a in details["failed_authorities"])
     # Nothing but the consensus was fetched: no certificate was wanted (none names a

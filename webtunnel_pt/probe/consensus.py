@@ -180,8 +180,8 @@ def describe_failure(
 ) -> tuple[str, str, dict[str, Any]]:
     """(check, error text, details) of a consensus layer that failed with ``exc``. For a
     signature failure the text names each configured authority that did not count by the
-    nickname it was configured with and the start of its v3ident, and says why; the details
-    list them."""
+    nickname it was configured with and the start of its v3ident (a whole one would be
+    scrubbed), and says why; the details list them likewise."""
     check = check_of(exc)
     _reply, _severity, message = describe_error(exc)
     details: dict[str, Any] = {"check": check, "authorities_source": options.authorities_source}
@@ -192,7 +192,11 @@ def describe_failure(
         details["signatures_needed"] = exc.needed
         details["authorities"] = len(options.authorities)
         details["failed_authorities"] = [
-            {"nickname": names.get(ident), "v3ident": ident, "reason": why}
+            {
+                "nickname": names.get(ident),
+                "v3ident_prefix": ident[:V3IDENT_PREFIX_CHARS],
+                "reason": why,
+            }
             for ident, why in sorted(exc.failures.items())
         ]
     return check, f"{check} check failed: {message}", details

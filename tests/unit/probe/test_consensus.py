@@ -201,7 +201,8 @@ def test_a_signature_failure_names_each_authority_with_its_configured_nickname()
     assert Redactor().scrub(error) == error  # nothing in it reads as a fingerprint
     assert (details["signatures_valid"], details["signatures_needed"]) == (0, 2)
     assert details["failed_authorities"] == [
-        {"v3ident": V3[i], "nickname": f"auth{i}", "reason": "no signature"} for i in range(3)
+        {"v3ident_prefix": V3[i][:8], "nickname": f"auth{i}", "reason": "no signature"}
+        for i in range(3)
     ]
 
 
