@@ -287,7 +287,8 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=PROBE_TIMEOUT_S,
         metavar="SECONDS",
-        help=f"deadline for the whole probe of one bridge (default: {PROBE_TIMEOUT_S:g})",
+        help="deadline for the layers of one bridge up to its descriptor; the consensus layer "
+        f"has --consensus-timeout (default: {PROBE_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--proxy",
