@@ -3,6 +3,7 @@ subcommands.
 
     webtunnel-pt [FLAGS]                          managed mode (tor starts it)
     webtunnel-pt [FLAGS] probe "<bridge line>" [--json] [--timeout S] [--proxy URI] [FLAGS]
+                 [--no-consensus | --dir-authority LINE ... --state-dir DIR --consensus-timeout S]
     webtunnel-pt [FLAGS] probe --file FILE [--concurrency N] [--any] [--json [--unordered]] ...
 
 The FLAGS are lyrebird's, in Go's spellings and ours: ``-logLevel``/``--log-level``,
@@ -16,6 +17,15 @@ Exit status of managed mode: 0 after a clean stop, 1 on a configuration error re
 A subcommand is one :class:`Command` in :data:`COMMANDS`: its arguments, and a runner that
 imports its modules only when it is chosen, so managed mode never loads ``cryptography``.
 Here the :class:`~webtunnel_pt.logs.Redactor` is created and handed to logging and to the mode.
+
+The directory options, shared by every front end of the built-in Tor client (``probe`` now):
+:func:`add_directory_arguments` adds ``--dir-authority LINE`` (repeatable; a torrc
+``DirAuthority`` line or its value; replaces the built-in authorities) and ``--state-dir DIR``
+(the directory cache; default the user's cache directory under ``webtunnel-pt``);
+:func:`read_directory_options` parses them (:mod:`webtunnel_pt.tor.options`) and
+:func:`prepare_state_dir` creates a given ``--state-dir``, mode 0700 (the default one is
+created by the cache when it first stores something). A malformed line or a ``--state-dir``
+that cannot be created is a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -25,11 +35,17 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from webtunnel_pt import __version__
-from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, PROBE_TIMEOUT_S
+from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, PROBE_CONSENSUS_TIMEOUT_S, PROBE_TIMEOUT_S
+from webtunnel_pt.errors import ConfigError
 from webtunnel_pt.logs import PtStdout, Redactor, configure_logging
+
+if TYPE_CHECKING:
+    from webtunnel_pt.probe.consensus import ConsensusOptions
+    from webtunnel_pt.tor.options import DirectoryOptions
 
 EXIT_OK = 0
 EXIT_CONFIG = 1
@@ -175,6 +191,53 @@ def _add_common_flags(parser: argparse.ArgumentParser, *, with_defaults: bool) -
     )
 
 
+# ---- the directory options (every front end of the built-in Tor client) ---------------------
+
+
+def add_directory_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--dir-authority`` and ``--state-dir``, as every front end spells them."""
+    parser.add_argument(
+        "--dir-authority",
+        action="append",
+        default=None,
+        metavar="LINE",
+        help="trust this directory authority instead of the built-in ones: a torrc DirAuthority "
+        "line or its value, '[nickname] [orport=N] v3ident=HEX [ipv6=[addr]:port] "
+        "address:dirport FINGERPRINT' (quote it); repeat it for each authority",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=None,
+        help="keep the directory cache here, created with mode 0700 (default: the user's cache "
+        "directory under webtunnel-pt, e.g. ~/.cache/webtunnel-pt)",
+    )
+
+
+def read_directory_options(args: argparse.Namespace) -> DirectoryOptions:
+    """The parsed ``--dir-authority`` and ``--state-dir``; raises
+    :class:`~webtunnel_pt.errors.ConfigError` (a usage error) for a malformed line."""
+    from webtunnel_pt.tor.options import directory_options
+
+    return directory_options(args.dir_authority, args.state_dir)
+
+
+def prepare_state_dir(options: DirectoryOptions) -> Path:
+    """The state directory to use. A ``--state-dir`` is created now (mode 0700), so that one
+    that cannot be is a usage error (:class:`~webtunnel_pt.errors.ConfigError`) before anything
+    runs. The default one is left to the directory cache, which creates it (mode 0700) when it
+    first stores something, and reports, without failing, a disk that refuses."""
+    path = options.state_dir
+    if not options.state_dir_given:
+        return path
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"--state-dir {path}: cannot create it: {reason}") from exc
+    return path
+
+
 # ---- subcommands ----------------------------------------------------------------------------
 
 
@@ -224,7 +287,8 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=PROBE_TIMEOUT_S,
         metavar="SECONDS",
-        help=f"deadline for the whole probe of one bridge (default: {PROBE_TIMEOUT_S:g})",
+        help="deadline for the layers of one bridge up to its descriptor; the consensus layer "
+        f"has --consensus-timeout (default: {PROBE_TIMEOUT_S:g})",
     )
     parser.add_argument(
         "--proxy",
@@ -250,6 +314,20 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="with --file --json: write each bridge's JSON line as it finishes, not in input order",
     )
+    parser.add_argument(
+        "--no-consensus",
+        action="store_true",
+        help="skip the consensus layer (fetching and verifying the directory through the bridge)",
+    )
+    parser.add_argument(
+        "--consensus-timeout",
+        type=_positive_seconds,
+        default=PROBE_CONSENSUS_TIMEOUT_S,
+        metavar="SECONDS",
+        help="deadline of the consensus layer, which starts with it; --timeout covers the "
+        f"layers before it (default: {PROBE_CONSENSUS_TIMEOUT_S:g})",
+    )
+    add_directory_arguments(parser)
 
 
 def _probe_epilog() -> str:
@@ -309,6 +387,11 @@ def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
             file=sys.stderr,
         )
         return EXIT_CONFIG
+    try:
+        consensus = _probe_consensus_options(args)
+    except ConfigError as exc:
+        print(f"webtunnel-pt probe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     if args.file is not None:
         options = batch.BatchOptions(
             concurrency=args.concurrency or PROBE_DEFAULT_CONCURRENCY,
@@ -317,6 +400,7 @@ def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
             any_passes=args.any,
             timeout_s=args.timeout,
             proxy=proxy,
+            consensus=consensus,
         )
         return batch.main(args.file, options, redactor=redactor)
     return run.main(
@@ -325,6 +409,23 @@ def _run_probe(args: argparse.Namespace, redactor: Redactor) -> int:
         json_output=args.json,
         timeout_s=args.timeout,
         proxy=proxy,
+        consensus=consensus,
+    )
+
+
+def _probe_consensus_options(args: argparse.Namespace) -> ConsensusOptions | None:
+    """The consensus layer's options; None with ``--no-consensus`` (the lines are still
+    checked). Raises :class:`~webtunnel_pt.errors.ConfigError` for a usage error."""
+    from webtunnel_pt.probe.consensus import ConsensusOptions
+
+    directory = read_directory_options(args)
+    if args.no_consensus:
+        return None
+    return ConsensusOptions(
+        directory.authorities,
+        state_dir=prepare_state_dir(directory),
+        timeout_s=args.consensus_timeout,
+        authorities_source="--dir-authority" if directory.custom_authorities else "built-in",
     )
 
 
@@ -335,7 +436,8 @@ COMMANDS: tuple[Command, ...] = (
         description=(
             "Connect to a WebTunnel bridge the way tor would and report every layer with its "
             "time: DNS, TCP, outer TLS, upgrade, inner TLS, Tor channel (CERTS, NETINFO), "
-            "CREATE_FAST, the bridge's descriptor."
+            "CREATE_FAST, the bridge's descriptor, and the network's consensus fetched through "
+            "the bridge and verified against the directory authorities."
         ),
         add_arguments=_probe_arguments,
         run=_run_probe,

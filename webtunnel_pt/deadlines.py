@@ -16,7 +16,10 @@ Defaults, by where they apply::
                   LINK_HANDSHAKE_TIMEOUT_S    VERSIONS .. NETINFO
                   CIRCUIT_TIMEOUT_S           CREATE_FAST .. CREATED_FAST, one request/answer
                   CHANNEL_CLOSE_TIMEOUT_S     closing the inner TLS politely
-    probe         PROBE_TIMEOUT_S             every layer of ``webtunnel-pt probe``
+    probe         PROBE_TIMEOUT_S             every layer of ``webtunnel-pt probe`` up to the
+                                              descriptor (``--timeout``)
+                  PROBE_CONSENSUS_TIMEOUT_S   its consensus layer, a budget of its own that
+                                              starts with the layer (``--consensus-timeout``)
                   PROBE_BACKSTOP_GRACE_S      the backstop behind the per-layer deadlines
 """
 
@@ -46,8 +49,12 @@ LINK_HANDSHAKE_TIMEOUT_S: Final = 20.0
 CIRCUIT_TIMEOUT_S: Final = 20.0
 #: Closing the channel's inner TLS politely before the transport is aborted.
 CHANNEL_CLOSE_TIMEOUT_S: Final = 2.0
-#: Whole probe, all layers: enough for a slow bridge, short enough for a human waiting.
+#: Whole probe up to the descriptor: enough for a slow bridge, short enough for a human waiting.
 PROBE_TIMEOUT_S: Final = 30.0
+#: The probe's consensus layer: the live network's directory is ~0.6 MiB of compressed
+#: consensus and ~4 MiB of microdescriptors (a cold cache), which a bridge doing 200 KB/s
+#: serves in ~25 s; twice that, and still well under the fetcher's own 120 s.
+PROBE_CONSENSUS_TIMEOUT_S: Final = 60.0
 #: The probe's enclosing deadline is only a backstop for a step without one, so it fires this
 #: much later than the per-layer deadlines.
 PROBE_BACKSTOP_GRACE_S: Final = 1.0

@@ -1,6 +1,8 @@
 """`webtunnel-pt probe` against the nginx-fronted bridge of the private Tor network: every layer
 succeeds with the right bridge line; a wrong fingerprint and a wrong secret path stop at the
-right layer with their documented exit statuses; secrets stay out of the output.
+right layer with their documented exit statuses; secrets stay out of the output. The probes
+trust the network's own authorities (``--dir-authority``, :func:`directory_args`) so that the
+consensus layer passes; tests/e2e/test_e2e_directory.py looks at that layer closely.
 """
 
 from __future__ import annotations
@@ -8,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.pt_process import pt_command
 from webtunnel_pt.probe.report import EXIT_CODES, EXIT_IDENTITY, LAYERS
 
 from .stack import Stack
@@ -22,10 +25,23 @@ pytestmark = pytest.mark.e2e
 PROBE_TIMEOUT_S = 30.0
 
 
-def run_probe(stack: Stack, bridge: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def directory_args(stack: Stack, state_dir: Path | None = None) -> list[str]:
+    """``--dir-authority`` for each of the network's authorities, and a ``--state-dir`` (by
+    default one shared by the session's probes, under the stack's directory)."""
+    words = [f"--dir-authority={line}" for line in stack.network.dir_authority_lines]
+    state = state_dir if state_dir is not None else stack.base_dir / "probe-state"
+    return [*words, "--state-dir", str(state)]
+
+
+def run_probe(
+    stack: Stack, bridge: str, *extra: str, directory: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``probe`` as a separate process; ``directory`` are the directory options (default:
+    :func:`directory_args`)."""
     env = dict(os.environ, SSL_CERT_FILE=str(stack.ca_pem))
     env.pop("TOR_PT_MANAGED_TRANSPORT_VER", None)
-    argv = [sys.executable, "-m", "webtunnel_pt", "probe", bridge, "--timeout", "20", *extra]
+    more = directory_args(stack) if directory is None else directory
+    argv = [*pt_command(), "probe", bridge, "--timeout", "20", *more, *extra]
     done = subprocess.run(
         argv, capture_output=True, text=True, env=env, timeout=PROBE_TIMEOUT_S, check=False
     )

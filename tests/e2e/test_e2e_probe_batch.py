@@ -18,6 +18,7 @@ from webtunnel_pt.probe.report import EXIT_CODES, EXIT_IDENTITY, EXIT_OK, EXIT_S
 
 from .ports import free_port
 from .stack import Stack
+from .test_e2e_probe import directory_args
 
 pytestmark = pytest.mark.e2e
 
@@ -52,7 +53,16 @@ def bridge_file(stack: Stack) -> tuple[str, dict[str, str]]:
 def run_file(stack: Stack, listing: str, *extra: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, SSL_CERT_FILE=str(stack.ca_pem))
     env.pop("TOR_PT_MANAGED_TRANSPORT_VER", None)
-    argv = [*pt_command(), "probe", "--file", "-", "--timeout", "20", *extra]
+    argv = [
+        *pt_command(),
+        "probe",
+        "--file",
+        "-",
+        "--timeout",
+        "20",
+        *directory_args(stack),
+        *extra,
+    ]
     done = subprocess.run(
         argv,
         input=listing,
@@ -134,6 +144,9 @@ def test_probe_file_table(e2e_stack: Stack) -> None:
     rows = {int(row.split()[0]): row for row in table[1:]}
     assert sorted(rows) == [2, 4, 5, 6, 7, 8]
     assert " ok " in rows[2] and "https://127.0.0.1:" in rows[2]
+    net = e2e_stack.network
+    listed = len(net.authorities) + len(net.relays)
+    assert f"3/3, {listed} relays, 1 exit" in rows[2]  # the CONSENSUS column
     assert "FAILED" in rows[4] and "channel" in rows[4]
     assert "FAILED" in rows[5] and "upgrade" in rows[5] and "404" in rows[5]
     assert "BAD LINE" in rows[6]

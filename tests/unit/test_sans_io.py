@@ -59,6 +59,7 @@ SANS_IO = frozenset(
         "probe.table",
         "probe.bridge_list",
         "probe.order",
+        "probe.consensus",
     }
 )
 #: Modules outside socks/ and tor/ that may do I/O: asyncio glue, process life cycle, CLI.

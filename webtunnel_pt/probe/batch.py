@@ -42,6 +42,7 @@ from webtunnel_pt.probe.bridge_list import (
     TooManyLines,
     parse_bridge_list,
 )
+from webtunnel_pt.probe.consensus import ConsensusOptions
 from webtunnel_pt.probe.order import ResultOrder
 from webtunnel_pt.probe.report import (
     EXIT_INTERNAL,
@@ -121,6 +122,8 @@ class BatchOptions:
     #: Each bridge's own deadline.
     timeout_s: float = PROBE_TIMEOUT_S
     proxy: ProxyConfig | None = None
+    #: The consensus layer of each probe (None: ``--no-consensus``); they share the cache.
+    consensus: ConsensusOptions | None = None
 
 
 class Batch:
@@ -199,6 +202,7 @@ class Batch:
             timeout_s=self.options.timeout_s,
             redactor=redactor,
             proxy=self.options.proxy,
+            consensus=self.options.consensus,
         )
         try:
             return await probe.run()

@@ -34,7 +34,11 @@ def format_layer(result: LayerResult) -> str:
 def format_verdict(report: ProbeReport) -> str:
     total = f"{report.total_seconds * 1000:.0f} ms"
     if report.ok:
-        return f"result: OK - every layer works and the bridge identity matches ({total})"
+        checked = any(r.layer == "consensus" and r.status == "ok" for r in report.layers)
+        directory = ", and its directory verifies" if checked else ""
+        return (
+            f"result: OK - every layer works and the bridge identity matches{directory} ({total})"
+        )
     failed = report.failed
     where = failed.title if failed else "?"
     if report.exit_code == EXIT_IDENTITY:
@@ -75,8 +79,11 @@ def exit_status_help() -> str:
             "exit status:",
             f"  {EXIT_OK:>3}  every layer succeeded and the identity matched",
             f"  {EXIT_INTERNAL:>3}  internal error",
-            f"  {EXIT_USAGE:>3}  usage error or invalid bridge line (the fingerprint is required)",
+            f"  {EXIT_USAGE:>3}  usage error or invalid bridge line (the fingerprint is required);",
+            "       a malformed --dir-authority line is a usage error too",
             *rows,
+            "       (consensus: the directory fetched through the bridge did not verify against",
+            "       the authorities, or could not be fetched; --no-consensus skips that layer)",
             "",
             "with --file, for all its bridge lines (a malformed line counts as failed):",
             f"  {EXIT_OK:>3}  every bridge passed (with --any: at least one did)",

@@ -7,7 +7,8 @@ exit status (:data:`EXIT_CODES`)::
 
     0  every layer worked and the identity matched     1  internal error     2  usage error
     10 DNS  11 TCP  12 outer TLS  13 upgrade  14 inner TLS  15 channel  16 identity mismatch
-    17 CREATE_FAST  18 descriptor
+    17 CREATE_FAST  18 descriptor  19 consensus (the directory through the bridge: fetch or
+                                      verification failed; ``--no-consensus`` skips the layer)
 
 With ``--file`` (many bridges) the exit status says how many passed (:func:`batch_exit_code`)::
 
@@ -50,6 +51,7 @@ LAYERS: tuple[Layer, ...] = (
     Layer("channel", "channel", 15),
     Layer("create_fast", "CREATE_FAST", 17),
     Layer("descriptor", "descriptor", 18),
+    Layer("consensus", "consensus", 19),
 )
 #: The layers the bridge dial covers, in order.
 DIAL_LAYERS: tuple[str, ...] = ("dns", "tcp", "tls", "upgrade")
@@ -112,14 +114,23 @@ class ProbeReport:
 
 
 class LayerFailed(Exception):
-    """Internal: stop the probe at ``layer`` with ``exit_code``."""
+    """Internal: stop the probe at ``layer`` with ``exit_code``; ``details`` go into the
+    failed layer's result (the consensus layer names the check that failed there)."""
 
-    def __init__(self, layer: str, exit_code: int, error: str, seconds: float | None) -> None:
+    def __init__(
+        self,
+        layer: str,
+        exit_code: int,
+        error: str,
+        seconds: float | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(error)
         self.layer = layer
         self.exit_code = exit_code
         self.error = error
         self.seconds = seconds
+        self.details = details or {}
 
 
 def layer_failed(layer: str, exc: Exception, seconds: float | None) -> LayerFailed:

@@ -3,13 +3,23 @@
     DNS -> TCP -> outer TLS -> upgrade          (webtunnel_pt.webtunnel.dial, webtunnel-wire.md §3)
       -> inner TLS -> channel (VERSIONS, CERTS, NETINFO)   (tor-link.md §2, §4)
       -> CREATE_FAST -> descriptor (BEGIN_DIR /tor/server/authority)   (§5, §8.1, §10)
+      -> consensus (microdesc consensus, key certificates, microdescriptors, verified)  (§10)
 
 This module runs the layers (asyncio); :mod:`~webtunnel_pt.probe.report` holds what they found
 and the exit statuses, :mod:`~webtunnel_pt.probe.output` renders it. Each layer is timed and
 reported as soon as it completes, and waits at most for what is left of the probe's
-:class:`Deadline`; the first failure stops the probe. Success means every layer worked, the
-descriptor's signatures verify, and both the link (CERTS) and the descriptor carry the bridge
-line's identity. A bad or missing descriptor signature fails the descriptor layer (18).
+:class:`Deadline` (``--timeout``); the first failure stops the probe. Success means every layer
+worked, the descriptor's signatures verify, and both the link (CERTS) and the descriptor carry
+the bridge line's identity. A bad or missing descriptor signature fails the descriptor layer (18).
+
+The consensus layer (:mod:`~webtunnel_pt.probe.consensus`) has a deadline of its own that starts
+with it (``--consensus-timeout``): over the same channel it fetches the directory with
+:func:`~webtunnel_pt.tor.dirmgr.fetch_network_view` and verifies it against the configured
+authorities. With a state directory, certificates and microdescriptors come from its cache
+when it has them (:class:`ProbeCache`), but the consensus is always asked of the bridge: that
+is what the layer checks. A directory that cannot be fetched or does not verify fails it (19),
+naming the check and the authority.
+Without :class:`ConsensusOptions` (``--no-consensus``) it is skipped.
 
 The bridge URL path, the fingerprint and the Ed25519 identity are secrets: the output is
 scrubbed of them by the :class:`Redactor` the command line passes in, unless it is unsafe.
@@ -30,6 +40,8 @@ from webtunnel_pt.errors import BridgeArgsError, DirectoryError, IdentityMismatc
 from webtunnel_pt.logs import Redactor
 from webtunnel_pt.outbound.proxy_uri import ProxyConfig
 from webtunnel_pt.probe.bridge_list import parse_entry
+from webtunnel_pt.probe.consensus import ConsensusOptions, describe_directory
+from webtunnel_pt.probe.consensus import describe_failure as describe_consensus_failure
 from webtunnel_pt.probe.output import format_json, format_layer, format_verdict
 from webtunnel_pt.probe.report import (
     DIAL_LAYERS,
@@ -52,12 +64,14 @@ from webtunnel_pt.tor.channel import (
     handshake_channel,
     start_inner_tls,
 )
+from webtunnel_pt.tor.dircache import DirectoryCache
 from webtunnel_pt.tor.directory import (
     SERVER_AUTHORITY_PATH,
     ServerDescriptor,
     check_descriptor_identity,
     parse_server_descriptor,
 )
+from webtunnel_pt.tor.dirmgr import DirectoryResult, fetch_network_view
 from webtunnel_pt.webtunnel.bridge import BridgeConfig, BridgeLine
 from webtunnel_pt.webtunnel.dial import DialOptions, DialReport, Tunnel, dial_bridge
 
@@ -158,6 +172,16 @@ def _describe_descriptor(descriptor: ServerDescriptor) -> tuple[str, dict[str, A
     return summary, details
 
 
+class ProbeCache(DirectoryCache):
+    """The directory cache as the probe uses it: certificates and microdescriptors come from
+    it, but the consensus is always asked of the bridge (a cached one is never loaded), since
+    serving a consensus that verifies is what the layer checks. What the bridge serves and
+    verifies is stored as usual, for the next run and the other front ends."""
+
+    def load_consensus(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 # ---- the probe -------------------------------------------------------------------------------
 
 
@@ -174,9 +198,11 @@ class Probe:
         redactor: Redactor | None = None,
         clock: Callable[[], float] = time.time,
         proxy: ProxyConfig | None = None,
+        consensus: ConsensusOptions | None = None,
     ) -> None:
         """``redactor`` learns the relay identities as they are found; ``clock`` is wall time
-        (certificate and descriptor validity); ``proxy`` is ``--proxy`` (as ``TOR_PT_PROXY``)."""
+        (certificate, descriptor and consensus validity); ``proxy`` is ``--proxy`` (as
+        ``TOR_PT_PROXY``); ``consensus`` configures the consensus layer (None: skipped)."""
         if line.fingerprint is None:
             raise BridgeArgsError("the bridge line must contain the bridge fingerprint")
         self.line = line
@@ -187,6 +213,7 @@ class Probe:
         self.redactor = redactor
         self.clock = clock
         self.proxy = proxy
+        self.consensus = consensus
         self.report = ProbeReport(config.redacted_url())
         self._deadline = Deadline.after(timeout_s)
         self._current = "dns"
@@ -214,12 +241,19 @@ class Probe:
         tunnel: Tunnel | None = None
         channel: Channel | None = None
         try:
-            async with asyncio.timeout(self.timeout_s + PROBE_BACKSTOP_GRACE_S):
+            async with asyncio.timeout(self.timeout_s + PROBE_BACKSTOP_GRACE_S) as backstop:
                 tunnel = await self._dial()
                 tls = await self._layer("inner_tls", self._inner_tls(tunnel))
                 channel = await self._layer("channel", self._channel(tunnel, tls))
                 circuit = await self._layer("create_fast", self._create_fast(channel))
                 await self._layer("descriptor", self._descriptor(channel, circuit))
+                if self.consensus is not None:
+                    # The consensus layer's own budget starts now; the backstop moves with it.
+                    layer_s = self.consensus.timeout_s
+                    backstop.reschedule(
+                        asyncio.get_running_loop().time() + layer_s + PROBE_BACKSTOP_GRACE_S
+                    )
+                    await self._layer("consensus", self._consensus(channel, self.consensus))
         except LayerFailed as failed:
             self._fail(failed)
         except TimeoutError:
@@ -241,7 +275,12 @@ class Probe:
         except (asyncio.CancelledError, LayerFailed):
             raise
         except Exception as exc:
-            raise layer_failed(layer, exc, time.monotonic() - mark) from exc
+            failed = layer_failed(layer, exc, time.monotonic() - mark)
+            if layer == "consensus" and self.consensus is not None:
+                _check, failed.error, failed.details = describe_consensus_failure(
+                    exc, self.consensus
+                )
+            raise failed from exc
         self._emit(LayerResult(layer, "ok", time.monotonic() - mark, summary, details))
         return value
 
@@ -326,14 +365,36 @@ class Probe:
         check_descriptor_identity(descriptor, channel.identity, now=self.clock())
         return descriptor, *_describe_descriptor(descriptor)
 
+    async def _consensus(
+        self, channel: Channel, options: ConsensusOptions
+    ) -> tuple[DirectoryResult, str, dict[str, Any]]:
+        cache = ProbeCache(options.state_dir) if options.state_dir is not None else None
+        result = await fetch_network_view(
+            channel,
+            options.authorities,
+            now=self.clock,
+            cache=cache,
+            timeout_s=options.timeout_s,
+            deadline=Deadline.after(options.timeout_s),
+        )
+        return result, *describe_directory(result.report, result.view, options)
+
     def _fail(self, failed: LayerFailed) -> None:
-        self._emit(LayerResult(failed.layer, "failed", failed.seconds, error=failed.error))
+        self._emit(
+            LayerResult(
+                failed.layer, "failed", failed.seconds, details=failed.details, error=failed.error
+            )
+        )
         self.report.exit_code = failed.exit_code
 
     def _skip_rest(self) -> None:
         seen = {r.layer for r in self.report.layers}
         for layer in LAYERS:
-            if layer.key not in seen:
+            if layer.key in seen:
+                continue
+            if layer.key == "consensus" and self.consensus is None and not self.report.failed:
+                self._emit(LayerResult(layer.key, "skipped", summary="--no-consensus"))
+            else:
                 self._emit(LayerResult(layer.key, "skipped"))
 
     async def _close(self, channel: Channel | None, tunnel: Tunnel | None) -> None:
@@ -365,10 +426,11 @@ def main(
     json_output: bool = False,
     timeout_s: float = PROBE_TIMEOUT_S,
     proxy: ProxyConfig | None = None,
+    consensus: ConsensusOptions | None = None,
     stdout: TextIO | None = None,
 ) -> int:
     """``webtunnel-pt probe``, its options parsed by :mod:`webtunnel_pt.cli`; returns the exit
-    status."""
+    status. ``consensus`` is None with ``--no-consensus``."""
     out = stdout if stdout is not None else sys.stdout
     try:
         line, config = prepare(bridge, redactor)
@@ -387,7 +449,15 @@ def main(
         if proxy is not None:
             target += f" through {proxy.describe()}"
         lines.write(redactor.scrub(f"probing {target}"))
-    probe = Probe(line, config, timeout_s=timeout_s, on_layer=show, redactor=redactor, proxy=proxy)
+    probe = Probe(
+        line,
+        config,
+        timeout_s=timeout_s,
+        on_layer=show,
+        redactor=redactor,
+        proxy=proxy,
+        consensus=consensus,
+    )
     try:
         report = asyncio.run(probe.run())
     except KeyboardInterrupt:

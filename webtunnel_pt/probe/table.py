@@ -20,7 +20,7 @@ from webtunnel_pt.probe.report import EXIT_OK, EXIT_USAGE, ProbeReport
 
 #: The result column: a bridge that passed, one that failed, a line that is not a bridge line.
 OK, FAILED, MALFORMED = "ok", "FAILED", "BAD LINE"
-_HEADERS = ("LINE", "BRIDGE", "RESULT", "LAYER", "TIME", "REASON")
+_HEADERS = ("LINE", "BRIDGE", "RESULT", "LAYER", "TIME", "CONSENSUS", "REASON")
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ class Row:
     reason: str = ""
     seconds: float | None = None
     duplicate_of: int | None = None
+    #: The consensus layer in a few words: ``3/3, 6 relays, 1 exit``, ``FAILED`` or ``-``.
+    consensus: str = "-"
 
     @property
     def ok(self) -> bool:
@@ -52,6 +54,24 @@ def bridge_row(line_no: int, bridge: str, report: ProbeReport, scrub: Callable[[
         layer=failed.title if failed else "",
         reason=scrub(failed.error or "") if failed else "",
         seconds=report.total_seconds,
+        consensus=consensus_cell(report),
+    )
+
+
+def consensus_cell(report: ProbeReport) -> str:
+    """The CONSENSUS column: signatures, relays and exits when the layer passed; ``FAILED``
+    with the check that failed; ``-`` when it did not run."""
+    layer = next((r for r in report.layers if r.layer == "consensus"), None)
+    if layer is None or layer.status == "skipped":
+        return "-"
+    if layer.status == "failed":
+        check = layer.details.get("check")
+        return f"FAILED ({check})" if check else "FAILED"
+    details = layer.details
+    relays, exits = details.get("relays", 0), details.get("exits", 0)
+    return (
+        f"{details.get('signatures', '?')}, {relays} relay{'' if relays == 1 else 's'}, "
+        f"{exits} exit{'' if exits == 1 else 's'}"
     )
 
 
@@ -82,6 +102,8 @@ def format_live(row: Row, done: int, total: int) -> str:
     parts = [f"[{done:>{width}}/{total}] line {row.line_no}: {verdict}"]
     if row.result != MALFORMED:
         parts += [row.bridge, _seconds(row.seconds)]
+        if row.consensus != "-":
+            parts.append(f"consensus {row.consensus}")
     reason = _reason(row)
     return "  ".join(parts + ([f"- {reason}"] if reason else []))
 
@@ -90,15 +112,25 @@ def format_table(rows: Iterable[Row]) -> str:
     """The summary table, one row per input line in the order given; the reason comes last
     and is not padded."""
     cells = [
-        (str(r.line_no), r.bridge, r.result, r.layer, _seconds(r.seconds), _reason(r)) for r in rows
+        (
+            str(r.line_no),
+            r.bridge,
+            r.result,
+            r.layer,
+            _seconds(r.seconds),
+            r.consensus,
+            _reason(r),
+        )
+        for r in rows
     ]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(_HEADERS[:-1])]
     lines = []
     for cell in [_HEADERS, *cells]:
-        line_no, bridge, result, layer, seconds, reason = cell
+        line_no, bridge, result, layer, seconds, consensus, reason = cell
         lines.append(
             f"{line_no:>{widths[0]}}  {bridge:<{widths[1]}}  {result:<{widths[2]}}  "
-            f"{layer:<{widths[3]}}  {seconds:>{widths[4]}}  {reason}".rstrip()
+            f"{layer:<{widths[3]}}  {seconds:>{widths[4]}}  {consensus:<{widths[5]}}  "
+            f"{reason}".rstrip()
         )
     return "\n".join(lines)
 

@@ -144,9 +144,11 @@ def test_layers_keep_their_order_and_exit_statuses() -> None:
         ("channel", 15),
         ("create_fast", 17),
         ("descriptor", 18),
+        ("consensus", 19),
     ]
     help_text = exit_status_help()
     assert "   16  identity mismatch" in help_text and "   18  descriptor failed" in help_text
+    assert "   19  consensus failed" in help_text and "--no-consensus" in help_text
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -98,11 +98,21 @@ def test_table_columns_line_up_in_input_order() -> None:
         bridge_row(10, BRIDGE, failed_report(), scrub),
     ]
     lines = format_table(rows).splitlines()
-    assert lines[0].split() == ["LINE", "BRIDGE", "RESULT", "LAYER", "TIME", "REASON"]
+    assert lines[0].split() == [
+        "LINE",
+        "BRIDGE",
+        "RESULT",
+        "LAYER",
+        "TIME",
+        "CONSENSUS",
+        "REASON",
+    ]
     assert [line.split()[0] for line in lines[1:]] == ["2", "4", "10"]
     result_column = lines[0].index("RESULT")
     assert [line[result_column:].split()[0] for line in lines[1:]] == [OK, "BAD", FAILED]
     assert lines[3].split()[-4:] == ["HTTP", "404", "Not", "Found"]
+    consensus_column = lines[0].index("CONSENSUS")
+    assert [line[consensus_column:].split()[0] for line in lines[1:]] == ["-", "-", "-"]
     assert "250 ms" in lines[3] and "66 ms" in lines[1]
     table = format_table(rows)
     assert SECRET not in table and FP not in table
