@@ -274,6 +274,11 @@ class LinkSpecifierError(LinkProtocolError):
     the wrong length, or an identity specifier appears twice."""
 
 
+#: The attribute a failed directory fetch (``tor.dirmgr.fetch_network_view``) sets on the
+#: exception it raises: how many directory requests it made before it stopped.
+DIRECTORY_REQUESTS_ATTRIBUTE = "directory_requests"
+
+
 class DirectoryError(LinkProtocolError):
     """A directory answer over BEGIN_DIR is not usable (HTTP status, encoding, descriptor)."""
 

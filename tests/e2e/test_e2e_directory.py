@@ -140,6 +140,7 @@ def test_wrong_v3idents_refuse_the_consensus_and_fetch_nothing_else(
         (node.nickname, f"{i + 1:X}" * 8) for i, node in enumerate(e2e_stack.network.authorities)
     ]
     assert all(a["reason"] == "no signature" for a in details["failed_authorities"])
+    assert details["requests"] == 1  # the consensus, then nothing else
     # Nothing but the consensus was fetched: no certificate was wanted (none names a
     # configured authority), no microdescriptor, and nothing reached the cache.
     assert sorted(p.name for p in state.iterdir()) == []

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from webtunnel_pt.deadlines import PROBE_CONSENSUS_TIMEOUT_S
 from webtunnel_pt.errors import (
+    DIRECTORY_REQUESTS_ATTRIBUTE,
     ConsensusError,
     ConsensusNotYetValid,
     ConsensusSignatureError,
@@ -185,6 +186,9 @@ def describe_failure(
     check = check_of(exc)
     _reply, _severity, message = describe_error(exc)
     details: dict[str, Any] = {"check": check, "authorities_source": options.authorities_source}
+    requests = getattr(exc, DIRECTORY_REQUESTS_ATTRIBUTE, None)
+    if isinstance(requests, int):
+        details["requests"] = requests
     if isinstance(exc, ConsensusSignatureError):
         names = _nicknames(options)
         message = _signature_message(exc, options)

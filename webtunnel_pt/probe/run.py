@@ -64,6 +64,7 @@ from webtunnel_pt.tor.channel import (
     handshake_channel,
     start_inner_tls,
 )
+from webtunnel_pt.tor.crosscert import verify_ntor_onion_key_crosscert
 from webtunnel_pt.tor.dircache import DirectoryCache
 from webtunnel_pt.tor.directory import (
     SERVER_AUTHORITY_PATH,
@@ -363,6 +364,7 @@ class Probe:
             )
         descriptor = parse_server_descriptor(response.body)
         check_descriptor_identity(descriptor, channel.identity, now=self.clock())
+        verify_ntor_onion_key_crosscert(descriptor, self.clock())
         return descriptor, *_describe_descriptor(descriptor)
 
     async def _consensus(

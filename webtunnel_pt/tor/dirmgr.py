@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING
 
 from webtunnel_pt.deadlines import CIRCUIT_TIMEOUT_S, Deadline
 from webtunnel_pt.errors import (
+    DIRECTORY_REQUESTS_ATTRIBUTE,
     ChannelClosed,
     CircuitDestroyed,
     DirectoryError,
@@ -469,6 +470,11 @@ async def fetch_network_view(
         started = time.monotonic()
         found = await _microdescs(fetcher, outcome.verified.consensus)
         fetcher.timed("microdescs", started)
+    except Exception as exc:
+        # What a failed call still tells: how many requests it made before it stopped (the
+        # probe shows that a refused consensus led to no other fetch).
+        setattr(exc, DIRECTORY_REQUESTS_ATTRIBUTE, fetcher.requests)
+        raise
     finally:
         await fetcher.close()
 

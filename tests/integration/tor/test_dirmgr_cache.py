@@ -16,7 +16,7 @@ import pytest
 from tests.support.dir_responder import CONSENSUS_PATH, DirResponder
 from tests.support.fake_network import FakeNetwork, make_network, next_network
 from tests.support.scripted_relay import run, with_relay
-from webtunnel_pt.errors import ConsensusSignatureError
+from webtunnel_pt.errors import DIRECTORY_REQUESTS_ATTRIBUTE, ConsensusSignatureError
 from webtunnel_pt.tor import dirmgr
 from webtunnel_pt.tor.authorities import DirAuthority, parse_dir_authorities
 from webtunnel_pt.tor.cells import MAX_RELAY_DATA
@@ -303,9 +303,11 @@ def test_wrong_v3idents_trust_no_cached_consensus(tmp_path: Path) -> None:
         for i, a in enumerate(authorities(net))
     )
     responder = DirResponder(net)
-    with pytest.raises(ConsensusSignatureError, match="0 of 3"):
+    with pytest.raises(ConsensusSignatureError, match="0 of 3") as failed:
         fetch(tmp_path, responder, state, net.valid_after + 60, wrong)
     assert responder.paths == [CONSENSUS_PATH]
+    # The failure says how many requests it made: the one the responder saw.
+    assert getattr(failed.value, DIRECTORY_REQUESTS_ATTRIBUTE) == len(responder.paths)
 
 
 def test_parsing_and_verifying_run_off_the_event_loop(
