@@ -25,7 +25,8 @@ severities.
     │        │  ├─ BadCertificateSignature  a signature does not verify
     │        │  ├─ LinkCertMismatch         type-5 cert does not certify the TLS leaf we saw
     │        │  └─ IdentityMismatch         relay identity is not the bridge line's fingerprint
-    │        ├─ CircuitHandshakeError       CREATED_FAST key hash wrong (§5)
+    │        ├─ CircuitHandshakeError       CREATED_FAST key hash or ntor AUTH wrong (§5, §6)
+    │        ├─ CircuitProtocolError        bad relay cell, window or SENDME: circuit destroyed
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
     │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
     │           ├─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
@@ -262,7 +263,14 @@ class IdentityMismatch(CertificateError):
 
 
 class CircuitHandshakeError(LinkProtocolError):
-    """The circuit handshake reply does not match what we sent (CREATED_FAST KH)."""
+    """The circuit handshake reply does not match what we sent (CREATED_FAST KH, ntor AUTH)."""
+
+
+class CircuitProtocolError(LinkProtocolError):
+    """A relay on a circuit sent something the circuit protocol forbids: a malformed or
+    unrecognized relay cell, DATA past a window, a SENDME that does not authenticate or would
+    overfill a window, a cell for a stream that does not exist. The circuit is destroyed; the
+    channel and its other circuits live on."""
 
 
 class DirectoryError(LinkProtocolError):
