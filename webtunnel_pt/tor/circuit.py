@@ -116,6 +116,10 @@ __all__ = [
     "allocate_circ_id",
 ]
 
+#: The DESTROY reason we send when the relay broke the protocol. tor as a client sends NONE
+#: for every DESTROY it originates (tor-spec §5.4; circuit_mark_for_close_), so PROTOCOL here
+#: sets us apart; kept because the issue-14 contract asks for it.
+VIOLATION_DESTROY_REASON = DestroyReason.PROTOCOL
 #: RELAY_EARLY cells a circuit may send (tor-spec §5.6).
 MAX_RELAY_EARLY = 8
 #: Circuit ids with this bit set are ours when we initiated the link (link >= 4, §4.5).
@@ -379,7 +383,7 @@ class Circuit:
         try:
             return self._receive(cell)
         except LinkProtocolError as exc:
-            self.destroy(DestroyReason.PROTOCOL)
+            self.destroy(VIOLATION_DESTROY_REASON)
             return [CircuitClosed(DestroyReason.PROTOCOL, False, str(exc), exc)]
 
     def _receive(self, cell: Cell) -> list[CircuitEvent]:
