@@ -94,7 +94,7 @@ def test_we_end_a_stream_and_late_cells_are_absorbed() -> None:
     circuit, path = build_circuit()
     stream = circuit.begin("example.com", 80)
     sent(circuit, path)
-    circuit.end_stream(stream, EndReason.MISC)
+    circuit.end_stream(stream, EndReason.TIMEOUT)  # the wire says MISC all the same (prop 148)
     assert sent(circuit, path) == [RelayCell(RelayCommand.END, stream, bytes([EndReason.MISC]))]
     connected = RelayCell(RelayCommand.CONNECTED, stream, CONNECTED_V4)
     assert circuit.receive_cell(path.send(EXIT, connected)) == []
