@@ -25,9 +25,11 @@ severities.
     │        │  ├─ BadCertificateSignature  a signature does not verify
     │        │  ├─ LinkCertMismatch         type-5 cert does not certify the TLS leaf we saw
     │        │  └─ IdentityMismatch         relay identity is not the bridge line's fingerprint
-    │        ├─ CircuitHandshakeError       CREATED_FAST key hash wrong (§5)
+    │        ├─ CircuitHandshakeError       CREATED_FAST key hash or ntor AUTH wrong (§5, §6)
+    │        ├─ LinkSpecifierError          a link specifier list does not parse (§7.4)
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
     │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
+    │           │  └─ OnionKeyCrosscertError the ntor-onion-key-crosscert does not vouch
     │           ├─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
     │           ├─ KeyCertificateError      an authority key certificate is bad (dir-spec §3.1)
     │           ├─ ConsensusError           a microdesc consensus does not parse (§10.2)
@@ -269,7 +271,13 @@ class IdentityMismatch(CertificateError):
 
 
 class CircuitHandshakeError(LinkProtocolError):
-    """The circuit handshake reply does not match what we sent (CREATED_FAST KH)."""
+    """The circuit handshake reply does not match what we sent (CREATED_FAST KH, ntor AUTH), or
+    the ntor Diffie-Hellman gave the all-zero secret of a low-order point."""
+
+
+class LinkSpecifierError(LinkProtocolError):
+    """A list of link specifiers (EXTEND2, tor-spec §5.1.2) is truncated, a known specifier has
+    the wrong length, or an identity specifier appears twice."""
 
 
 class DirectoryError(LinkProtocolError):
@@ -279,6 +287,12 @@ class DirectoryError(LinkProtocolError):
 class DescriptorSignatureError(DirectoryError):
     """A server-descriptor signature is missing, misplaced or does not verify, or the
     ``identity-ed25519`` certificate that vouches for the Ed25519 signing key is bad or expired."""
+
+
+class OnionKeyCrosscertError(DescriptorSignatureError):
+    """The descriptor's ``ntor-onion-key-crosscert`` is missing, malformed or expired, or does
+    not prove that the holder of the ``ntor-onion-key`` vouches for the Ed25519 identity
+    (dir-spec §2.1.1): the onion key must not be trusted."""
 
 
 class NetdocError(DirectoryError):
