@@ -56,7 +56,8 @@ severities.
     │  ├─ StreamRefused                     END before CONNECTED: the exit refused or failed
     │  └─ ResolveFailed                     RESOLVED with only errors, or END on a RESOLVE
     ├─ CircuitBuildFailed                   every attempt on a fresh path failed (last cause)
-    └─ TorClientClosed                      the built-in client was closed, or never started
+    ├─ TorClientClosed                      the built-in client was closed, or never started
+    └─ NoPathError                          no middle or exit fits the path rules (tor/path.py)
 
 An error out of a bridge dial carries the :class:`DialStage` it failed in (``exc.stage``).
 
@@ -434,6 +435,9 @@ class CircuitBuildFailed(WebtunnelError):
 
 class TorClientClosed(WebtunnelError):
     """The built-in client was used before :meth:`bootstrap` finished, or after it closed."""
+class NoPathError(WebtunnelError):
+    """Path selection found no exit or no middle for a circuit; the message names what was
+    missing (no exit allows the port, every candidate excluded or in the bridge's family...)."""
 
 
 _ERRNO_REPLIES: dict[int, SocksReply] = {
