@@ -34,7 +34,9 @@ from webtunnel_pt.tor.descriptor_sig import verify_descriptor_signatures
 
 #: The directory server's own descriptor: how a bridge client learns its bridge (§10).
 SERVER_AUTHORITY_PATH = "/tor/server/authority"
-#: Bodies are bounded: a server descriptor is a few KiB; consensus documents are larger.
+#: Default bound on a body, decoded (and on the bytes read before decoding): a server descriptor
+#: is a few KiB, a batch of 500 microdescriptors ~250 KiB. Callers fetching larger documents
+#: pass their own bound (``max_body``); the consensus gets 16 MiB (tor/dirmgr.py).
 MAX_DIR_RESPONSE_BYTES = 4 * 1024 * 1024
 #: A server descriptor is a few KiB (tor's directory authorities take at most 20 000 bytes);
 #: anything far larger is refused before it is parsed.
@@ -84,26 +86,29 @@ def _decompressor(encoding: str) -> zlib._Decompress | lzma.LZMADecompressor:
     raise DirectoryError(f"unsupported directory Content-Encoding {encoding!r}")
 
 
-def _decode_body(body: bytes, encoding: str) -> bytes:
-    """Identity or a decompressed body; never more than ``MAX_DIR_RESPONSE_BYTES`` decoded: the
-    decompressor stops one byte past the bound, so a decompression bomb costs no more."""
+def _decode_body(body: bytes, encoding: str, max_body: int = MAX_DIR_RESPONSE_BYTES) -> bytes:
+    """Identity or a decompressed body; never more than ``max_body`` decoded: the decompressor
+    stops one byte past the bound, so a decompression bomb costs no more."""
     if encoding in ("", "identity"):
+        if len(body) > max_body:
+            raise DirectoryError(f"directory body exceeds {max_body} bytes")
         return body
     decompressor = _decompressor(encoding)
     try:
         # One byte over the bound tells "exactly at the bound" from "too large".
-        decoded = decompressor.decompress(body, MAX_DIR_RESPONSE_BYTES + 1)
+        decoded = decompressor.decompress(body, max_body + 1)
     except (zlib.error, lzma.LZMAError) as exc:
         raise DirectoryError(f"directory body is not valid {encoding}") from exc
-    if len(decoded) > MAX_DIR_RESPONSE_BYTES:
-        raise DirectoryError(f"decoded directory body exceeds {MAX_DIR_RESPONSE_BYTES} bytes")
+    if len(decoded) > max_body:
+        raise DirectoryError(f"decoded directory body exceeds {max_body} bytes")
     if not decompressor.eof:
         raise DirectoryError(f"directory body is not valid {encoding}: truncated")
     return decoded
 
 
-def parse_dir_response(raw: bytes) -> DirResponse:
-    """Split an HTTP/1.0 response read to the end of the stream; decode the body."""
+def parse_dir_response(raw: bytes, max_body: int = MAX_DIR_RESPONSE_BYTES) -> DirResponse:
+    """Split an HTTP/1.0 response read to the end of the stream; decode the body, at most
+    ``max_body`` bytes once decoded."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
         raise DirectoryError("directory response has no complete HTTP head")
@@ -119,7 +124,7 @@ def parse_dir_response(raw: bytes) -> DirResponse:
     encoding = headers.get("content-encoding", "identity").lower()
     reason = parts[2] if len(parts) > 2 else ""
     status = int(parts[1])
-    decoded = _decode_body(body, encoding) if status == 200 else body
+    decoded = _decode_body(body, encoding, max_body) if status == 200 else body
     return DirResponse(status, reason, headers, decoded)
 
 
