@@ -11,7 +11,8 @@ The descriptor is trusted only if both its signatures verify under the keys it n
 (:mod:`webtunnel_pt.tor.descriptor_sig`) and those keys are the ones the CERTS cell proved
 for the link: ``signing-key`` is the RSA identity key, ``master-key-ed25519`` and the identity
 in the ``identity-ed25519`` certificate are the Ed25519 identity, ``fingerprint`` is the RSA
-fingerprint. Sans-I/O.
+fingerprint. The ``ntor-onion-key`` is used only once
+:func:`webtunnel_pt.tor.crosscert.verify_ntor_onion_key_crosscert` has checked it. Sans-I/O.
 """
 
 from __future__ import annotations
@@ -144,6 +145,11 @@ class ServerDescriptor:
     uptime: int | None
     raw: bytes = field(repr=False)  # the document as received: what the signatures cover
     bandwidth: tuple[int, ...] = ()
+    #: ntor-onion-key (32-byte Curve25519); trusted only after tor.crosscert verifies it.
+    ntor_onion_key: bytes | None = None
+    #: ntor-onion-key-crosscert: its sign bit (0 or 1) and its Ed25519 certificate's bytes.
+    ntor_onion_key_crosscert_sign: int | None = None
+    ntor_onion_key_crosscert: bytes | None = field(default=None, repr=False)
 
     @property
     def identity_cert_key(self) -> bytes | None:
@@ -209,6 +215,25 @@ def _identity_cert(text: str) -> Ed25519Cert | None:
         raise DirectoryError("descriptor identity-ed25519 certificate does not parse") from exc
 
 
+def _ntor_onion_key(fields: dict[str, str]) -> bytes | None:
+    if "ntor-onion-key" not in fields:
+        return None
+    key = _b64(fields["ntor-onion-key"], "ntor-onion-key")
+    if len(key) != 32:
+        raise DirectoryError("descriptor ntor-onion-key is not 32 bytes")
+    return key
+
+
+def _crosscert(text: str, fields: dict[str, str]) -> tuple[int | None, bytes | None]:
+    """``ntor-onion-key-crosscert SIGNBIT`` and the certificate object that follows it."""
+    sign = fields.get("ntor-onion-key-crosscert")
+    if sign is None:
+        return None, None
+    if sign not in ("0", "1"):
+        raise DirectoryError("descriptor ntor-onion-key-crosscert sign bit is not 0 or 1")
+    return int(sign), _object_after(text, f"ntor-onion-key-crosscert {sign}")
+
+
 def _int_or_none(text: str | None) -> int | None:
     return int(text) if text is not None and _is_decimal(text) else None
 
@@ -238,6 +263,7 @@ def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
     if len(master) != 32:
         raise DirectoryError("descriptor master-key-ed25519 is not 32 bytes")
     bandwidth = tuple(int(w) for w in fields.get("bandwidth", "").split() if _is_decimal(w))
+    crosscert_sign, crosscert = _crosscert(text, fields)
     return ServerDescriptor(
         nickname=router[0],
         address=router[1],
@@ -251,6 +277,9 @@ def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
         uptime=_int_or_none(fields.get("uptime")),
         raw=raw,
         bandwidth=bandwidth,
+        ntor_onion_key=_ntor_onion_key(fields),
+        ntor_onion_key_crosscert_sign=crosscert_sign,
+        ntor_onion_key_crosscert=crosscert,
     )
 
 
