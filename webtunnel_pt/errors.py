@@ -435,6 +435,8 @@ class CircuitBuildFailed(WebtunnelError):
 
 class TorClientClosed(WebtunnelError):
     """The built-in client was used before :meth:`bootstrap` finished, or after it closed."""
+
+
 class NoPathError(WebtunnelError):
     """Path selection found no exit or no middle for a circuit; the message names what was
     missing (no exit allows the port, every candidate excluded or in the bridge's family...)."""

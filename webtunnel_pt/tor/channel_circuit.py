@@ -59,7 +59,6 @@ from webtunnel_pt.tor.directory import (
     dir_request,
     parse_dir_response,
 )
-
 from webtunnel_pt.tor.stream_io import TorStream
 
 if TYPE_CHECKING:
@@ -281,7 +280,7 @@ class LiveCircuit:
         self._connecting: dict[int, asyncio.Future[StreamConnected]] = {}
         self._resolving: dict[int, asyncio.Future[list[ResolvedAnswer]]] = {}
         self._hop_waiter: asyncio.Future[int] | None = None
-        self._error: BaseException | None = None
+        self._error: Exception | None = None
         self._task = asyncio.get_running_loop().create_task(
             self._drive(), name=f"tor circuit {self.circ_id:#010x}"
         )
@@ -296,7 +295,7 @@ class LiveCircuit:
         return self._error is None and not self.channel.is_closed
 
     @property
-    def error(self) -> BaseException | None:
+    def error(self) -> Exception | None:
         """What ended the circuit, once it has ended."""
         return self._error
 
@@ -498,7 +497,7 @@ class LiveCircuit:
         if stream is not None:
             stream.feed_end(reason)
 
-    def _finish(self, error: BaseException) -> None:
+    def _finish(self, error: Exception) -> None:
         """The circuit has ended with ``error``: wake and fail everything that waits on it."""
         if self._error is not None:
             return
@@ -538,12 +537,12 @@ def _closed_error(event: CircuitClosed) -> CircuitDestroyed:
     return CircuitDestroyed(event.reason, event.message or f"relay destroyed the circuit: {name}")
 
 
-def _copy_error(error: BaseException) -> BaseException:
+def _copy_error(error: Exception) -> Exception:
     """A fresh exception of the same kind for each waiter (an exception object raised in two
     tasks would collect both tracebacks); the original is the ``__cause__``."""
     try:
         if isinstance(error, (CircuitDestroyed, StreamEnded)):
-            copy: BaseException = type(error)(error.reason, str(error))
+            copy: Exception = type(error)(error.reason, str(error))
         else:
             copy = type(error)(str(error))
     except TypeError:  # a class with another signature: hand the original out

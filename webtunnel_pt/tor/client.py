@@ -115,7 +115,7 @@ _STEPS = {
 
 def _authorities(lines: Sequence[str | DirAuthority] | None) -> tuple[DirAuthority, ...]:
     if lines is None:
-        return parse_dir_authorities(DEFAULT_AUTHORITIES)
+        return tuple(DEFAULT_AUTHORITIES)
     given = [a for a in lines if isinstance(a, DirAuthority)]
     texts = [a for a in lines if isinstance(a, str)]
     if given and texts:

@@ -292,7 +292,7 @@ class TorStreamReader:
         if n == 0:
             return b""
         if n < 0:
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 chunk = await self.read(READ_LIMIT_BYTES)
                 if not chunk:
