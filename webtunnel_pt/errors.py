@@ -27,6 +27,7 @@ severities.
     │        │  └─ IdentityMismatch         relay identity is not the bridge line's fingerprint
     │        ├─ CircuitHandshakeError       CREATED_FAST key hash or ntor AUTH wrong (§5, §6)
     │        ├─ LinkSpecifierError          a link specifier list does not parse (§7.4)
+    │        ├─ CircuitProtocolError        bad relay cell, window or SENDME: circuit destroyed
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
     │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
     │           │  └─ OnionKeyCrosscertError the ntor-onion-key-crosscert does not vouch
@@ -279,6 +280,13 @@ class CircuitHandshakeError(LinkProtocolError):
 class LinkSpecifierError(LinkProtocolError):
     """A list of link specifiers (EXTEND2, tor-spec §5.1.2) is truncated, a known specifier has
     the wrong length, or an identity specifier appears twice."""
+
+
+class CircuitProtocolError(LinkProtocolError):
+    """A relay on a circuit sent something the circuit protocol forbids: a malformed or
+    unrecognized relay cell, DATA past a window, a SENDME that does not authenticate or would
+    overfill a window, a cell for a stream that does not exist. The circuit is destroyed; the
+    channel and its other circuits live on."""
 
 
 class DirectoryError(LinkProtocolError):

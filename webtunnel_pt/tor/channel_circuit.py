@@ -160,6 +160,9 @@ class ChannelCircuit:
             await self.channel.flush_if_open(self.circuit)
         event = self._events.popleft()
         if isinstance(event, CircuitClosed):
+            if event.error is not None:  # we destroyed it: the relay broke the protocol
+                self.channel.end_circuit(self.circ_id, _same_error(event.error))
+                raise event.error
             reason = event.reason
             self.channel.end_circuit(self.circ_id, lambda: _destroyed(reason))
             raise _destroyed(reason)
