@@ -248,6 +248,14 @@ class CircuitPool(Generic[C]):
             attempts=self.max_attempts,
         ) from last
 
+    def retire(self, circuit: C) -> None:
+        """No new streams on ``circuit`` (its exit did not answer, say); its streams run on
+        and it is closed once idle, as an expired dirty circuit is."""
+        for entry in self._entries:
+            if entry.circuit is circuit:
+                entry.dirty_since = self._clock() - self.max_dirtiness_s
+        self._wake.set()
+
     def _check_open(self) -> None:
         if self._closed:
             raise TorClientClosed("the circuit pool is closed")

@@ -83,7 +83,8 @@ STREAM_CONNECT_TIMEOUT_S = 30.0
 MAX_STREAM_ATTEMPTS = 3
 #: Longest host name a BEGIN or RESOLVE carries (a DNS name is at most 253 characters).
 MAX_HOSTNAME_CHARS = 255
-#: After a failed directory refresh, the next try waits this long.
+#: Directory fetches after the bootstrap are at least this far apart (a failed one is tried
+#: again after it).
 DIRECTORY_RETRY_S = 60.0
 
 
@@ -301,18 +302,21 @@ class TorClient:
     async def _refresh_directory(self) -> None:
         """Fetch the next consensus after ``fresh-until``, at a random point of the first
         three quarters of the time left to ``valid-until`` (dir-spec §5.1, as a client)."""
+        last_fetch = self._clock()
         while not self._closed:
             view = self._view
             assert view is not None
             span = max(0.0, (view.valid_until - view.fresh_until) * 0.75)
             when = view.fresh_until + self._rng.uniform(0.0, span)
+            # A bridge that only has an old consensus must not be asked again at once.
+            when = max(when, last_fetch + DIRECTORY_RETRY_S)
             await asyncio.sleep(max(0.0, when - self._clock()))
+            last_fetch = self._clock()
             try:
                 link = await self._ensure_link()
                 await self._load_directory(link)
             except Exception as exc:  # the old view stays; tried again later
                 log.warning("directory refresh failed: %s", exc)
-                await asyncio.sleep(DIRECTORY_RETRY_S)
 
     # ---- the bridge link ----------------------------------------------------------------------
 
@@ -385,7 +389,7 @@ class TorClient:
                 last = exc
                 log.info("stream attempt failed on circuit %#010x: %s", circuit.circ_id, exc)
                 if isinstance(exc, StreamTimeout):
-                    await circuit.aclose()  # an exit that does not answer: not again
+                    self._pool.retire(circuit)  # an exit that does not answer: not again
                 continue
             return TorStreamReader(stream), TorStreamWriter(stream)
         assert last is not None
@@ -403,6 +407,8 @@ class TorClient:
                 answers = await circuit.resolve(host, Deadline.after(self.stream_timeout_s))
             except (CircuitDestroyed, ChannelClosed, StreamTimeout) as exc:
                 last = exc
+                if isinstance(exc, StreamTimeout):
+                    self._pool.retire(circuit)
                 continue
             addresses = [str(a.value) for a in answers if a.kind in ("ipv4", "ipv6", "hostname")]
             if not addresses:

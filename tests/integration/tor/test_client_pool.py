@@ -269,3 +269,21 @@ def test_close_stops_the_task_and_closes_every_circuit() -> None:
             await pool.get(80)
 
     run(main())
+
+
+def test_a_retired_circuit_takes_no_new_stream_and_closes_when_idle() -> None:
+    async def main() -> None:
+        builder, clock = Builder(), Clock()
+        pool = make_pool(builder, clock)
+        first = await pool.get(80)
+        first.stream_count = 1
+        pool.retire(first)  # its exit did not answer a BEGIN
+        second = await pool.get(80)
+        assert second is not first
+        assert not first.closed  # its other stream runs on
+        first.stream_count = 0
+        await pool.prune()
+        assert first.closed
+        await pool.aclose()
+
+    run(main())
