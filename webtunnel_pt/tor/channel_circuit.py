@@ -12,6 +12,16 @@ SENDMEs happen as cells are consumed.
 
 Each wait takes what is left of a :class:`~webtunnel_pt.deadlines.Deadline`: one passed in, or
 one of ``timeout_s`` started by the call; a whole fetch shares one budget.
+
+Multi-hop circuits with streams are a :class:`LiveCircuit` (issue 14): a driver task per
+circuit takes its cells and hands the events to the streams
+(:mod:`~webtunnel_pt.tor.stream_io`), so no stream waits on another::
+
+    live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
+    await live.create(NtorHandshake(bridge_id, bridge_key), deadline)          # CREATE2
+    await live.extend(link_specifiers, NtorHandshake(mid_id, mid_key), deadline, "the middle")
+    stream = await live.open_stream("example.com", 443, deadline)              # BEGIN, CONNECTED
+    await live.aclose()
 """
 
 from __future__ import annotations
