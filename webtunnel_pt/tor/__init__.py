@@ -28,7 +28,12 @@ asyncio glue::
 
     inner_tls.py     inner TLS with the relay over the WebTunnel stream: context, random SNI
     channel.py       link handshake driver; the Channel, its one reader task and circuit registry
-    channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch
+    channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch;
+                     LiveCircuit: a multi-hop circuit with its driver task and streams
+    stream_io.py     a stream as an asyncio-style reader/writer, SENDMEs as the application reads
+    circuit_pool.py  3-hop ntor builds, retries, reuse until dirty, isolation, pre-built circuits
+    bridge_link.py   bridge line -> verified channel, descriptor and ntor key; failover
+    client.py        TorClient: bootstrap with progress, open_connection, resolve
 
 Importing this package loads nothing heavy; ``cryptography`` is imported by the modules that
 need it.
