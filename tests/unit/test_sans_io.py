@@ -59,6 +59,16 @@ SANS_IO = frozenset(
         "probe.table",
         "probe.bridge_list",
         "probe.order",
+        "front.__init__",
+        "front.values",
+        "front.torrc",
+        "front.options",
+        "front.internal",
+        "front.socks_reply",
+        "front.socks_proto",
+        "front.progress",
+        "front.http_get",
+        "front.exit_codes",
     }
 )
 #: Modules outside socks/ and tor/ that may do I/O: asyncio glue, process life cycle, CLI.
@@ -90,6 +100,10 @@ IO = frozenset(
         "tor.dircache",
         "tor.dirmgr",
         "tor.inner_tls",
+        "front.session",
+        "front.socks_front",
+        "front.fetch",
+        "front.tls_stream",
     }
 )
 #: Modules of IO that do file I/O only: run in a thread by their callers, they must not reach
