@@ -22,7 +22,14 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from webtunnel_pt.errors import ConfigError, DirectoryError, StreamEnded
+from webtunnel_pt.errors import (
+    CircuitBuildFailed,
+    CircuitBuildTimeout,
+    ConfigError,
+    DirectoryError,
+    NoPathError,
+    StreamEnded,
+)
 
 __all__ = ["ExitStatus", "bootstrap_status", "exit_status_help", "stream_status"]
 
@@ -64,11 +71,14 @@ def exit_status_help() -> str:
 
 
 def bootstrap_status(exc: BaseException) -> ExitStatus:
-    """A failure of ``bootstrap()``: the directory's own errors, or bootstrap failed."""
+    """A failure of ``bootstrap()``: the directory's own errors, the first 3-hop circuit's,
+    or else bootstrap failed (bridge, channel, link)."""
     if isinstance(exc, ConfigError):
         return ExitStatus.CONFIG
     if isinstance(exc, DirectoryError):
         return ExitStatus.DIRECTORY_NOT_VERIFIED
+    if isinstance(exc, CircuitBuildFailed | CircuitBuildTimeout | NoPathError):
+        return ExitStatus.CIRCUIT_FAILED
     return ExitStatus.BOOTSTRAP_FAILED
 
 

@@ -10,18 +10,17 @@ The client is built by a :data:`ClientFactory` so that the front ends depend onl
 contract of ``TorClient`` (docs: api-contract, "asyncio client"): ``bootstrap()``,
 ``open_connection(host, port, isolation=...)``, ``resolve(host)``, ``aclose()`` / ``async with``.
 :func:`default_client_factory` is the one place that knows how the real client is constructed
-and how it reports progress (a ``progress=`` callback given each event). Tests pass their own
-factory.
+and how it reports progress (its ``on_progress=`` callback, given each ``BootstrapEvent``).
+Tests pass their own factory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
 from webtunnel_pt.errors import ConfigError
@@ -54,9 +53,9 @@ class TorClientLike(Protocol):
 
     async def bootstrap(self) -> Any: ...
     async def open_connection(
-        self, host: str, port: int, *, isolation: object = None
+        self, host: str, port: int, isolation: Hashable = None
     ) -> tuple[Any, Any]: ...
-    async def resolve(self, host: str) -> Sequence[str]: ...
+    async def resolve(self, host: str, isolation: Hashable = None) -> Sequence[str]: ...
     async def aclose(self) -> None: ...
 
 
@@ -66,15 +65,15 @@ ClientFactory = Callable[[FrontOptions, ProgressCallback], TorClientLike]
 
 def default_client_factory(options: FrontOptions, progress: ProgressCallback) -> TorClientLike:
     """The built-in client (``webtunnel_pt.tor.client.TorClient``), imported when used."""
-    tor_client = importlib.import_module("webtunnel_pt.tor.client")
-    made: TorClientLike = tor_client.TorClient(
+    from webtunnel_pt.tor.client import TorClient  # loads cryptography: only when used
+
+    return TorClient(
         list(options.bridges),
         state_dir=options.state_dir,
         dir_authorities=options.dir_authorities,
         distinct_subnets=options.distinct_subnets,
-        progress=progress,
+        on_progress=progress,
     )
-    return made
 
 
 def load_options(args: Any) -> FrontOptions:

@@ -225,7 +225,7 @@ class SocksFront:
     ) -> None:
         try:
             async with asyncio.timeout(STREAM_TIMEOUT_S):
-                answers = list(await self.tor.resolve(request.host))
+                answers = list(await self.tor.resolve(request.host, isolation=request.isolation))
         except Exception as exc:
             log.warning("resolve of %s failed: %s", shown, describe_failure(exc)[2])
             self._refuse(writer, handshake, reply_for_failure(exc))
