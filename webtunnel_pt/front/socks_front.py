@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, SHUTDOWN_GRACE_S, SOCKS_HANDSHAKE_TIMEOUT_S
@@ -249,15 +250,17 @@ async def serve(
     stop: StopSignal | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    on_ready: Callable[[tuple[str, int]], None] | None = None,
 ) -> int:
-    """Bootstrap, listen, print the ready line, serve until ``stop`` (or a signal)."""
+    """Bootstrap, listen, print the ready line, serve until ``stop`` (or a signal).
+    ``on_ready`` is called with the bound address once the ready line is out."""
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     stop = stop if stop is not None else StopSignal()
     with watching_signals(stop):
         try:
             async with open_client(options, factory, err=err, redactor=redactor) as tor:
-                return await _listen(tor, options, redactor, stop, out)
+                return await _listen(tor, options, redactor, stop, out, on_ready)
         except Exception as exc:
             if stop.event.is_set():
                 return EXIT_OK
@@ -266,7 +269,12 @@ async def serve(
 
 
 async def _listen(
-    tor: TorClientLike, options: FrontOptions, redactor: Redactor, stop: StopSignal, out: TextIO
+    tor: TorClientLike,
+    options: FrontOptions,
+    redactor: Redactor,
+    stop: StopSignal,
+    out: TextIO,
+    on_ready: Callable[[tuple[str, int]], None] | None,
 ) -> int:
     front = SocksFront(tor, options, redactor)
     host, port = options.listen
@@ -279,6 +287,8 @@ async def _listen(
     async with server:
         bound = server.sockets[0].getsockname()
         print_line(out, f"SOCKS proxy ready on {authority(bound[0], bound[1])}", redactor)
+        if on_ready is not None:
+            on_ready((bound[0], bound[1]))
         await stop.event.wait()
         log.log(NOTICE, "stopping (%s)", stop.reason or "asked to")
         server.close()
