@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from webtunnel_pt.errors import (
+    CircuitBuildFailed,
     CircuitDestroyed,
     CircuitHandshakeError,
     ConfigError,
@@ -12,6 +13,7 @@ from webtunnel_pt.errors import (
     ConsensusStale,
     IdentityMismatch,
     KeyCertificateError,
+    NoPathError,
     StreamEnded,
     TlsError,
 )
@@ -45,6 +47,8 @@ def test_statuses_are_distinct_and_documented() -> None:
         (TlsError("x"), ExitStatus.BOOTSTRAP_FAILED),
         (TimeoutError(), ExitStatus.BOOTSTRAP_FAILED),
         (ConfigError("x"), ExitStatus.CONFIG),
+        (CircuitBuildFailed("x", attempts=3), ExitStatus.CIRCUIT_FAILED),
+        (NoPathError("no exit"), ExitStatus.CIRCUIT_FAILED),
     ],
 )
 def test_bootstrap_failures(exc: BaseException, status: ExitStatus) -> None:
