@@ -108,6 +108,7 @@ IO = frozenset(
         "front.socks_front",
         "front.fetch",
         "front.tls_stream",
+        "front.commands",
     }
 )
 #: Modules of IO that do file I/O only: run in a thread by their callers, they must not reach

@@ -25,15 +25,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
 
 from webtunnel_pt.errors import ConfigError, RemoteProtocolError, describe_failure
-from webtunnel_pt.front.exit_codes import (
-    ExitStatus,
-    bootstrap_status,
-    exit_status_help,
-    stream_status,
-)
+from webtunnel_pt.front.commands import add_fetch_arguments, fetch_epilog
+from webtunnel_pt.front.exit_codes import ExitStatus, bootstrap_status, stream_status
 from webtunnel_pt.front.http_get import BodyChunk, HttpGet, ResponseHead, Url, parse_url
 from webtunnel_pt.front.internal import internal_reason
-from webtunnel_pt.front.options import FrontOptions, add_client_arguments
+from webtunnel_pt.front.options import FrontOptions
 from webtunnel_pt.front.session import (
     ClientFactory,
     StopSignal,
@@ -61,16 +57,11 @@ PROG = "webtunnel-pt fetch"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_client_arguments(parser, listen=False)
-    parser.add_argument("-o", "--output", metavar="FILE", help="write the body here, not stdout")
-    parser.add_argument(
-        "--head", action="store_true", help="send HEAD instead of GET (no body is written)"
-    )
-    parser.add_argument("url", metavar="URL", help="an http:// or https:// URL")
+    add_fetch_arguments(parser)
 
 
 def epilog() -> str:
-    return "Redirects are not followed.\n\n" + exit_status_help()
+    return fetch_epilog()
 
 
 class _Timings:

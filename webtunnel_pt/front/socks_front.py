@@ -33,9 +33,10 @@ from typing import Any, TextIO
 
 from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, SHUTDOWN_GRACE_S, SOCKS_HANDSHAKE_TIMEOUT_S
 from webtunnel_pt.errors import ConfigError, SocksProtocolError, describe_failure
+from webtunnel_pt.front.commands import add_socks_arguments
 from webtunnel_pt.front.exit_codes import bootstrap_status
 from webtunnel_pt.front.internal import internal_reason
-from webtunnel_pt.front.options import FrontOptions, add_client_arguments
+from webtunnel_pt.front.options import FrontOptions
 from webtunnel_pt.front.session import (
     ClientFactory,
     StopSignal,
@@ -71,7 +72,7 @@ EXIT_CONFIG = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_client_arguments(parser, listen=True)
+    add_socks_arguments(parser)
 
 
 def _shown(host: str, redactor: Redactor) -> str:
@@ -139,6 +140,8 @@ class SocksFront:
             await self._serve(reader, writer)
         except (ConnectionError, OSError, TimeoutError) as exc:
             log.debug("SOCKS connection ended: %s", describe_failure(exc)[2])
+        except Exception as exc:
+            log.warning("SOCKS connection failed: %s", describe_failure(exc)[2])
         finally:
             if task is not None:
                 self.connections.discard(task)
@@ -164,7 +167,7 @@ class SocksFront:
             log.info("SOCKS request refused: %s", exc)
             return None
 
-    def _refuse(
+    def _reply(
         self, writer: asyncio.StreamWriter, handshake: FrontSocksHandshake, code: SocksReply
     ) -> None:
         handshake.reply(code)
@@ -185,7 +188,7 @@ class SocksFront:
                     shown,
                     why,
                 )
-                self._refuse(writer, handshake, SocksReply.NOT_ALLOWED)
+                self._reply(writer, handshake, SocksReply.NOT_ALLOWED)
                 return
         if request.command == RESOLVE:
             await self._resolve(writer, handshake, request, shown)
@@ -205,10 +208,10 @@ class SocksFront:
                 code,
                 SOCKS5_REPLY_TEXT.get(code, ""),
             )
-            self._refuse(writer, handshake, code)
+            self._reply(writer, handshake, code)
             return
         try:
-            self._refuse(writer, handshake, SocksReply.SUCCEEDED)
+            self._reply(writer, handshake, SocksReply.SUCCEEDED)
             early = handshake.trailing_data
             if early:
                 stream_writer.write(early)
@@ -229,7 +232,7 @@ class SocksFront:
                 answers = list(await self.tor.resolve(request.host, isolation=request.isolation))
         except Exception as exc:
             log.warning("resolve of %s failed: %s", shown, describe_failure(exc)[2])
-            self._refuse(writer, handshake, reply_for_failure(exc))
+            self._reply(writer, handshake, reply_for_failure(exc))
             return
         for answer in answers:
             try:
@@ -239,7 +242,7 @@ class SocksFront:
             writer.write(reply)
             return
         log.warning("resolve of %s found no address", shown)
-        self._refuse(writer, handshake, reply_for_end_reason(EndReason.RESOLVEFAILED))
+        self._reply(writer, handshake, reply_for_end_reason(EndReason.RESOLVEFAILED))
 
 
 async def serve(
