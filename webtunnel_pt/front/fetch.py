@@ -24,7 +24,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
 
-from webtunnel_pt.errors import ConfigError, RemoteProtocolError, describe_failure
+from webtunnel_pt.errors import ConfigError, describe_failure
 from webtunnel_pt.front.commands import add_fetch_arguments, fetch_epilog
 from webtunnel_pt.front.exit_codes import ExitStatus, bootstrap_status, stream_status
 from webtunnel_pt.front.http_get import BodyChunk, HttpGet, ResponseHead, Url, parse_url
@@ -206,7 +206,8 @@ async def _converse(reader: Any, writer: Any, job: _Job) -> int:
         tls = TlsStream(reader, writer, context, url.host)
         try:
             await _wait(tls.handshake(), TLS_TIMEOUT_S)
-        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+        except Exception as exc:  # ssl.SSLError, the stream's end (ConnectionError, its
+            # END or DESTROY error), the deadline
             reason = getattr(exc, "verify_message", None) or describe_failure(exc)[2]
             job.say(f"{PROG}: TLS with {url.host} failed: {reason}")
             return ExitStatus.TLS_FAILED
@@ -214,8 +215,8 @@ async def _converse(reader: Any, writer: Any, job: _Job) -> int:
         channel = tls
     try:
         status, body = await _exchange(channel, job)
-    except (RemoteProtocolError, ConnectionError, TimeoutError, ssl.SSLError) as exc:
-        job.say(f"{PROG}: {describe_failure(exc)[2]}")
+    except Exception as exc:  # bad HTTP, TLS, or the stream cut (END, DESTROY, deadline)
+        job.say(f"{PROG}: transfer failed: {describe_failure(exc)[2]}")
         return ExitStatus.BAD_RESPONSE
     with contextlib.suppress(OSError, ValueError):
         job.output.flush()

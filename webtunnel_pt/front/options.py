@@ -10,7 +10,8 @@ Command line::
     -f TORRC                   read Bridge, DirAuthority, SocksPort, DataDirectory,
                                EnforceDistinctSubnets, ClientRejectInternalAddresses from a torrc
     --listen ADDR:PORT         SOCKS listen address, loopback only (default 127.0.0.1:9150)
-    --state-dir DIR            where the client keeps its directory cache (torrc DataDirectory)
+    --state-dir DIR            where the client keeps its directory cache (torrc DataDirectory;
+                               default: the user's cache directory, as for ``probe``)
     --dir-authority "<line>"   a DirAuthority value or whole line (several allowed)
     --no-distinct-subnets      allow two relays of a /16 in one path (EnforceDistinctSubnets 0)
     --allow-internal-addresses let requests for internal addresses through
@@ -49,6 +50,7 @@ class FrontOptions:
     #: Bridge lines without the ``Bridge`` keyword, as the client takes them.
     bridges: tuple[str, ...]
     listen: tuple[str, int]
+    #: None: the default (the user's cache directory, chosen by the session).
     state_dir: str | None
     #: None: the client's built-in authorities.
     dir_authorities: tuple[DirAuthority, ...] | None
@@ -88,7 +90,8 @@ def add_client_arguments(parser: argparse.ArgumentParser, *, listen: bool = True
         "--state-dir",
         default=None,
         metavar="DIR",
-        help="directory for the client's state and directory cache (torrc: DataDirectory)",
+        help="keep the client's directory cache here (torrc: DataDirectory; default: the "
+        "user's cache directory under webtunnel-pt, e.g. ~/.cache/webtunnel-pt)",
     )
     parser.add_argument(
         "--dir-authority",

@@ -64,12 +64,15 @@ ClientFactory = Callable[[FrontOptions, ProgressCallback], TorClientLike]
 
 
 def default_client_factory(options: FrontOptions, progress: ProgressCallback) -> TorClientLike:
-    """The built-in client (``webtunnel_pt.tor.client.TorClient``), imported when used."""
+    """The built-in client (``webtunnel_pt.tor.client.TorClient``), imported when used; its
+    directory cache in ``--state-dir`` (torrc ``DataDirectory``), else in the user's cache
+    directory as for ``probe`` (``tor.dircache.default_state_dir``)."""
     from webtunnel_pt.tor.client import TorClient  # loads cryptography: only when used
+    from webtunnel_pt.tor.dircache import default_state_dir
 
     return TorClient(
         list(options.bridges),
-        state_dir=options.state_dir,
+        state_dir=options.state_dir if options.state_dir is not None else default_state_dir(),
         dir_authorities=options.dir_authorities,
         distinct_subnets=options.distinct_subnets,
         on_progress=progress,

@@ -238,3 +238,57 @@ def test_run_configuration_errors(capsys: pytest.CaptureFixture[str], tmp_path: 
     missing = tmp_path / "nope"
     assert fetch_module.run(_args("-f", str(missing), "http://x.test/"), Redactor()) == 1
     assert "cannot read torrc" in capsys.readouterr().err
+
+
+class _CutReader:
+    """A Tor stream reader whose circuit is destroyed after the first bytes."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+
+    async def read(self, n: int = -1) -> bytes:
+        if self.first:
+            data, self.first = self.first, b""
+            return data
+        raise CircuitDestroyed(8)
+
+
+class _NullWriter:
+    def write(self, data: bytes) -> None:
+        pass
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_stream_destroyed_mid_transfer_is_a_bad_response(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    network = FakeNetwork()
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"
+
+    async def open_connection(*args: object, **kwargs: object) -> tuple[object, object]:
+        return _CutReader(first), _NullWriter()
+
+    async def main() -> None:
+        def factory(options: object, on_progress: object) -> object:
+            client = network.factory(options, on_progress)  # type: ignore[arg-type]
+            monkeypatch.setattr(client, "open_connection", open_connection)
+            return client
+
+        out, err = io.BytesIO(), io.StringIO()
+        status = await fetch(
+            options(listen=False),
+            parse_url("http://web.test/"),
+            Redactor(),
+            output=out,
+            err=err,
+            factory=factory,  # type: ignore[arg-type]
+        )
+        assert (status, out.getvalue()) == (ExitStatus.BAD_RESPONSE, b"partial")
+        assert "transfer failed: circuit destroyed" in err.getvalue()
+
+    run(main())

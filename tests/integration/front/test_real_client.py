@@ -48,8 +48,9 @@ def page() -> Iterator[Page]:
 
 
 @pytest.fixture(autouse=True)
-def trust_the_bridge_ca(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def environment(stack: Stack, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(stack.ca_pem))  # nginx's test certificate
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the default state dir
 
 
 def _fetch_words(
@@ -78,9 +79,10 @@ async def _fetch(words: list[str], url: str) -> tuple[int, bytes, str]:
     return status, out.getvalue(), err.getvalue()
 
 
-def test_fetch_gets_the_page_byte_for_byte(stack: Stack, page: Page) -> None:
+def test_fetch_gets_the_page_byte_for_byte(stack: Stack, page: Page, tmp_path: Path) -> None:
     status, body, err = run(_fetch(_fetch_words(stack), page.url))
     assert (status, body) == (ExitStatus.OK, page.body), err
+    assert (tmp_path / "cache" / "webtunnel-pt").is_dir()  # the default state directory
     assert "Bootstrapped 100% (done): Done" in err.splitlines()
     assert stack.secret_path not in err and stack.network.bridge_fingerprint not in err
 
