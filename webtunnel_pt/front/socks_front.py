@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import sys
 from collections.abc import Callable
@@ -78,6 +79,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _shown(host: str, redactor: Redactor) -> str:
     """A destination as the log may show it: tor's SafeLogging scrubs them."""
     return host if redactor.unsafe else REDACTED
+
+
+def _why(exc: BaseException, host: str, redactor: Redactor) -> str:
+    """An error's message for the log, without the destination unless unsafe logging."""
+    text = describe_failure(exc)[2]
+    return text if redactor.unsafe else text.replace(host, REDACTED)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 async def _pump(reader: Any, writer: Any, moved: list[int]) -> None:
@@ -204,7 +219,7 @@ class SocksFront:
                 NOTICE,
                 "stream to %s failed: %s (SOCKS reply %d, %s)",
                 shown,
-                describe_failure(exc)[2],
+                _why(exc, request.host, self.redactor),
                 code,
                 SOCKS5_REPLY_TEXT.get(code, ""),
             )
@@ -227,11 +242,14 @@ class SocksFront:
         request: FrontRequest,
         shown: str,
     ) -> None:
+        if _is_ip(request.host):  # tor answers a literal itself
+            writer.write(resolve_reply(request.version, request.host))
+            return
         try:
             async with asyncio.timeout(STREAM_TIMEOUT_S):
                 answers = list(await self.tor.resolve(request.host, isolation=request.isolation))
         except Exception as exc:
-            log.warning("resolve of %s failed: %s", shown, describe_failure(exc)[2])
+            log.warning("resolve of %s failed: %s", shown, _why(exc, request.host, self.redactor))
             self._reply(writer, handshake, reply_for_failure(exc))
             return
         for answer in answers:

@@ -157,7 +157,16 @@ def test_resolve_through_the_exit() -> None:
                 reply, _, w = await socks5_request(front.port, resolve_request(host))
                 assert reply[1] == 4  # host unreachable
                 w.close()
+            reply, _, w = await socks5_request(front.port, resolve_request("93.184.216.34"))
+            assert reply == bytes.fromhex("05000001 5db8d822 0000")  # answered here, as by tor
+            w.close()
             assert network.resolved[0] == ("v4.test", (b"u", b"p"))
+            assert [host for host, _ in network.resolved] == [
+                "v4.test",
+                "v6.test",
+                "none.test",
+                "gone.test",
+            ]
             assert network.opened == []
 
     run(main())
