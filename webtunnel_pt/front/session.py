@@ -3,8 +3,9 @@ its bootstrap with tor's progress lines, and stopping on SIGINT/SIGTERM.
 
     options = load_options(args)                       # reads -f TORRC; ConfigError if bad
     register_secrets(options, redactor)
-    async with open_client(options, factory, err=sys.stderr, redactor=redactor) as tor:
-        ...                                            # bootstrapped: progress printed
+    tor = make_client(options, factory, err=sys.stderr, redactor=redactor)  # progress lines
+    await bootstrap(tor)  or  await bootstrap_unless_stopped(tor, stop)
+    ... finally: await tor.aclose()
 
 The client is built by a :data:`ClientFactory` so that the front ends depend only on the
 contract of ``TorClient`` (docs: api-contract, "asyncio client"): ``bootstrap()``,
@@ -20,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
 from webtunnel_pt.errors import ConfigError
@@ -125,23 +126,27 @@ async def bootstrap(tor: TorClientLike, timeout_s: float = BOOTSTRAP_TIMEOUT_S) 
         await tor.bootstrap()
 
 
-@contextlib.asynccontextmanager
-async def open_client(
-    options: FrontOptions,
-    factory: ClientFactory,
-    *,
-    err: TextIO,
-    redactor: Redactor,
-    timeout_s: float = BOOTSTRAP_TIMEOUT_S,
-) -> AsyncIterator[TorClientLike]:
-    """Build the client, bootstrap it within ``timeout_s`` printing tor's progress lines on
-    ``err``, and close it on the way out whatever happens."""
-    tor = make_client(options, factory, err=err, redactor=redactor)
+async def bootstrap_unless_stopped(
+    tor: TorClientLike, stop: StopSignal, timeout_s: float = BOOTSTRAP_TIMEOUT_S
+) -> bool:
+    """Bootstrap, unless ``stop`` comes first (the bootstrap is then cancelled): whether it
+    finished. Its errors are raised."""
+    boot = asyncio.ensure_future(bootstrap(tor, timeout_s))
+    stopped = asyncio.ensure_future(stop.event.wait())
     try:
-        await bootstrap(tor, timeout_s)
-        yield tor
+        await asyncio.wait([boot, stopped], return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        boot.cancel()
+        raise
     finally:
-        await tor.aclose()
+        stopped.cancel()
+    if boot.done():
+        boot.result()  # its error, if it failed
+        return True
+    boot.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await boot
+    return False
 
 
 class StopSignal:

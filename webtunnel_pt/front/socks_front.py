@@ -42,9 +42,10 @@ from webtunnel_pt.front.session import (
     ClientFactory,
     StopSignal,
     TorClientLike,
+    bootstrap_unless_stopped,
     default_client_factory,
     load_options,
-    open_client,
+    make_client,
     print_line,
     register_secrets,
     watching_signals,
@@ -279,14 +280,17 @@ async def serve(
     err = err if err is not None else sys.stderr
     stop = stop if stop is not None else StopSignal()
     with watching_signals(stop):
+        tor = make_client(options, factory, err=err, redactor=redactor)
         try:
-            async with open_client(options, factory, err=err, redactor=redactor) as tor:
-                return await _listen(tor, options, redactor, stop, out, on_ready)
-        except Exception as exc:
-            if stop.event.is_set():
+            if not await bootstrap_unless_stopped(tor, stop):
+                log.log(NOTICE, "stopped during bootstrap (%s)", stop.reason)
                 return EXIT_OK
+            return await _listen(tor, options, redactor, stop, out, on_ready)
+        except Exception as exc:
             print_line(err, f"webtunnel-pt socks: {describe_failure(exc)[2]}", redactor)
             return int(bootstrap_status(exc))
+        finally:
+            await tor.aclose()
 
 
 async def _listen(

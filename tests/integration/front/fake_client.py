@@ -37,6 +37,9 @@ class FakeNetwork:
     #: host -> exception raised by open_connection / resolve
     failures: dict[str, BaseException] = field(default_factory=dict)
     bootstrap_error: BaseException | None = None
+    #: When set, bootstrap() reports its first step, sets ``bootstrapping`` and waits for it.
+    bootstrap_gate: asyncio.Event | None = None
+    bootstrapping: asyncio.Event = field(default_factory=asyncio.Event)
     opened: list[tuple[str, int, Hashable]] = field(default_factory=list)
     resolved: list[tuple[str, Hashable]] = field(default_factory=list)
     clients: list[FakeTorClient] = field(default_factory=list)
@@ -60,6 +63,10 @@ class FakeTorClient:
         self.closed = False
 
     async def bootstrap(self) -> None:
+        if self.network.bootstrap_gate is not None:
+            self.on_progress(STEPS[0])
+            self.network.bootstrapping.set()
+            await self.network.bootstrap_gate.wait()
         for step in STEPS[:2] if self.network.bootstrap_error else STEPS:
             self.on_progress(step)
         if self.network.bootstrap_error is not None:

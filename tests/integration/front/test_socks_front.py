@@ -252,3 +252,23 @@ def test_sigterm_stops_cleanly_and_closes_connections() -> None:
             assert network.clients[0].closed
 
     run(main())
+
+
+def test_a_stop_during_bootstrap_ends_it_cleanly() -> None:
+    async def main() -> None:
+        import io
+
+        network = FakeNetwork(bootstrap_gate=asyncio.Event())  # a bootstrap that never ends
+        out, err, stop = io.StringIO(), io.StringIO(), StopSignal()
+        task = asyncio.create_task(
+            serve(options(), Redactor(), factory=network.factory, stop=stop, out=out, err=err)
+        )
+        await network.bootstrapping.wait()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert await task == 0
+        assert stop.reason == "SIGINT"
+        assert out.getvalue() == ""  # never ready
+        assert err.getvalue() == "Bootstrapped 10% (conn): Connecting to the bridge\n"
+        assert network.clients[0].closed
+
+    run(main())
