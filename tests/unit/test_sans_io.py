@@ -60,6 +60,16 @@ SANS_IO = frozenset(
         "probe.bridge_list",
         "probe.order",
         "probe.consensus",
+        "front.__init__",
+        "front.values",
+        "front.torrc",
+        "front.options",
+        "front.internal",
+        "front.socks_reply",
+        "front.socks_proto",
+        "front.progress",
+        "front.http_get",
+        "front.exit_codes",
     }
 )
 #: Modules outside socks/ and tor/ that may do I/O: asyncio glue, process life cycle, CLI.
@@ -95,6 +105,11 @@ IO = frozenset(
         "tor.dircache",
         "tor.dirmgr",
         "tor.inner_tls",
+        "front.session",
+        "front.socks_front",
+        "front.fetch",
+        "front.tls_stream",
+        "front.commands",
     }
 )
 #: Modules of IO that do file I/O only: run in a thread by their callers, they must not reach

@@ -1,0 +1,14 @@
+"""Bridge and DirAuthority lines shared by the front's unit tests (documentation addresses)."""
+
+FINGERPRINT = "0123456789ABCDEF0123456789ABCDEF01234567"
+SECRET_PATH = "s3cr3t-path-x7k2"
+BRIDGE = f"webtunnel 192.0.2.3:443 {FINGERPRINT} url=https://bridge.example/{SECRET_PATH} ver=0.0.3"
+OTHER_BRIDGE = f"webtunnel 192.0.2.4:443 {'AB' * 20} url=https://other.example/p4th-secret"
+AUTHORITY = (
+    "auth0 orport=35021 v3ident=5B1E6C9C0D2A3E4F5061728394A5B6C7D8E9F0A1 "
+    "127.0.0.1:35030 FFEEDDCCBBAA99887766554433221100FFEEDDCC"
+)
+OTHER_AUTHORITY = (
+    "auth1 orport=35022 v3ident=6B1E6C9C0D2A3E4F5061728394A5B6C7D8E9F0A1 "
+    "127.0.0.1:35031 EEEEDDCCBBAA99887766554433221100FFEEDDCC"
+)
