@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from webtunnel_pt import __version__
 from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, PROBE_CONSENSUS_TIMEOUT_S, PROBE_TIMEOUT_S
 from webtunnel_pt.errors import ConfigError
+from webtunnel_pt.front import commands as front_commands
 from webtunnel_pt.logs import PtStdout, Redactor, configure_logging
 
 if TYPE_CHECKING:
@@ -442,6 +443,21 @@ COMMANDS: tuple[Command, ...] = (
         add_arguments=_probe_arguments,
         run=_run_probe,
         epilog=_probe_epilog,
+    ),
+    Command(
+        "socks",
+        help=front_commands.SOCKS_HELP,
+        description=front_commands.SOCKS_DESCRIPTION,
+        add_arguments=front_commands.add_socks_arguments,
+        run=front_commands.run_socks,
+    ),
+    Command(
+        "fetch",
+        help=front_commands.FETCH_HELP,
+        description=front_commands.FETCH_DESCRIPTION,
+        add_arguments=front_commands.add_fetch_arguments,
+        run=front_commands.run_fetch,
+        epilog=front_commands.fetch_epilog,
     ),
 )
 

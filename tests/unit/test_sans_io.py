@@ -62,6 +62,7 @@ SANS_IO = frozenset(
         "probe.consensus",
         "front.__init__",
         "front.values",
+        "front.arguments",
         "front.torrc",
         "front.options",
         "front.internal",

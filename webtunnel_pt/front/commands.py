@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from webtunnel_pt.front.arguments import add_client_arguments
 from webtunnel_pt.front.exit_codes import exit_status_help
-from webtunnel_pt.front.options import add_client_arguments
 from webtunnel_pt.logs import Redactor
 
 __all__ = [

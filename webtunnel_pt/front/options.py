@@ -28,6 +28,7 @@ import argparse
 from dataclasses import dataclass
 
 from webtunnel_pt.errors import ConfigError
+from webtunnel_pt.front.arguments import add_client_arguments
 from webtunnel_pt.front.torrc import TorrcConfig, parse_torrc
 from webtunnel_pt.front.values import (
     DEFAULT_LISTEN,
@@ -58,61 +59,6 @@ class FrontOptions:
     reject_internal: bool
     #: What the torrc reader ignored, for the log.
     notices: tuple[str, ...] = ()
-
-
-def add_client_arguments(parser: argparse.ArgumentParser, *, listen: bool = True) -> None:
-    """The shared options (``listen=False`` leaves out ``--listen``, for ``fetch``)."""
-    parser.add_argument(
-        "--bridge",
-        action="append",
-        default=None,
-        metavar="LINE",
-        help="a WebTunnel bridge line as in torrc, with or without the leading 'Bridge' "
-        "(quote it; may be given several times)",
-    )
-    parser.add_argument(
-        "-f",
-        dest="torrc",
-        metavar="TORRC",
-        default=None,
-        help="read Bridge, DirAuthority, SocksPort, DataDirectory, EnforceDistinctSubnets and "
-        "ClientRejectInternalAddresses from this torrc; the command line wins",
-    )
-    if listen:
-        parser.add_argument(
-            "--listen",
-            default=None,
-            metavar="ADDR:PORT",
-            help="SOCKS listen address, loopback only "
-            f"(default: {DEFAULT_LISTEN[0]}:{DEFAULT_LISTEN[1]})",
-        )
-    parser.add_argument(
-        "--state-dir",
-        default=None,
-        metavar="DIR",
-        help="keep the client's directory cache here (torrc: DataDirectory; default: the "
-        "user's cache directory under webtunnel-pt, e.g. ~/.cache/webtunnel-pt)",
-    )
-    parser.add_argument(
-        "--dir-authority",
-        action="append",
-        default=None,
-        metavar="LINE",
-        help="trust this directory authority instead of tor's: a DirAuthority value or the "
-        "whole line (may be given several times)",
-    )
-    parser.add_argument(
-        "--no-distinct-subnets",
-        action="store_true",
-        help="allow relays of the same /16 in one circuit (EnforceDistinctSubnets 0), for "
-        "private test networks",
-    )
-    parser.add_argument(
-        "--allow-internal-addresses",
-        action="store_true",
-        help="let requests for loopback, private and link-local addresses and 'localhost' "
-        "through (ClientRejectInternalAddresses 0), for private test networks",
-    )
 
 
 def front_options(args: argparse.Namespace, torrc_text: str | None = None) -> FrontOptions:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 
 from webtunnel_pt.errors import BridgeArgsError, ConfigError, DirAuthorityError
+from webtunnel_pt.front.arguments import DEFAULT_LISTEN
 from webtunnel_pt.tor.authorities import DirAuthority, parse_dir_authority
 from webtunnel_pt.webtunnel.bridge import bridge_config_from_args, parse_bridge_line
 
@@ -26,8 +27,6 @@ __all__ = [
     "parse_tor_bool",
 ]
 
-#: Tor Browser's SOCKS port, where users and their applications look first.
-DEFAULT_LISTEN = ("127.0.0.1", 9150)
 #: A bridge line is a few hundred characters; a longer one is a mistake, not a bridge.
 MAX_BRIDGE_LINE_CHARS = 4096
 _LOCALHOST_NAMES = frozenset({"localhost"})

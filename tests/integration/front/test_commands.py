@@ -1,5 +1,4 @@
-"""front/commands.py registered in webtunnel_pt.cli the way the coordinator will (the Command
-entries below are the lines for cli.py): help, flags after the subcommand, usage errors,
+"""front/commands.py as webtunnel_pt.cli registers it: help, flags after the subcommand, usage errors,
 torrc input, and exit statuses that need no client."""
 
 from __future__ import annotations
@@ -12,28 +11,12 @@ from tests.unit.front.vectors import BRIDGE, SECRET_PATH
 from webtunnel_pt import cli
 from webtunnel_pt.front import commands
 
-FRONT_COMMANDS = (
-    cli.Command(
-        "socks",
-        help=commands.SOCKS_HELP,
-        description=commands.SOCKS_DESCRIPTION,
-        add_arguments=commands.add_socks_arguments,
-        run=commands.run_socks,
-    ),
-    cli.Command(
-        "fetch",
-        help=commands.FETCH_HELP,
-        description=commands.FETCH_DESCRIPTION,
-        add_arguments=commands.add_fetch_arguments,
-        run=commands.run_fetch,
-        epilog=commands.fetch_epilog,
-    ),
-)
 
-
-@pytest.fixture(autouse=True)
-def registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, *FRONT_COMMANDS))
+def test_the_front_ends_are_registered() -> None:
+    names = {c.name: c for c in cli.COMMANDS}
+    assert names["socks"].run is commands.run_socks
+    assert names["fetch"].run is commands.run_fetch
+    assert names["fetch"].add_arguments is commands.add_fetch_arguments
 
 
 def test_help(capsys: pytest.CaptureFixture[str]) -> None:
