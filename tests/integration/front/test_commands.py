@@ -11,6 +11,9 @@ from tests.unit.front.vectors import BRIDGE, SECRET_PATH
 from webtunnel_pt import cli
 from webtunnel_pt.front import commands
 
+# cli.main sets up the webtunnel_pt logger tree (handlers on capsys's streams): put it back.
+pytestmark = pytest.mark.usefixtures("restore_logging")
+
 
 def test_the_front_ends_are_registered() -> None:
     names = {c.name: c for c in cli.COMMANDS}
