@@ -83,6 +83,9 @@ STREAM_CONNECT_TIMEOUT_S = 30.0
 MAX_STREAM_ATTEMPTS = 3
 #: Longest host name a BEGIN or RESOLVE carries (a DNS name is at most 253 characters).
 MAX_HOSTNAME_CHARS = 255
+#: A middle or exit that failed to extend, or whose circuit the relays ended, is left out of
+#: new paths this long (while other paths exist).
+SUSPECT_RELAY_S = 300.0
 #: Directory fetches after the bootstrap are at least this far apart (a failed one is tried
 #: again after it).
 DIRECTORY_RETRY_S = 60.0
@@ -186,6 +189,7 @@ class TorClient:
             self._build_circuit, prebuilt=prebuilt_circuits
         )
         self._refresh_task: asyncio.Task[None] | None = None
+        self._failed_relays: dict[bytes, float] = {}  # RSA id -> avoided until (monotonic)
         self._ready = False
         self._closed = False
 
@@ -356,8 +360,26 @@ class TorClient:
             port=port,
             rng=self._rng,
             distinct_subnets=self.distinct_subnets,
-            on_close=lambda circuit: self._pool.wake(),
+            on_close=self._circuit_closed,
+            exclude=self._suspects(),
+            on_failed_hop=self._suspect,
         )
+
+    def _circuit_closed(self, circuit: LiveCircuit) -> None:
+        """A circuit ended: when the relays ended it (DESTROY, TRUNCATED), its exit is avoided
+        for a while (the likeliest cause: it went away), and the pool tops up."""
+        if isinstance(circuit.error, CircuitDestroyed) and circuit.exit_relay is not None:
+            self._suspect(circuit.exit_relay.rsa_identity)
+        self._pool.wake()
+
+    def _suspect(self, rsa_identity: bytes) -> None:
+        self._failed_relays[rsa_identity] = time.monotonic() + SUSPECT_RELAY_S
+
+    def _suspects(self) -> frozenset[bytes]:
+        now = time.monotonic()
+        for key in [k for k, until in self._failed_relays.items() if until <= now]:
+            del self._failed_relays[key]
+        return frozenset(self._failed_relays)
 
     # ---- streams ------------------------------------------------------------------------------
 
