@@ -125,12 +125,13 @@ class CircuitInbox:
 
     async def get(self, deadline: Deadline | None = None) -> Cell:
         """The next cell; :class:`TimeoutError` at the ``deadline`` (none: no limit)."""
-        async with asyncio.timeout(None if deadline is None else deadline.remaining()):
-            while not self._cells:
-                if self._error is not None:
-                    raise self._error()
-                self._changed.clear()
-                await self._changed.wait()
+        if not self._cells:  # a queued cell is taken without arming a timer
+            async with asyncio.timeout(None if deadline is None else deadline.remaining()):
+                while not self._cells:
+                    if self._error is not None:
+                        raise self._error()
+                    self._changed.clear()
+                    await self._changed.wait()
         return self._cells.popleft()
 
 

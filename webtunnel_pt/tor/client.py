@@ -223,6 +223,12 @@ class TorClient:
         return tuple(self._events)
 
     @property
+    def circuits(self) -> list[LiveCircuit]:
+        """The circuits in the pool now (open or not yet pruned), e.g. to see their paths
+        (:meth:`LiveCircuit.fingerprints`)."""
+        return self._pool.circuits
+
+    @property
     def network_view(self) -> NetworkView | None:
         """The verified network view in use (None before the directory is loaded)."""
         return self._view
