@@ -47,10 +47,12 @@ from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.errors import (
     ChannelClosed,
     CircuitDestroyed,
+    HandshakeTimeout,
     LocalProtocolError,
     ResolveFailed,
     StreamTimeout,
     TorClientClosed,
+    WebtunnelError,
 )
 from webtunnel_pt.tor.authorities import DEFAULT_AUTHORITIES, DirAuthority, parse_dir_authorities
 from webtunnel_pt.tor.bridge_link import BridgeEntry, BridgeLink, connect_bridges, parse_bridge
@@ -263,16 +265,27 @@ class TorClient:
 
     # ---- bootstrap ----------------------------------------------------------------------------
 
-    async def bootstrap(self) -> None:
+    async def bootstrap(self, timeout_s: float | None = None) -> None:
         """Link to a bridge, load the verified directory, build the first circuit; returns at
         once when already done. Errors are those of the failed step (bridge, link,
-        directory, circuit)."""
+        directory, circuit); each step has its own deadlines, and ``timeout_s`` bounds the
+        whole (:class:`HandshakeTimeout`)."""
         async with self._bootstrap_lock:
             if self._ready:
                 return
             self._check_open()
             try:
-                await self._bootstrap()
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await self._bootstrap()
+                except TimeoutError as exc:
+                    if isinstance(exc, WebtunnelError):
+                        raise
+                    last = self._events[-1] if self._events else None
+                    step = f" at {last.percent}% ({last.tag})" if last is not None else ""
+                    raise HandshakeTimeout(
+                        f"bootstrap did not finish within {timeout_s} s{step}"
+                    ) from exc
             except BaseException as exc:
                 self._bootstrap_error = exc
                 self._progress_changed.set()

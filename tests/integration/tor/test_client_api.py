@@ -20,6 +20,7 @@ from webtunnel_pt.errors import (
     BridgeArgsError,
     BridgeUnreachable,
     CircuitDestroyed,
+    HandshakeTimeout,
     IdentityMismatch,
     ResolveFailed,
     StreamRefused,
@@ -99,6 +100,7 @@ class World:
     """What the fakes do; what they saw."""
 
     link_error: Exception | None = None
+    hang: bool = False
     outcomes: list[Exception | None] = field(default_factory=list)
     answers: list[ResolvedAnswer] = field(default_factory=list)
     circuits: list[FakeCircuit] = field(default_factory=list)
@@ -122,6 +124,8 @@ class World:
             world.links += 1
             on_step("conn")
             on_step("handshake")
+            if world.hang:
+                await asyncio.Event().wait()  # a bridge that never answers
             if world.link_error is not None:
                 raise world.link_error
             return Link()
@@ -312,5 +316,19 @@ def test_bridge_lines_fail_over_from_a_random_start(monkeypatch: pytest.MonkeyPa
         assert tried == [start, (start + 1) % 3, (start + 2) % 3]
         assert str(caught.value) == f"bridge {tried[-1]} is down"
         assert any("all 3 bridges failed" in note for note in caught.value.__notes__)
+
+    run(main())
+
+
+def test_bootstrap_timeout_names_the_step_it_stopped_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    World(hang=True).install(monkeypatch)
+
+    async def main() -> None:
+        tor = make_client()
+        with pytest.raises(HandshakeTimeout) as caught:
+            await tor.bootstrap(timeout_s=0.2)
+        assert "at 25% (handshake)" in str(caught.value)
+        await tor.aclose()
+        assert our_tasks() == []
 
     run(main())
