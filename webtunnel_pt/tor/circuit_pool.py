@@ -49,9 +49,10 @@ from webtunnel_pt.errors import (
     WebtunnelError,
 )
 from webtunnel_pt.tor.channel import Channel
-from webtunnel_pt.tor.channel_circuit import LiveCircuit, budget
+from webtunnel_pt.tor.channel_circuit import budget
 from webtunnel_pt.tor.circuit_flow import MAX_SENDME_VERSION
 from webtunnel_pt.tor.linkspec import encode_link_specifiers
+from webtunnel_pt.tor.live_circuit import LiveCircuit
 from webtunnel_pt.tor.netview import NetworkView, Relay
 from webtunnel_pt.tor.ntor import NtorHandshake
 from webtunnel_pt.tor.path import PathHop, PathSelector, hop_of
@@ -343,12 +344,28 @@ async def build_circuit(
     timeout_s: float = CIRCUIT_BUILD_TIMEOUT_S,
     step_timeout_s: float = CIRCUIT_TIMEOUT_S,
     clock: Callable[[], float] = time.monotonic,
+    exclude: frozenset[bytes] = frozenset(),
+    on_failed_hop: Callable[[bytes], None] | None = None,
 ) -> LiveCircuit:
     """One 3-hop circuit on ``channel``: the bridge, then a middle and an exit chosen from
-    ``selector``'s view for ``port``. On any failure the circuit is destroyed."""
-    chosen = selector.choose(
-        first_hop=first_hop.hop, port=port, rng=rng, distinct_subnets=distinct_subnets
-    )
+    ``selector``'s view for ``port``. On any failure the circuit is destroyed.
+
+    Relays in ``exclude`` (RSA ids: ones that failed lately) are avoided while a path without
+    them exists; ``on_failed_hop`` hears the RSA id of a middle or exit that did not extend."""
+    try:
+        chosen = selector.choose(
+            first_hop=first_hop.hop,
+            port=port,
+            rng=rng,
+            distinct_subnets=distinct_subnets,
+            exclude=exclude,
+        )
+    except NoPathError:
+        if not exclude:
+            raise
+        chosen = selector.choose(
+            first_hop=first_hop.hop, port=port, rng=rng, distinct_subnets=distinct_subnets
+        )
     emit, accept = sendme_versions(selector.view)
     handle = channel.new_circuit(sendme_emit_version=emit, sendme_accept_version=accept)
     live = LiveCircuit(
@@ -363,12 +380,17 @@ async def build_circuit(
         bridge = NtorHandshake(first_hop.hop.rsa_identity, first_hop.ntor_onion_key)
         await live.create(bridge, budget(step_timeout_s, total))
         for what, relay in (("the middle", chosen.middle), ("the exit", chosen.exit)):
-            await live.extend(
-                _link_specifiers(relay),
-                NtorHandshake(relay.rsa_identity, relay.ntor_onion_key),
-                budget(step_timeout_s, total),
-                what,
-            )
+            try:
+                await live.extend(
+                    _link_specifiers(relay),
+                    NtorHandshake(relay.rsa_identity, relay.ntor_onion_key),
+                    budget(step_timeout_s, total),
+                    what,
+                )
+            except (WebtunnelError, TimeoutError):
+                if on_failed_hop is not None and not live.channel.is_closed:
+                    on_failed_hop(relay.rsa_identity)
+                raise
     except BaseException:
         await live.aclose()
         raise

@@ -25,10 +25,12 @@ refreshes the directory between the consensus' ``fresh-until`` and ``valid-until
 
 Streams: :meth:`TorClient.open_connection` gives an asyncio-style reader/writer pair
 (:mod:`~webtunnel_pt.tor.stream_io`). A stream goes on a circuit of its isolation key whose
-exit allows its port; when the circuit fails before CONNECTED (DESTROY, the channel's end, no
-answer in :data:`STREAM_CONNECT_TIMEOUT_S`), it is retried on another circuit, up to
-:data:`MAX_STREAM_ATTEMPTS` in all, as tor retries; an END from the exit
-(:class:`~webtunnel_pt.errors.StreamRefused`, with its reason) is final.
+exit allows its port; when the circuit fails before CONNECTED (DESTROY, a protocol violation,
+the channel's end, no answer in :data:`STREAM_CONNECT_TIMEOUT_S`), it is retried on another
+circuit, up to :data:`MAX_STREAM_ATTEMPTS` in all, as tor retries; an END from the exit
+(:class:`~webtunnel_pt.errors.StreamRefused`, with its reason) is final. For ``https://``,
+:meth:`TorStreamWriter.start_tls <webtunnel_pt.tor.stream_io.TorStreamWriter.start_tls>` runs
+TLS to the destination over the stream.
 """
 
 from __future__ import annotations
@@ -47,14 +49,17 @@ from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.errors import (
     ChannelClosed,
     CircuitDestroyed,
+    DirectoryError,
+    HandshakeTimeout,
+    LinkProtocolError,
     LocalProtocolError,
     ResolveFailed,
     StreamTimeout,
     TorClientClosed,
+    WebtunnelError,
 )
 from webtunnel_pt.tor.authorities import DEFAULT_AUTHORITIES, DirAuthority, parse_dir_authorities
 from webtunnel_pt.tor.bridge_link import BridgeEntry, BridgeLink, connect_bridges, parse_bridge
-from webtunnel_pt.tor.channel_circuit import LiveCircuit
 from webtunnel_pt.tor.circuit_pool import (
     DEFAULT_PREBUILT,
     CircuitPool,
@@ -62,6 +67,7 @@ from webtunnel_pt.tor.circuit_pool import (
 )
 from webtunnel_pt.tor.dircache import DirectoryCache
 from webtunnel_pt.tor.dirmgr import DIRECTORY_TIMEOUT_S, fetch_network_view
+from webtunnel_pt.tor.live_circuit import LiveCircuit
 from webtunnel_pt.tor.netview import NetworkView
 from webtunnel_pt.tor.path import PathSelector
 from webtunnel_pt.tor.stream_io import TorStreamReader, TorStreamWriter
@@ -83,9 +89,16 @@ STREAM_CONNECT_TIMEOUT_S = 30.0
 MAX_STREAM_ATTEMPTS = 3
 #: Longest host name a BEGIN or RESOLVE carries (a DNS name is at most 253 characters).
 MAX_HOSTNAME_CHARS = 255
+#: A middle or exit that failed to extend, or whose circuit the relays ended, is left out of
+#: new paths this long (while other paths exist).
+SUSPECT_RELAY_S = 300.0
 #: Directory fetches after the bootstrap are at least this far apart (a failed one is tried
 #: again after it).
 DIRECTORY_RETRY_S = 60.0
+
+
+#: Failures of the circuit, not of the stream: the stream is tried on another circuit.
+_CIRCUIT_FAILURES = (CircuitDestroyed, ChannelClosed, StreamTimeout, LinkProtocolError)
 
 
 @dataclass(frozen=True)
@@ -186,6 +199,7 @@ class TorClient:
             self._build_circuit, prebuilt=prebuilt_circuits
         )
         self._refresh_task: asyncio.Task[None] | None = None
+        self._failed_relays: dict[bytes, float] = {}  # RSA id -> avoided until (monotonic)
         self._ready = False
         self._closed = False
 
@@ -217,6 +231,12 @@ class TorClient:
     def events(self) -> tuple[BootstrapEvent, ...]:
         """The bootstrap events so far."""
         return tuple(self._events)
+
+    @property
+    def circuits(self) -> list[LiveCircuit]:
+        """The circuits in the pool now (open or not yet pruned), e.g. to see their paths
+        (:meth:`LiveCircuit.fingerprints`)."""
+        return self._pool.circuits
 
     @property
     def network_view(self) -> NetworkView | None:
@@ -253,16 +273,27 @@ class TorClient:
 
     # ---- bootstrap ----------------------------------------------------------------------------
 
-    async def bootstrap(self) -> None:
+    async def bootstrap(self, timeout_s: float | None = None) -> None:
         """Link to a bridge, load the verified directory, build the first circuit; returns at
         once when already done. Errors are those of the failed step (bridge, link,
-        directory, circuit)."""
+        directory, circuit); each step has its own deadlines, and ``timeout_s`` bounds the
+        whole (:class:`HandshakeTimeout`)."""
         async with self._bootstrap_lock:
             if self._ready:
                 return
             self._check_open()
             try:
-                await self._bootstrap()
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await self._bootstrap()
+                except TimeoutError as exc:
+                    if isinstance(exc, WebtunnelError):
+                        raise
+                    last = self._events[-1] if self._events else None
+                    step = f" at {last.percent}% ({last.tag})" if last is not None else ""
+                    raise HandshakeTimeout(
+                        f"bootstrap did not finish within {timeout_s} s{step}"
+                    ) from exc
             except BaseException as exc:
                 self._bootstrap_error = exc
                 self._progress_changed.set()
@@ -283,13 +314,27 @@ class TorClient:
         )
 
     async def _load_directory(self, link: BridgeLink) -> None:
-        result = await fetch_network_view(
-            link.channel,
-            self._authorities,
-            now=self._clock,
-            cache=self._cache,
-            timeout_s=self.directory_timeout_s,
-        )
+        try:
+            result = await fetch_network_view(
+                link.channel,
+                self._authorities,
+                now=self._clock,
+                cache=self._cache,
+                timeout_s=self.directory_timeout_s,
+            )
+        except DirectoryError as exc:
+            # A refused request (an HTTP error: the bridge lacks some new microdescriptors it
+            # was asked for alone) is tried once without the cache, asking for everything.
+            # Verification failures are subclasses and are not retried.
+            if self._cache is None or type(exc) is not DirectoryError:
+                raise
+            log.warning("directory fetch with the cache failed (%s); fetching it all", exc)
+            result = await fetch_network_view(
+                link.channel,
+                self._authorities,
+                now=self._clock,
+                timeout_s=self.directory_timeout_s,
+            )
         self._view = result.view
         self._selector = PathSelector(result.view)
         log.info(
@@ -356,8 +401,26 @@ class TorClient:
             port=port,
             rng=self._rng,
             distinct_subnets=self.distinct_subnets,
-            on_close=lambda circuit: self._pool.wake(),
+            on_close=self._circuit_closed,
+            exclude=self._suspects(),
+            on_failed_hop=self._suspect,
         )
+
+    def _circuit_closed(self, circuit: LiveCircuit) -> None:
+        """A circuit ended: when the relays ended it (DESTROY, TRUNCATED), its exit is avoided
+        for a while (the likeliest cause: it went away), and the pool tops up."""
+        if isinstance(circuit.error, CircuitDestroyed) and circuit.exit_relay is not None:
+            self._suspect(circuit.exit_relay.rsa_identity)
+        self._pool.wake()
+
+    def _suspect(self, rsa_identity: bytes) -> None:
+        self._failed_relays[rsa_identity] = time.monotonic() + SUSPECT_RELAY_S
+
+    def _suspects(self) -> frozenset[bytes]:
+        now = time.monotonic()
+        for key in [k for k, until in self._failed_relays.items() if until <= now]:
+            del self._failed_relays[key]
+        return frozenset(self._failed_relays)
 
     # ---- streams ------------------------------------------------------------------------------
 
@@ -385,7 +448,7 @@ class TorClient:
                 stream = await circuit.open_stream(
                     host, port, Deadline.after(self.stream_timeout_s)
                 )
-            except (CircuitDestroyed, ChannelClosed, StreamTimeout) as exc:
+            except _CIRCUIT_FAILURES as exc:
                 last = exc
                 log.info("stream attempt failed on circuit %#010x: %s", circuit.circ_id, exc)
                 if isinstance(exc, StreamTimeout):
@@ -405,7 +468,7 @@ class TorClient:
             circuit = await self._pool.get(None, isolation)
             try:
                 answers = await circuit.resolve(host, Deadline.after(self.stream_timeout_s))
-            except (CircuitDestroyed, ChannelClosed, StreamTimeout) as exc:
+            except _CIRCUIT_FAILURES as exc:
                 last = exc
                 if isinstance(exc, StreamTimeout):
                     self._pool.retire(circuit)

@@ -11,6 +11,7 @@ import asyncio
 import random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,9 @@ from webtunnel_pt.errors import (
     BridgeArgsError,
     BridgeUnreachable,
     CircuitDestroyed,
+    ConsensusSignatureError,
+    DirectoryError,
+    HandshakeTimeout,
     IdentityMismatch,
     ResolveFailed,
     StreamRefused,
@@ -99,6 +103,9 @@ class World:
     """What the fakes do; what they saw."""
 
     link_error: Exception | None = None
+    hang: bool = False
+    directory_errors: list[Exception] = field(default_factory=list)
+    directory_calls: list[bool] = field(default_factory=list)  # with a cache?
     outcomes: list[Exception | None] = field(default_factory=list)
     answers: list[ResolvedAnswer] = field(default_factory=list)
     circuits: list[FakeCircuit] = field(default_factory=list)
@@ -122,6 +129,8 @@ class World:
             world.links += 1
             on_step("conn")
             on_step("handshake")
+            if world.hang:
+                await asyncio.Event().wait()  # a bridge that never answers
             if world.link_error is not None:
                 raise world.link_error
             return Link()
@@ -134,6 +143,9 @@ class World:
             report = Report()
 
         async def fetch_network_view(*args: Any, **kwargs: Any) -> Result:
+            world.directory_calls.append(kwargs.get("cache") is not None)
+            if world.directory_errors:
+                raise world.directory_errors.pop(0)
             return Result()
 
         async def build_circuit(*args: Any, **kwargs: Any) -> FakeCircuit:
@@ -314,3 +326,47 @@ def test_bridge_lines_fail_over_from_a_random_start(monkeypatch: pytest.MonkeyPa
         assert any("all 3 bridges failed" in note for note in caught.value.__notes__)
 
     run(main())
+
+
+def test_bootstrap_timeout_names_the_step_it_stopped_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    World(hang=True).install(monkeypatch)
+
+    async def main() -> None:
+        tor = make_client()
+        with pytest.raises(HandshakeTimeout) as caught:
+            await tor.bootstrap(timeout_s=0.2)
+        assert "at 25% (handshake)" in str(caught.value)
+        await tor.aclose()
+        assert our_tasks() == []
+
+    run(main())
+
+
+def test_a_refused_cached_fetch_is_tried_once_without_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    world = World(directory_errors=[DirectoryError("microdescriptors: HTTP 404 Not found")])
+    world.install(monkeypatch)
+
+    async def main() -> None:
+        async with make_client(state_dir=tmp_path):
+            pass
+
+    run(main())
+    assert world.directory_calls == [True, False]
+
+
+def test_a_verification_failure_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    refused = ConsensusSignatureError("0 of 3 signed", valid=0, needed=2, failures={})
+    world = World(directory_errors=[refused])
+    world.install(monkeypatch)
+
+    async def main() -> None:
+        with pytest.raises(ConsensusSignatureError):
+            async with make_client(state_dir=tmp_path):
+                pass
+
+    run(main())
+    assert world.directory_calls == [True]
