@@ -12,7 +12,7 @@ EXTERNALLY_MANAGED = $(shell $(SYSTEM_PYTHON) -c 'import os, sys, sysconfig; \
 PYTHON ?= $(if $(filter 1,$(EXTERNALLY_MANAGED)),.venv/bin/python,$(SYSTEM_PYTHON))
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: install deps system-deps test unit integration e2e e2e-binary stress fuzz lint demo clean bench binary binary-onedir
+.PHONY: install deps system-deps test unit integration e2e e2e-binary stress fuzz lint demo clean bench bench-tor binary binary-onedir
 
 ## System packages the tests use: tor and nginx (Debian), socat for benchmarks,
 ## microsocks, dante-server, tinyproxy and OpenSSH (ssh -D to a private sshd) as upstream
@@ -65,6 +65,12 @@ lint:
 ## Throughput, set-up time, start-up and memory against a socat baseline (docs/performance.md).
 bench:
 	$(PYTHON) -m bench.run $(BENCH_ARGS)
+
+## The built-in Tor client (webtunnel-pt socks) against tor + the PT on the private Tor network
+## of tests/e2e: bootstrap cold/warm, time to first byte, 50 MiB throughput, RSS
+## (docs/builtin-mode.md). Needs tor, tor-gencert and nginx, like `make e2e`.
+bench-tor:
+	$(PYTHON) -m bench.tor_client --update-doc docs/builtin-mode.md $(BENCH_TOR_ARGS)
 
 ## One-file executable dist/webtunnel-pt (PyInstaller; `pip install -e '.[build]'`).
 PYINSTALLER = $(PYTHON) -m PyInstaller --noconfirm --clean --log-level WARN --strip \

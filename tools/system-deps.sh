@@ -3,10 +3,11 @@
 # letting any of their services start during the install: a system tor would contact the
 # public Tor network, nginx and sshd would listen on all addresses. The tests start their own
 # instances, on 127.0.0.1 only. With systemd the units stay enabled for the next boot; the
-# script names them at the end. Used by `make system-deps` and `.ci/run`.
+# script names them at the end. firefox-esr is the real browser of tests/e2e/test_e2e_browser.py
+# (headless, through `webtunnel-pt socks`). Used by `make system-deps` and `.ci/run`.
 set -euo pipefail
 PACKAGES=(make python3-venv tor nginx-light socat microsocks dante-server tinyproxy
-          openssh-server openssh-client curl wget)
+          openssh-server openssh-client curl wget firefox-esr)
 if ! command -v apt-get >/dev/null 2>&1; then
     echo "no apt-get: install ${PACKAGES[*]} with your package manager" >&2
     exit 0

@@ -21,6 +21,10 @@ Defaults, by where they apply::
                   PROBE_CONSENSUS_TIMEOUT_S   its consensus layer, a budget of its own that
                                               starts with the layer (``--consensus-timeout``)
                   PROBE_BACKSTOP_GRACE_S      the backstop behind the per-layer deadlines
+    fronts        FRONT_BOOTSTRAP_TIMEOUT_S   ``socks`` / ``fetch``: the built-in client's bootstrap
+                  FRONT_STREAM_TIMEOUT_S      opening one stream (or a RESOLVE) through the exit
+                  FETCH_TLS_TIMEOUT_S         ``fetch``: TLS with the destination, over 3 hops
+                  FETCH_READ_IDLE_S           ``fetch``: silence between two reads of the response
 """
 
 from __future__ import annotations
@@ -58,6 +62,16 @@ PROBE_CONSENSUS_TIMEOUT_S: Final = 60.0
 #: The probe's enclosing deadline is only a backstop for a step without one, so it fires this
 #: much later than the per-layer deadlines.
 PROBE_BACKSTOP_GRACE_S: Final = 1.0
+#: Bootstrap of the built-in client behind ``socks`` and ``fetch``: connect, directory
+#: (consensus + microdescriptors) and the first circuit. tor has no overall limit; on a slow
+#: bridge a cold start takes a minute.
+FRONT_BOOTSTRAP_TIMEOUT_S: Final = 300.0
+#: Opening a stream (circuit, BEGIN, CONNECTED) or a RESOLVE for a front: tor's SocksTimeout.
+FRONT_STREAM_TIMEOUT_S: Final = 120.0
+#: ``fetch``: the TLS handshake with the destination, over three hops.
+FETCH_TLS_TIMEOUT_S: Final = 60.0
+#: ``fetch``: silence tolerated between two reads (or a write) of the HTTP exchange.
+FETCH_READ_IDLE_S: Final = 120.0
 
 
 class Deadline:

@@ -24,6 +24,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TextIO
 
+from webtunnel_pt.deadlines import FETCH_READ_IDLE_S, FETCH_TLS_TIMEOUT_S, FRONT_STREAM_TIMEOUT_S
 from webtunnel_pt.errors import ConfigError, describe_failure
 from webtunnel_pt.front.commands import add_fetch_arguments, fetch_epilog
 from webtunnel_pt.front.exit_codes import ExitStatus, bootstrap_status, stream_status
@@ -45,13 +46,6 @@ from webtunnel_pt.front.tls_stream import READ_CHUNK_BYTES, TlsStream
 from webtunnel_pt.logs import Redactor
 
 __all__ = ["add_arguments", "epilog", "fetch", "run"]
-
-#: Opening the stream (circuit, BEGIN, CONNECTED): tor's SocksTimeout.
-STREAM_TIMEOUT_S = 120.0
-#: TLS handshake with the destination, over three hops.
-TLS_TIMEOUT_S = 60.0
-#: Silence tolerated between two reads of the response.
-READ_IDLE_TIMEOUT_S = 120.0
 
 PROG = "webtunnel-pt fetch"
 
@@ -121,12 +115,12 @@ class _Job:
 async def _exchange(channel: _Plain | TlsStream, job: _Job) -> tuple[ExitStatus, int]:
     url, head, output, timings = job.url, job.head, job.output, job.timings
     get = HttpGet(url, head=head)
-    await _wait(channel.write(get.request_bytes()), READ_IDLE_TIMEOUT_S)
+    await _wait(channel.write(get.request_bytes()), FETCH_READ_IDLE_S)
     status: ResponseHead | None = None
     body = 0
     first = True
     while True:
-        data = await _wait(channel.read(), READ_IDLE_TIMEOUT_S)
+        data = await _wait(channel.read(), FETCH_READ_IDLE_S)
         if first:
             timings.mark("first byte")
             first = False
@@ -182,7 +176,7 @@ async def fetch(
         timings.mark("bootstrap")
         try:
             reader, writer = await _wait(
-                tor.open_connection(url.host, url.port, isolation=None), STREAM_TIMEOUT_S
+                tor.open_connection(url.host, url.port, isolation=None), FRONT_STREAM_TIMEOUT_S
             )
         except Exception as exc:
             print_line(err, f"{PROG}: stream failed: {describe_failure(exc)[2]}", redactor)
@@ -205,7 +199,7 @@ async def _converse(reader: Any, writer: Any, job: _Job) -> int:
         context = job.context or ssl.create_default_context()
         tls = TlsStream(reader, writer, context, url.host)
         try:
-            await _wait(tls.handshake(), TLS_TIMEOUT_S)
+            await _wait(tls.handshake(), FETCH_TLS_TIMEOUT_S)
         except Exception as exc:  # ssl.SSLError, the stream's end (ConnectionError, its
             # END or DESTROY error), the deadline
             reason = getattr(exc, "verify_message", None) or describe_failure(exc)[2]

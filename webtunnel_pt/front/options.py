@@ -12,7 +12,8 @@ Command line::
     --listen ADDR:PORT         SOCKS listen address, loopback only (default 127.0.0.1:9150)
     --state-dir DIR            where the client keeps its directory cache (torrc DataDirectory;
                                default: the user's cache directory, as for ``probe``)
-    --dir-authority "<line>"   a DirAuthority value or whole line (several allowed)
+    --dir-authority "<line>"   a DirAuthority value or whole line (several allowed), read by
+                               the same parser as ``probe``'s (tor/options.py)
     --no-distinct-subnets      allow two relays of a /16 in one path (EnforceDistinctSubnets 0)
     --allow-internal-addresses let requests for internal addresses through
                                (ClientRejectInternalAddresses 0)
@@ -30,13 +31,9 @@ from dataclasses import dataclass
 from webtunnel_pt.errors import ConfigError
 from webtunnel_pt.front.arguments import add_client_arguments
 from webtunnel_pt.front.torrc import TorrcConfig, parse_torrc
-from webtunnel_pt.front.values import (
-    DEFAULT_LISTEN,
-    check_bridge_line,
-    check_dir_authority,
-    parse_listen,
-)
+from webtunnel_pt.front.values import DEFAULT_LISTEN, check_bridge_line, parse_listen
 from webtunnel_pt.tor.authorities import DirAuthority, parse_dir_authorities
+from webtunnel_pt.tor.options import parse_authority_options
 
 __all__ = ["FrontOptions", "add_client_arguments", "front_options"]
 
@@ -74,15 +71,15 @@ def front_options(args: argparse.Namespace, torrc_text: str | None = None) -> Fr
         listen = parse_listen(listen_text)
     else:
         listen = torrc.socks_listen or DEFAULT_LISTEN
-    lines = tuple(args.dir_authority) if args.dir_authority else torrc.dir_authorities
     authorities = None
-    if lines:
-        for line in lines:
-            check_dir_authority(line)  # names the bad line before the set is checked
+    if args.dir_authority:
+        # The probe's parser: a DirAuthorityError (a ConfigError) naming --dir-authority #N.
+        authorities = parse_authority_options(args.dir_authority)
+    elif torrc.dir_authorities:  # each line already checked by the torrc reader
         try:
-            authorities = parse_dir_authorities(lines)
+            authorities = parse_dir_authorities(torrc.dir_authorities)
         except ConfigError as exc:
-            raise ConfigError(f"bad DirAuthority set: {exc}") from None
+            raise ConfigError(f"torrc: bad DirAuthority set: {exc}") from None
     distinct = torrc.distinct_subnets if torrc.distinct_subnets is not None else True
     reject = torrc.reject_internal if torrc.reject_internal is not None else True
     return FrontOptions(

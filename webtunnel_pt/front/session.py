@@ -24,6 +24,7 @@ import signal
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from typing import Any, Protocol, TextIO
 
+from webtunnel_pt.deadlines import FRONT_BOOTSTRAP_TIMEOUT_S
 from webtunnel_pt.errors import ConfigError
 from webtunnel_pt.front.options import FrontOptions, front_options
 from webtunnel_pt.front.progress import ProgressLines
@@ -32,10 +33,6 @@ from webtunnel_pt.logs import Redactor
 from webtunnel_pt.webtunnel.bridge import bridge_config_from_args, parse_bridge_line
 
 log = logging.getLogger("webtunnel_pt.front")
-
-#: Bootstrap of the built-in client: connect, directory (consensus + microdescriptors) and the
-#: first circuit. tor has no overall limit; on a slow bridge a cold start takes a minute.
-BOOTSTRAP_TIMEOUT_S = 300.0
 
 
 class TorStreamWriter(Protocol):
@@ -121,13 +118,13 @@ def make_client(
     return factory(options, on_progress)
 
 
-async def bootstrap(tor: TorClientLike, timeout_s: float = BOOTSTRAP_TIMEOUT_S) -> None:
+async def bootstrap(tor: TorClientLike, timeout_s: float = FRONT_BOOTSTRAP_TIMEOUT_S) -> None:
     async with asyncio.timeout(timeout_s):
         await tor.bootstrap()
 
 
 async def bootstrap_unless_stopped(
-    tor: TorClientLike, stop: StopSignal, timeout_s: float = BOOTSTRAP_TIMEOUT_S
+    tor: TorClientLike, stop: StopSignal, timeout_s: float = FRONT_BOOTSTRAP_TIMEOUT_S
 ) -> bool:
     """Bootstrap, unless ``stop`` comes first (the bootstrap is then cancelled): whether it
     finished. Its errors are raised."""

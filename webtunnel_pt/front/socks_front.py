@@ -32,7 +32,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from webtunnel_pt.deadlines import HALF_CLOSED_IDLE_S, SHUTDOWN_GRACE_S, SOCKS_HANDSHAKE_TIMEOUT_S
+from webtunnel_pt.deadlines import (
+    FRONT_STREAM_TIMEOUT_S,
+    HALF_CLOSED_IDLE_S,
+    SHUTDOWN_GRACE_S,
+    SOCKS_HANDSHAKE_TIMEOUT_S,
+)
 from webtunnel_pt.errors import ConfigError, SocksProtocolError, describe_failure
 from webtunnel_pt.front.commands import add_socks_arguments
 from webtunnel_pt.front.exit_codes import bootstrap_status
@@ -67,8 +72,6 @@ log = logging.getLogger("webtunnel_pt.front.socks")
 
 #: One read per pump: what a pump holds at most before the other side drained it.
 READ_CHUNK_BYTES = 64 * 1024
-#: tor's SocksTimeout: a stream not connected (or resolved) in this long is abandoned.
-STREAM_TIMEOUT_S = 120.0
 EXIT_OK = 0
 EXIT_CONFIG = 1
 
@@ -210,7 +213,7 @@ class SocksFront:
             await self._resolve(writer, handshake, request, shown)
             return
         try:
-            async with asyncio.timeout(STREAM_TIMEOUT_S):
+            async with asyncio.timeout(FRONT_STREAM_TIMEOUT_S):
                 stream_reader, stream_writer = await self.tor.open_connection(
                     request.host, request.port, isolation=request.isolation
                 )
@@ -247,7 +250,7 @@ class SocksFront:
             writer.write(resolve_reply(request.version, request.host))
             return
         try:
-            async with asyncio.timeout(STREAM_TIMEOUT_S):
+            async with asyncio.timeout(FRONT_STREAM_TIMEOUT_S):
                 answers = list(await self.tor.resolve(request.host, isolation=request.isolation))
         except Exception as exc:
             log.warning("resolve of %s failed: %s", shown, _why(exc, request.host, self.redactor))

@@ -13,9 +13,9 @@ Commands (tor's socks-extensions.txt §2):
 - RESOLVE_PTR (0xF1) is refused with "command not supported" (7), BIND and UDP ASSOCIATE too.
 
 Username and password (RFC 1929) are carried raw; the front uses them as the isolation key
-(tor's IsolateSOCKSAuth). The generic core only knows CONNECT, so a RESOLVE request is parsed
-as a CONNECT (the two differ in the command byte only) and returned as a :class:`FrontRequest`
-with its command. Sans-I/O.
+(tor's IsolateSOCKSAuth). The generic core is told to accept RESOLVE next to CONNECT (its
+``commands=``: the two differ in the command byte only) and refuses every other command; its
+requests come back as :class:`FrontRequest`. Sans-I/O.
 """
 
 from __future__ import annotations
@@ -47,15 +47,11 @@ CONNECT = int(Command.CONNECT)
 #: tor's SOCKS extension commands (socks-extensions.txt §2).
 RESOLVE = 0xF0
 RESOLVE_PTR = 0xF1
-#: Offset of the command byte in a SOCKS4 and a SOCKS5 request alike.
-_COMMAND_OFFSET = 1
 
 
 @dataclass(frozen=True)
 class FrontRequest(SocksRequest):
-    """A complete request: CONNECT or RESOLVE, with the credentials as sent."""
-
-    command: int = CONNECT
+    """A complete request: CONNECT or RESOLVE (``command``), with the credentials as sent."""
 
     @property
     def isolation(self) -> tuple[bytes, bytes] | bytes | None:
@@ -67,24 +63,15 @@ class FrontRequest(SocksRequest):
 
 
 class FrontSocksHandshake(SocksServerHandshake):
-    """The generic handshake, also accepting RESOLVE (see the module docstring)."""
+    """The generic handshake accepting CONNECT and RESOLVE (RESOLVE_PTR, BIND and UDP
+    ASSOCIATE are refused with "command not supported")."""
 
-    def _parse_request(self) -> SocksRequest | None:
-        buf = self._buffer
-        if len(buf) <= _COMMAND_OFFSET:
-            return None
-        command = buf[_COMMAND_OFFSET]
-        if command == RESOLVE_PTR:
-            self._fail("SOCKS RESOLVE_PTR is not supported", SocksReply.COMMAND_NOT_SUPPORTED)
-        if command != RESOLVE:
-            request = super()._parse_request()
-            return None if request is None else FrontRequest(**vars(request))
-        buf[_COMMAND_OFFSET] = Command.CONNECT
-        request = super()._parse_request()
-        if request is None:
-            buf[_COMMAND_OFFSET] = command  # incomplete: parse again when more bytes come
-            return None
-        return FrontRequest(**vars(request), command=RESOLVE)
+    def __init__(self) -> None:
+        super().__init__(commands=(CONNECT, RESOLVE))
+
+    def next_event(self) -> FrontRequest | None:
+        request = super().next_event()
+        return None if request is None else FrontRequest(**vars(request))
 
 
 def resolve_reply(version: int, answer: str) -> bytes:

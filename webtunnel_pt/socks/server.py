@@ -14,6 +14,10 @@ a ``check_credentials`` callable given to the handshake may refuse RFC 1929 cred
 they are accepted (``01 01``). SOCKS4 has no such step; its caller refuses the request with
 :meth:`SocksServerHandshake.reply`.
 
+It accepts CONNECT only, unless given ``commands=``: the command bytes to accept, parsed as a
+CONNECT is (the same layout: tor's RESOLVE 0xF0, say) and returned in
+:attr:`SocksRequest.command`; any other command is refused with "command not supported" (07).
+
 Vocabulary as h11's: feed bytes with :meth:`SocksServerHandshake.receive_data`, ask for
 :meth:`next_event` (``None`` means more bytes are needed), send :meth:`data_to_send`. A violation
 raises :class:`SocksProtocolError` after queueing the reply the client should get, so the caller
@@ -23,7 +27,7 @@ always flushes :meth:`data_to_send` before closing.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import Enum, auto
 from typing import NoReturn
@@ -69,7 +73,8 @@ class SocksRequest:
     """A complete CONNECT request, with the credentials as the client sent them.
 
     ``username`` / ``password`` are the RFC 1929 fields (``None`` without that step);
-    ``userid`` is the SOCKS4 USERID (empty for SOCKS5).
+    ``userid`` is the SOCKS4 USERID (empty for SOCKS5); ``command`` is the request's command
+    byte (CONNECT unless the handshake was given other ``commands=``).
     """
 
     version: int
@@ -78,12 +83,20 @@ class SocksRequest:
     username: bytes | None = None
     password: bytes | None = None
     userid: bytes = b""
+    command: int = Command.CONNECT
 
 
 class SocksServerHandshake:
     """The server side of one SOCKS handshake, from greeting to reply."""
 
-    def __init__(self, check_credentials: CredentialsCheck | None = None) -> None:
+    def __init__(
+        self,
+        check_credentials: CredentialsCheck | None = None,
+        *,
+        commands: Collection[int] = (Command.CONNECT,),
+    ) -> None:
+        """``commands``: the request commands accepted (each laid out as CONNECT)."""
+        self._commands = frozenset(int(c) for c in commands)
         self._buffer = bytearray()
         self._outgoing = bytearray()
         self._state = _State.GREETING
@@ -220,8 +233,9 @@ class SocksServerHandshake:
             return None
         if buf[0] != SOCKS5_VERSION:
             self._fail(f"request has SOCKS version {buf[0]}")
-        if buf[1] != Command.CONNECT:
-            self._fail(f"unsupported SOCKS command {buf[1]}", SocksReply.COMMAND_NOT_SUPPORTED)
+        command = buf[1]
+        if command not in self._commands:
+            self._fail(f"unsupported SOCKS command {command}", SocksReply.COMMAND_NOT_SUPPORTED)
         if buf[2] != 0x00:
             self._fail("non-zero reserved byte in SOCKS request")
         atyp = buf[3]
@@ -249,14 +263,15 @@ class SocksServerHandshake:
         del buf[: end + 2]
         self._state = _State.AWAIT_REPLY
         username, password = self._credentials or (None, None)
-        return SocksRequest(5, host, port, username, password)
+        return SocksRequest(5, host, port, username, password, command=command)
 
     def _parse_socks4_request(self) -> SocksRequest | None:
         buf = self._buffer
         if len(buf) < 9:
             return None
-        if buf[1] != Command.CONNECT:
-            self._fail(f"unsupported SOCKS4 command {buf[1]}", SocksReply.COMMAND_NOT_SUPPORTED)
+        command = buf[1]
+        if command not in self._commands:
+            self._fail(f"unsupported SOCKS4 command {command}", SocksReply.COMMAND_NOT_SUPPORTED)
         userid_end = buf.find(b"\x00", 8)
         if userid_end < 0:
             if len(buf) > 8 + MAX_SOCKS4_FIELD_BYTES:
@@ -278,4 +293,4 @@ class SocksServerHandshake:
         userid = bytes(buf[8:userid_end])
         del buf[:end]
         self._state = _State.AWAIT_REPLY
-        return SocksRequest(4, host, port, userid=userid)
+        return SocksRequest(4, host, port, userid=userid, command=command)

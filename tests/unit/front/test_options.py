@@ -112,16 +112,28 @@ def test_fetch_has_no_listen_option() -> None:
         (("--bridge", BRIDGE, "--listen", "192.0.2.1:9150"), "is not a loopback address"),
         (("--bridge", BRIDGE, "--listen", "example.com:9150"), "is not an IP address"),
         (("--bridge", BRIDGE, "--listen", "127.0.0.1:70000"), "bad port"),
-        (("--bridge", BRIDGE, "--dir-authority", "auth0 127.0.0.1:1 AB"), "bad DirAuthority"),
+        (("--bridge", BRIDGE, "--dir-authority", "auth0 127.0.0.1:1 AB"), "^--dir-authority: "),
         (
             ("--bridge", BRIDGE, "--dir-authority", AUTHORITY, "--dir-authority", AUTHORITY),
-            "bad DirAuthority set",
+            "^--dir-authority: ",
         ),
     ],
 )
 def test_bad_options_are_clear_errors(words: tuple[str, ...], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         front_options(_args(*words))
+
+
+def test_the_second_of_several_bad_authorities_is_named() -> None:
+    words = ("--bridge", BRIDGE, "--dir-authority", AUTHORITY, "--dir-authority", "auth1 x")
+    with pytest.raises(ConfigError, match=r"^--dir-authority #2: "):
+        front_options(_args(*words))
+
+
+def test_a_torrc_authority_set_that_does_not_hold_is_named_as_the_torrc() -> None:
+    torrc = f"DirAuthority {AUTHORITY}\nDirAuthority {AUTHORITY}\n"
+    with pytest.raises(ConfigError, match=r"^torrc: bad DirAuthority set: "):
+        front_options(_args("--bridge", BRIDGE), torrc)
 
 
 @pytest.mark.parametrize(

@@ -368,3 +368,35 @@ def test_socks4_bind_is_refused_with_5b():
     run = both(socks4("192.0.2.3", 443, b"a=1", cmd=2))
     assert run.sent == b"\x00\x5b" + bytes(6)
     assert run.error.socks_reply == SocksReply.COMMAND_NOT_SUPPORTED
+
+
+# -- commands= : extra commands laid out as CONNECT (tor's RESOLVE, for the SOCKS front) --------
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+def test_an_extra_command_is_parsed_as_connect_and_named(chunk: int | None) -> None:
+    data = greeting(0) + connect("example.com", 80, cmd=0xF0)
+    hs = SocksServerHandshake(commands=(1, 0xF0))
+    pieces = [data] if chunk is None else [data[i : i + 1] for i in range(len(data))]
+    events = []
+    for piece in pieces:
+        hs.receive_data(piece)
+        events.append(hs.next_event())
+    assert [e for e in events if e is not None] == [
+        SocksRequest(5, "example.com", 80, command=0xF0)
+    ]
+
+
+def test_commands_not_listed_are_refused_even_connect() -> None:
+    hs = SocksServerHandshake(commands=(0xF0,))
+    hs.receive_data(greeting(0) + connect("192.0.2.3", 443))
+    with pytest.raises(SocksProtocolError) as caught:
+        hs.next_event()
+    assert caught.value.socks_reply == SocksReply.COMMAND_NOT_SUPPORTED
+    assert hs.data_to_send() == b"\x05\x00" + reply5(SocksReply.COMMAND_NOT_SUPPORTED)
+
+
+def test_socks4_request_carries_its_listed_command() -> None:
+    hs = SocksServerHandshake(commands=(1, 0xF0))
+    hs.receive_data(socks4("192.0.2.3", 443, b"u", cmd=0xF0))
+    assert hs.next_event() == SocksRequest(4, "192.0.2.3", 443, userid=b"u", command=0xF0)

@@ -1,0 +1,331 @@
+"""``make bench-tor``: the built-in Tor client against a real tor, on the private Tor network of
+tests/e2e, in one run.
+
+Set-up (everything on 127.0.0.1, torn down at the end; tests/e2e/stack.py)::
+
+    bench ──SOCKS5──> webtunnel-pt socks (built-in client) ──┐
+    bench ──SOCKS5──> tor ──> webtunnel-pt (managed mode) ───┴─> nginx ─> WebTunnel server
+                                                                 ─> bridge ─> middle ─> exit
+                                                                 ─> page server (bench)
+
+Both clients use the same bridge line and the network's own authorities, and are measured the
+same way through their SOCKS port:
+
+- bootstrap, cold (empty state/data directory) and warm (the directory cache of the cold run):
+  process start to ``SOCKS proxy ready`` (built-in) or ``Bootstrapped 100%`` (tor);
+- time to first byte: SOCKS CONNECT to the page server, GET, first byte of the answer
+  (median of several, each on a fresh stream);
+- throughput: a 50 MiB download through the three hops;
+- RSS after the warm bootstrap: the built-in client's process; tor and its PT child.
+
+Ratios are built-in / tor (time: < 1 is faster; throughput and RSS: > 1 is more). The issue's
+targets (bootstrap no slower than tor, throughput at least 0.8 of tor's) are figures, not
+assertions.
+
+    python -m bench.tor_client [--size-mib 50] [--ttfb-samples 5] [--update-doc FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import queue
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.e2e.client import PT_ENV_VAR, find_pt, pt_argv, start_client
+from tests.e2e.ports import LOOPBACK
+from tests.e2e.stack import Page, Stack, running_stack, serving_page
+from tests.support.pt_process import pt_command
+from tests.support.socks_client import socks_connect
+
+MIB = 1024 * 1024
+BOOTSTRAP_TIMEOUT_S = 180.0
+STREAM_TIMEOUT_S = 120.0
+READY = re.compile(r"SOCKS proxy ready on \S+:(\d+)")
+DOC_HEADING = "## Benchmark: `make bench-tor`"
+
+
+# ---- the two clients -----------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    """A client up and bootstrapped: its SOCKS port, the pids whose RSS counts, a stop."""
+
+    socks_port: int
+    bootstrap_s: float
+    pids: list[int]
+    stop: Callable[[], None]
+
+
+def _client_env(stack: Stack) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOR_PT_")}
+    env["SSL_CERT_FILE"] = str(stack.ca_pem)
+    return env
+
+
+@contextmanager
+def builtin_client(stack: Stack, state_dir: Path, log_path: Path) -> Iterator[Running]:
+    """``webtunnel-pt socks`` with the network's authorities; timed to its ready line."""
+    words = ["--bridge", stack.bridge_line(), "--no-distinct-subnets", "--allow-internal-addresses"]
+    for line in stack.network.dir_authority_lines:
+        words += ["--dir-authority", line]
+    words += ["--state-dir", str(state_dir), "--listen", f"{LOOPBACK}:0"]
+    with log_path.open("ab") as err:
+        start = time.monotonic()
+        proc = subprocess.Popen(
+            [*pt_command(), "socks", *words],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=_client_env(stack),
+        )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.put(raw.decode(errors="replace"))
+        lines.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        reader.join(timeout=10)
+
+    try:
+        port = None
+        while port is None:
+            text = lines.get(timeout=BOOTSTRAP_TIMEOUT_S)
+            if text is None:
+                raise RuntimeError(f"webtunnel-pt socks exited {proc.wait()}; see {log_path}")
+            match = READY.search(text)
+            if match:
+                port = int(match.group(1))
+        yield Running(port, time.monotonic() - start, [proc.pid], stop)
+    finally:
+        stop()
+
+
+def tor_pt() -> str:
+    """The PT executable tor launches (one path: tor's ClientTransportPlugin takes argv)."""
+    found = find_pt()
+    if found is None:
+        raise SystemExit(f"no webtunnel-pt executable: set {PT_ENV_VAR} or install the package")
+    return found
+
+
+@contextmanager
+def tor_client(stack: Stack, data_dir: Path) -> Iterator[Running]:
+    """tor with ``UseBridges 1`` and webtunnel-pt as its managed PT; timed to 100 %. A
+    previous run's log is moved aside (its ``Bootstrapped 100%`` would end the wait at once)."""
+    for name in ("tor.log", "pt.log"):
+        old = data_dir / name
+        if old.exists():
+            old.rename(data_dir / f"{name}.{time.time_ns()}")
+    start = time.monotonic()
+    client = start_client(
+        stack.network,
+        data_dir,
+        [stack.bridge_line()],
+        pt_argv(tor_pt(), data_dir, "notice"),
+        env={"SSL_CERT_FILE": str(stack.ca_pem)},
+    )
+    try:
+        client.wait_bootstrapped(BOOTSTRAP_TIMEOUT_S)
+        elapsed = time.monotonic() - start
+        yield Running(client.socks_port, elapsed, client.processes.pids(), client.stop)
+    finally:
+        client.stop()
+
+
+# ---- measurements --------------------------------------------------------------------------
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+        total += int(match.group(1)) if match else 0
+    return total
+
+
+def _get(socks_port: int, page: Page, path: str) -> tuple[float, float, int]:
+    """(seconds to the first byte, seconds to the last, body bytes) of one GET."""
+    start = time.monotonic()
+    rep, sock = socks_connect(socks_port, None, STREAM_TIMEOUT_S, target=(LOOPBACK, page.port))
+    if rep != 0:
+        raise RuntimeError(f"SOCKS CONNECT refused: REP={rep}")
+    with sock:
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {LOOPBACK}:{page.port}\r\n\r\n".encode())
+        first = sock.recv(65536)
+        ttfb = time.monotonic() - start
+        received = len(first)
+        while chunk := sock.recv(1 << 20):
+            received += len(chunk)
+    return ttfb, time.monotonic() - start, received
+
+
+def time_to_first_byte(socks_port: int, page: Page, samples: int) -> float:
+    return statistics.median(_get(socks_port, page, "/")[0] for _ in range(samples))
+
+
+def throughput_mib_s(socks_port: int, page: Page) -> float:
+    ttfb, total, received = _get(socks_port, page, "/big")
+    if received < len(page.big_body):
+        raise RuntimeError(f"download cut short: {received} of {len(page.big_body)} bytes")
+    return len(page.big_body) / MIB / (total - ttfb)
+
+
+@dataclass
+class Figures:
+    cold_s: float = 0.0
+    warm_s: float = 0.0
+    ttfb_s: float = 0.0
+    mib_s: float = 0.0
+    rss_kib: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def measure(
+    name: str,
+    start: Callable[[str], AbstractContextManager[Running]],
+    page: Page,
+    samples: int,
+) -> Figures:
+    """Cold bootstrap, then warm (same state) with the stream measurements."""
+    figures = Figures()
+    with start("cold") as cold:
+        figures.cold_s = cold.bootstrap_s
+    with start("warm") as warm:
+        figures.warm_s = warm.bootstrap_s
+        figures.rss_kib = rss_kib(warm.pids)
+        figures.ttfb_s = time_to_first_byte(warm.socks_port, page, samples)
+        figures.mib_s = throughput_mib_s(warm.socks_port, page)
+    print(
+        f"{name:9} cold {figures.cold_s:6.2f} s  warm {figures.warm_s:6.2f} s  "
+        f"TTFB {figures.ttfb_s * 1000:7.1f} ms  {figures.mib_s:6.2f} MiB/s  "
+        f"RSS {figures.rss_kib / 1024:6.1f} MiB",
+        flush=True,
+    )
+    return figures
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
+def table(builtin: Figures, tor: Figures, size_mib: int) -> str:
+    rows = [
+        ("bootstrap, cold (s)", builtin.cold_s, tor.cold_s, "≤ 1"),
+        ("bootstrap, warm (s)", builtin.warm_s, tor.warm_s, "≤ 1"),
+        ("time to first byte (ms)", builtin.ttfb_s * 1000, tor.ttfb_s * 1000, ""),
+        (f"throughput, {size_mib} MiB (MiB/s)", builtin.mib_s, tor.mib_s, "≥ 0.8"),
+        ("RSS after bootstrap (MiB)", builtin.rss_kib / 1024, tor.rss_kib / 1024, ""),
+    ]
+    lines = [
+        "| | built-in | tor + PT | built-in / tor | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for label, ours, theirs, target in rows:
+        lines.append(f"| {label} | {ours:.2f} | {theirs:.2f} | {ratio(ours, theirs)} | {target} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    tor_version = subprocess.run(["tor", "--version"], capture_output=True, text=True, check=False)
+    first = tor_version.stdout.splitlines()[0] if tor_version.stdout else "tor ?"
+    cpus = os.cpu_count()
+    return f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}, {first}"
+
+
+def update_doc(path: Path, text: str) -> None:
+    """Replace the benchmark section (heading to the next ``## ``) or append it."""
+    doc = path.read_text() if path.exists() else ""
+    start = doc.find(DOC_HEADING)
+    if start < 0:
+        doc = doc.rstrip("\n") + "\n\n" + text
+    else:
+        end = doc.find("\n## ", start + len(DOC_HEADING))
+        doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
+    path.write_text(doc)
+
+
+def section(result: str, size_mib: int, samples: int) -> str:
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""{DOC_HEADING}
+
+`make bench-tor` (`bench/tor_client.py`) runs the built-in client (`webtunnel-pt socks`) and a
+real tor with the same bridge through `webtunnel-pt` in managed mode, one after the other, on
+the private Tor network of the e2e tests (3 authorities, 2 middles, 1 exit, the bridge behind
+nginx and a WebTunnel server; all on 127.0.0.1). Both are measured through their SOCKS port:
+bootstrap cold (empty directory cache) and warm (the cache of the cold run) to the first usable
+circuit; time to first byte of a GET on a fresh stream (median of {samples}); one {size_mib} MiB
+download through the three hops; RSS after the warm bootstrap (tor + PT: both processes). These
+are figures, not test assertions: on loopback the network costs nothing, so they compare the
+clients' own work. tor's bootstrap includes starting the PT (a Python process) and its
+own waits; the built-in client's stream throughput is bound by its per-cell Python work
+and fixed SENDME windows (no congestion control). Last run {when} ({machine()}):
+
+{result}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tor_client", description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=50, help="download size (default 50)")
+    parser.add_argument("--ttfb-samples", type=int, default=5)
+    parser.add_argument("--update-doc", type=Path, default=None, metavar="FILE")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="bench-tor-"))
+    print(f"[bench-tor] work directory {work}", file=sys.stderr)
+    with (
+        running_stack(work / "stack") as stack,
+        serving_page(big_size=args.size_mib * MIB) as page,
+    ):
+
+        def builtin(run: str) -> AbstractContextManager[Running]:
+            return builtin_client(stack, work / "builtin-state", work / f"builtin-{run}.log")
+
+        def tor(run: str) -> AbstractContextManager[Running]:
+            return tor_client(stack, work / "tor-data")
+
+        ours = measure("built-in", builtin, page, args.ttfb_samples)
+        theirs = measure("tor", tor, page, args.ttfb_samples)
+    result = table(ours, theirs, args.size_mib)
+    print(result)
+    if args.update_doc is not None:
+        update_doc(args.update_doc, section(result, args.size_mib, args.ttfb_samples))
+        print(f"[bench-tor] wrote {args.update_doc}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
