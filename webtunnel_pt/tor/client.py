@@ -49,7 +49,6 @@ from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.errors import (
     ChannelClosed,
     CircuitDestroyed,
-    DirectoryError,
     HandshakeTimeout,
     LinkProtocolError,
     LocalProtocolError,
@@ -314,34 +313,23 @@ class TorClient:
         )
 
     async def _load_directory(self, link: BridgeLink) -> None:
-        try:
-            result = await fetch_network_view(
-                link.channel,
-                self._authorities,
-                now=self._clock,
-                cache=self._cache,
-                timeout_s=self.directory_timeout_s,
-            )
-        except DirectoryError as exc:
-            # A refused request (an HTTP error: the bridge lacks some new microdescriptors it
-            # was asked for alone) is tried once without the cache, asking for everything.
-            # Verification failures are subclasses and are not retried.
-            if self._cache is None or type(exc) is not DirectoryError:
-                raise
-            log.warning("directory fetch with the cache failed (%s); fetching it all", exc)
-            result = await fetch_network_view(
-                link.channel,
-                self._authorities,
-                now=self._clock,
-                timeout_s=self.directory_timeout_s,
-            )
+        # A microdescriptor batch the bridge lacks (404) or is too busy for (503) is not an
+        # error: those relays stay unusable (fetch_network_view reports them missing).
+        result = await fetch_network_view(
+            link.channel,
+            self._authorities,
+            now=self._clock,
+            cache=self._cache,
+            timeout_s=self.directory_timeout_s,
+        )
         self._view = result.view
         self._selector = PathSelector(result.view)
         log.info(
-            "directory: %d relays, %d exits, signatures %s",
+            "directory: %d relays, %d exits, signatures %s, %d microdescriptors missing",
             result.report.relays,
             result.report.exits,
             result.report.signatures,
+            result.report.microdescs_missing,
         )
 
     async def _refresh_directory(self) -> None:

@@ -23,7 +23,11 @@ must be fetched:
 3. the microdescriptors the consensus lists and the cache lacks, up to
    :data:`MICRODESCS_PER_REQUEST` per request (``/tor/micro/d/<d1>-<d2>...``, digests in base64
    without ``=``, dir-spec §4.3); only those that hash to an ``m`` line are kept
-   (:func:`~webtunnel_pt.tor.microdesc.parse_microdescs`).
+   (:func:`~webtunnel_pt.tor.microdesc.parse_microdescs`). A batch answered 404 or 503
+   (:data:`MISSING_MICRODESC_STATUSES`: a bridge that has not got them yet, or is busy) only
+   leaves those missing, as tor counts a failed microdescriptor download and goes on; the view
+   is built from what there is (relays without one are in ``lacking_microdesc``, unusable)
+   and :attr:`DirectoryReport.microdescs_missing` counts them.
 
 The cache (dir-spec §5.1 on when a client refetches):
 
@@ -129,6 +133,11 @@ MAX_HEAD_BYTES = 64 * 1024
 DIRECTORY_TIMEOUT_S = 120.0
 #: Characters of an HTTP reason phrase put into an error message.
 MAX_REASON_CHARS = 64
+#: Answers to a microdescriptor batch that leave its microdescriptors missing instead of
+#: failing the fetch: not found (the bridge lacks them yet) and busy. tor goes on after any
+#: failed microdescriptor download (dirclient.c, handle_response_fetch_microdesc); other
+#: statuses stay errors here, so a broken bridge is reported as such.
+MISSING_MICRODESC_STATUSES = frozenset({404, 503})
 #: Errors of a consensus refetch after which a still-live cached consensus is used instead.
 REFETCH_ERRORS = (DirectoryError, HandshakeTimeout, ChannelClosed, CircuitDestroyed, StreamEnded)
 
@@ -162,6 +171,9 @@ class DirectoryReport:
     refetch_error: str | None = None
     #: Cache files (or entries) refused on load, stores the disk refused: "<file>: <reason>".
     cache_problems: tuple[str, ...] = ()
+    #: Listed by the consensus but neither cached nor received (a batch answered 404 or 503,
+    #: or left out of an answer): those relays are unusable until a later fetch.
+    microdescs_missing: int = 0
 
     @property
     def signatures(self) -> str:
@@ -222,18 +234,16 @@ class _Fetcher:
         self._misses_seen = len(cache.misses) if cache is not None else 0
 
     async def get(self, path: str, what: str, max_body: int) -> bytes:
+        return _body(await self.request(path, max_body), what)
+
+    async def request(self, path: str, max_body: int) -> DirResponse:
+        """The answer to ``GET path``, whatever its status."""
         if self.circuit is None:
             self.circuit = await self.channel.create_fast_circuit(
                 CIRCUIT_TIMEOUT_S, deadline=self.deadline
             )
         self.requests += 1
-        response = await _fetch(self.circuit, path, max_body, self.deadline)
-        if response.status != 200:
-            # The reason phrase is the peer's text: only a short, printable ASCII one is shown.
-            reason = response.reason[:MAX_REASON_CHARS]
-            shown = reason if reason.isascii() and reason.isprintable() else "?"
-            raise DirectoryError(f"{what}: the bridge answered HTTP {response.status} {shown}")
-        return response.body
+        return await _fetch(self.circuit, path, max_body, self.deadline)
 
     def timed(self, step: str, started: float) -> None:
         self.timings.append((step, time.monotonic() - started))
@@ -263,6 +273,16 @@ class _Fetcher:
         )
         with contextlib.suppress(ChannelClosed):  # the step's own error, if any, matters more
             await self.channel.flush_if_open(circuit.circuit)
+
+
+def _body(response: DirResponse, what: str) -> bytes:
+    """The body of a 200 answer; any other status is a :class:`DirectoryError`."""
+    if response.status != 200:
+        # The reason phrase is the peer's text: only a short, printable ASCII one is shown.
+        reason = response.reason[:MAX_REASON_CHARS]
+        shown = reason if reason.isascii() and reason.isprintable() else "?"
+        raise DirectoryError(f"{what}: the bridge answered HTTP {response.status} {shown}")
+    return response.body
 
 
 async def _fetch(
@@ -391,6 +411,7 @@ class _Microdescs:
     fetched: int = 0
     cached: int = 0
     discarded: int = 0
+    missing: int = 0
 
 
 async def _microdescs(fetcher: _Fetcher, consensus: Consensus) -> _Microdescs:
@@ -408,8 +429,12 @@ async def _microdescs(fetcher: _Fetcher, consensus: Consensus) -> _Microdescs:
     bodies: list[bytes] = []
     total = 0
     try:
-        for path in microdesc_paths(missing):
-            body = await fetcher.get(path, "microdescriptors", MAX_MICRODESC_ANSWER_BYTES)
+        for path in microdesc_paths(missing, MICRODESCS_PER_REQUEST):
+            response = await fetcher.request(path, MAX_MICRODESC_ANSWER_BYTES)
+            if response.status in MISSING_MICRODESC_STATUSES:
+                logger.info("directory: a microdescriptor batch: HTTP %d", response.status)
+                continue
+            body = _body(response, "microdescriptors")
             total += len(body)
             if total > MAX_MICRODESC_TOTAL_BYTES:
                 raise DirectoryError(
@@ -429,6 +454,9 @@ async def _microdescs(fetcher: _Fetcher, consensus: Consensus) -> _Microdescs:
             await fetcher.store(
                 "microdescriptors", lambda: cache.store_microdescs(bodies, consensus)
             )
+    found.missing = len(wanted - found.kept.keys())
+    if found.missing:
+        logger.info("directory: %d of %d microdescriptors missing", found.missing, len(wanted))
     return found
 
 
@@ -498,6 +526,7 @@ async def fetch_network_view(
         certificates_cached=len(known) - len(given),
         refetch_error=outcome.refetch_error,
         cache_problems=fetcher.cache_problems(),
+        microdescs_missing=found.missing,
     )
     return DirectoryResult(view, report, tuple(_merge(known, outcome.fetched_certificates)))
 

@@ -9,10 +9,15 @@ chosen from a verified :class:`~webtunnel_pt.tor.netview.NetworkView` as tor cho
 
 What is chosen, and how:
 
-- **Candidates** are Running, Valid and Fast, carry a 32-byte ntor onion key and speak
+- **Candidates** are Running and Valid, carry a 32-byte ntor onion key and speak
   ``Relay=2`` (EXTEND2/CREATE2; a relay whose consensus entry lists no protocols at all is
-  allowed, as tor allows unknown versions). For a long-lived port (tor's ``LongLivedPorts``
-  default, :data:`LONG_LIVED_PORTS`) the middle and the exit must also be Stable.
+  allowed, as tor allows unknown versions). They should be Fast, and for a long-lived port
+  (tor's ``LongLivedPorts`` default, :data:`LONG_LIVED_PORTS`) Stable too; when no relay
+  with those flags can take a position (none has them, or every one breaks a rule below),
+  that position is drawn again without them, as tor's ``router_choose_random_node`` falls
+  back "to list of all routers" (a freshly started network has no Fast relay yet).
+  Running, Valid, the exit rules and every distinctness rule always hold;
+  :attr:`ChosenPath.relaxed` says a fallback was used.
 - **The exit** has the Exit flag, not BadExit nor MiddleOnly, and its policy summary (``p``)
   accepts ``port``; ``port=None`` (a resolve-only circuit) takes any Exit-flagged relay whose
   summary accepts some port. (tor itself also accepts a relay without the Exit flag whose
@@ -89,6 +94,9 @@ class ChosenPath:
 
     middle: Relay
     exit: Relay
+    #: A hop lacks the Fast (or, for a long-lived port, Stable) flag: no relay with it could
+    #: take that position.
+    relaxed: bool = False
 
 
 def hop_of(relay: Relay) -> PathHop:
@@ -267,12 +275,18 @@ def _flag_index(relay: Relay) -> int:
     return (0 if is_exit else 1) if is_guard else (2 if is_exit else 3)
 
 
+#: The flags a position wants (uptime and capacity, tor's CRN_NEED_UPTIME/CAPACITY), and none
+#: for the fallback.
+_NEED_FAST = frozenset({_FAST})
+_NEED_FAST_STABLE = frozenset({_FAST, _STABLE})
+_NEED_NOTHING: frozenset[str] = frozenset()
+
+
 def _usable(relay: Relay) -> bool:
-    """Running, Valid, Fast, an ntor key, and the protocols a circuit through it needs."""
+    """Running, Valid, an ntor key, and the protocols a circuit through it needs."""
     return (
         _RUNNING in relay.flags
         and _VALID in relay.flags
-        and _FAST in relay.flags
         and len(relay.ntor_onion_key) == NTOR_KEY_BYTES
         and (not relay.protocols or all(relay.supports(p, v) for p, v in REQUIRED_PROTOCOLS))
     )
@@ -311,10 +325,10 @@ class PathSelector:
         ]
         middles = [(r, middle_w[_flag_index(r)] * self._bandwidths[r.rsa_identity]) for r in usable]
         self._middles = {
-            False: _Table.of(middles),
-            True: _Table.of((r, w) for r, w in middles if _STABLE in r.flags),
+            needs: _Table.of((r, w) for r, w in middles if needs <= r.flags)
+            for needs in (_NEED_FAST, _NEED_FAST_STABLE, _NEED_NOTHING)
         }
-        self._exit_tables: dict[tuple[int | None, bool], _Table] = {}
+        self._exit_tables: dict[tuple[int | None, frozenset[str]], _Table] = {}
 
     @staticmethod
     def _bandwidth_of(view: NetworkView, relays: Sequence[Relay]) -> dict[bytes, int]:
@@ -334,14 +348,14 @@ class PathSelector:
             member = self._members[relay.rsa_identity] = _member(relay, self._families)
         return member
 
-    def _exit_table(self, port: int | None, stable: bool) -> _Table:
-        key = (port, stable)
+    def _exit_table(self, port: int | None, needs: frozenset[str]) -> _Table:
+        key = (port, needs)
         table = self._exit_tables.get(key)
         if table is None:
             table = _Table.of(
                 (r, w)
                 for r, w in self._exits
-                if (port is None or r.allows_port(port)) and (not stable or _STABLE in r.flags)
+                if (port is None or r.allows_port(port)) and needs <= r.flags
             )
             if len(self._exit_tables) >= MAX_CACHED_PORTS:
                 self._exit_tables.clear()
@@ -357,34 +371,42 @@ class PathSelector:
         distinct_subnets: bool = True,
         exclude: frozenset[bytes] = frozenset(),
     ) -> ChosenPath:
-        """The exit, then the middle; raises :class:`NoPathError` saying what was missing."""
+        """The exit, then the middle; raises :class:`NoPathError` saying what was missing.
+        Each position is drawn among Fast (and, for a long-lived port, Stable) relays first,
+        and without those flags only when none of them can take it."""
         if port is not None and not 1 <= port <= 65535:
             raise NoPathError(f"port {port} is not a TCP port")
         rng = rng if rng is not None else random.SystemRandom()
         rules = _Rules(distinct_subnets, self._use_family_lists, self._use_family_ids)
         bridge = _member(first_hop, self._families)
-        stable = port in LONG_LIVED_PORTS
-        need = " Stable" if stable else ""
-        exits = self._exit_table(port, stable)
-        if not exits.relays:
-            raise NoPathError(
-                f"no Running, Valid, Fast{need} exit relay allows {_port_text(port)}"
-                f" (of {len(self.view.relays)} relays)"
-            )
-        exit_relay = self._pick(exits, [bridge], exclude, rules, rng)
+        needs = _NEED_FAST_STABLE if port in LONG_LIVED_PORTS else _NEED_FAST
+        exit_relay = self._pick(self._exit_table(port, needs), [bridge], exclude, rules, rng)
+        relaxed = exit_relay is None
         if exit_relay is None:
-            raise NoPathError(
-                f"all {len(exits.relays)} exits allowing {_port_text(port)} are excluded, "
-                "are the bridge or share its family or subnet"
-            )
-        middles = self._middles[stable]  # never empty: the exit is in it
-        middle = self._pick(middles, [bridge, self._member(exit_relay)], exclude, rules, rng)
+            exits = self._exit_table(port, _NEED_NOTHING)
+            if not exits.relays:
+                raise NoPathError(
+                    f"no Running, Valid exit relay allows {_port_text(port)}, even without"
+                    f" {'/'.join(sorted(needs))} (of {len(self.view.relays)} relays)"
+                )
+            exit_relay = self._pick(exits, [bridge], exclude, rules, rng)
+            if exit_relay is None:
+                raise NoPathError(
+                    f"all {len(exits.relays)} exits allowing {_port_text(port)} are excluded, "
+                    "are the bridge or share its family or subnet"
+                )
+        hops = [bridge, self._member(exit_relay)]
+        middle = self._pick(self._middles[needs], hops, exclude, rules, rng)
         if middle is None:
-            raise NoPathError(
-                f"all {len(middles.relays)} middle candidates are excluded, are the bridge or "
-                f"the exit ({exit_relay.nickname}) or share a family or subnet with them"
-            )
-        return ChosenPath(middle=middle, exit=exit_relay)
+            relaxed = True
+            middles = self._middles[_NEED_NOTHING]  # never empty: the exit is in it
+            middle = self._pick(middles, hops, exclude, rules, rng)
+            if middle is None:
+                raise NoPathError(
+                    f"all {len(middles.relays)} middle candidates are excluded, are the bridge "
+                    f"or the exit ({exit_relay.nickname}) or share a family or subnet with them"
+                )
+        return ChosenPath(middle=middle, exit=exit_relay, relaxed=relaxed)
 
     def _pick(
         self,

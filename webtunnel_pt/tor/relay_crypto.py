@@ -6,64 +6,50 @@ tor-spec §5.5, §6.1).
     wire = crypto.encrypt_outbound(payload, hop=-1)    # digest for that hop, then all layers
     inbound = crypto.decrypt_inbound(wire)             # -> InboundRelay(hop, payload, digest)
 
-Keystreams and digests are continuous for the life of the circuit. Inbound processing works
-on copies and commits them only once a hop recognizes the cell, so a cell that nobody
-recognizes leaves the state untouched (the circuit is torn down anyway).
+Each hop has one AES-128-CTR stream per direction (IV 0), continuous for the life of the
+circuit: a persistent OpenSSL CTR context per hop and direction, so a layer is one C call.
+The running SHA-1 digests are checked per hop on a copy ("recognized" is 0 and the first 4
+bytes of the digest match) that replaces the hop's digest only when it matches.
 
-The CTR keystream is computed from AES-ECB over explicit counter blocks, which makes a
-cipher state just (key, offset): cheap to copy, easy to roll back. Sans-I/O.
+The keystreams are not rolled back. Inbound, every hop up to the one that recognizes a cell
+advances by 509 bytes; a cell that no hop recognizes has advanced them all, and the circuit's
+keystreams are no longer in step with the relays'. That cell is a protocol violation
+(:class:`LinkProtocolError`), and the caller must tear the circuit down and never decrypt
+another cell on it: :meth:`Circuit.receive_cell` destroys the circuit on it, and a destroyed
+circuit drops every later cell. tor does the same (it closes the circuit, no rollback).
+
+Sans-I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from webtunnel_pt.errors import LinkProtocolError, LocalProtocolError
-from webtunnel_pt.tor.cells import (
-    PAYLOAD_LEN,
-    relay_digest_field,
-    relay_recognized,
-    with_digest,
-)
+from webtunnel_pt.tor.cells import PAYLOAD_LEN
 from webtunnel_pt.tor.onionskin import HopKeys
 
 AES_BLOCK = 16
+_ZERO_IV = bytes(AES_BLOCK)
 _ZERO_DIGEST = bytes(4)
+#: The relay header's Recognized (bytes 1-2) and Digest (bytes 5-8) fields (§7.1).
+_RECOGNIZED = slice(1, 3)
+_DIGEST_START, _DIGEST_END = 5, 9
 
 
 class AesCtr:
-    """AES-128-CTR with a 16-byte zero IV; ``process`` encrypts = decrypts and advances."""
+    """AES-128-CTR with a 16-byte zero IV; ``process`` encrypts = decrypts and advances the
+    keystream (one OpenSSL context, so it cannot be copied or rolled back)."""
 
-    def __init__(self, key: bytes, offset: int = 0, _ecb: Any = None) -> None:
-        self._key = key
-        self._ecb = (
-            _ecb if _ecb is not None else Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-        )
-        self.offset = offset
-
-    def copy(self) -> AesCtr:
-        # ECB has no chaining state: the copies can share one encryptor.
-        return AesCtr(self._key, self.offset, self._ecb)
-
-    def _keystream(self, length: int) -> bytes:
-        first = self.offset // AES_BLOCK
-        last = (self.offset + length + AES_BLOCK - 1) // AES_BLOCK
-        counters = b"".join(i.to_bytes(AES_BLOCK, "big") for i in range(first, last))
-        stream: bytes = self._ecb.update(counters)
-        skip = self.offset - first * AES_BLOCK
-        return stream[skip : skip + length]
-
-    def process(self, data: bytes) -> bytes:
-        stream = self._keystream(len(data))
-        self.offset += len(data)
-        return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(
-            len(data), "big"
-        )
+    def __init__(self, key: bytes) -> None:
+        context = Cipher(algorithms.AES(key), modes.CTR(_ZERO_IV)).encryptor()
+        self.process: Callable[[bytes], bytes] = context.update
 
 
 class HopCrypto:
@@ -109,31 +95,33 @@ class RelayCrypto:
         """Set the Digest field for ``hop`` and encrypt for it and every hop before it (§7.3)."""
         if not self.hops:
             raise LocalProtocolError("circuit has no hops yet")
-        if len(payload) != PAYLOAD_LEN or relay_digest_field(payload) != _ZERO_DIGEST:
+        if len(payload) != PAYLOAD_LEN or payload[_DIGEST_START:_DIGEST_END] != _ZERO_DIGEST:
             raise LocalProtocolError("outbound relay payload must be 509 bytes, digest zeroed")
-        target = hop % len(self.hops)
-        digest = self.hops[target].forward_digest
+        hops = self.hops
+        target = hop % len(hops)
+        digest = hops[target].forward_digest
         digest.update(payload)
-        cell = with_digest(payload, digest.digest())
+        cell: bytes = payload[:_DIGEST_START] + digest.digest()[:4] + payload[_DIGEST_END:]
         for index in range(target, -1, -1):
-            cell = self.hops[index].forward.process(cell)
+            cell = hops[index].forward.process(cell)
         return cell
 
     def decrypt_inbound(self, cell: bytes) -> InboundRelay:
-        """Peel layers until a hop recognizes the cell (§7.3, receiving); commit only then."""
+        """Peel layers until a hop recognizes the cell (§7.3, receiving). A cell no hop
+        recognizes raises :class:`LinkProtocolError` and leaves the keystreams advanced: the
+        circuit must be torn down (see the module docstring)."""
         if len(cell) != PAYLOAD_LEN:
             raise LinkProtocolError("relay payload is not 509 bytes")
-        ciphers = [hop.backward.copy() for hop in self.hops]
-        for index, cipher in enumerate(ciphers):
-            cell = cipher.process(cell)
-            if relay_recognized(cell) != 0:
+        for index, hop in enumerate(self.hops):
+            cell = hop.backward.process(cell)
+            if cell[_RECOGNIZED] != b"\0\0":
                 continue
-            digest = self.hops[index].backward_digest.copy()
-            digest.update(with_digest(cell, _ZERO_DIGEST))
-            full = digest.digest()
-            if hmac.compare_digest(full[:4], relay_digest_field(cell)):
-                for hop, advanced in zip(self.hops[: index + 1], ciphers, strict=False):
-                    hop.backward = advanced
-                self.hops[index].backward_digest = digest
+            digest = hop.backward_digest.copy()
+            digest.update(cell[:_DIGEST_START])
+            digest.update(_ZERO_DIGEST)
+            digest.update(cell[_DIGEST_END:])
+            full: bytes = digest.digest()
+            if hmac.compare_digest(full[:4], cell[_DIGEST_START:_DIGEST_END]):
+                hop.backward_digest = digest
                 return InboundRelay(index, cell, full)
         raise LinkProtocolError("relay cell not recognized by any hop")

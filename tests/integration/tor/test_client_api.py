@@ -136,7 +136,7 @@ class World:
             return Link()
 
         class Report:
-            relays, exits, signatures = 5, 1, "3/3"
+            relays, exits, signatures, microdescs_missing = 5, 1, "3/3", 0
 
         class Result:
             view = FakeView()
@@ -342,18 +342,21 @@ def test_bootstrap_timeout_names_the_step_it_stopped_at(monkeypatch: pytest.Monk
     run(main())
 
 
-def test_a_refused_cached_fetch_is_tried_once_without_the_cache(
+def test_a_refused_cached_fetch_is_not_retried_without_the_cache(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    world = World(directory_errors=[DirectoryError("microdescriptors: HTTP 404 Not found")])
+    """A microdescriptor batch answered 404 no longer fails the fetch (tests of dirmgr), so
+    the client's former retry without the cache is gone: an HTTP error is the bridge's."""
+    world = World(directory_errors=[DirectoryError("consensus: HTTP 500 Internal error")])
     world.install(monkeypatch)
 
     async def main() -> None:
-        async with make_client(state_dir=tmp_path):
-            pass
+        with pytest.raises(DirectoryError, match="HTTP 500"):
+            async with make_client(state_dir=tmp_path):
+                pass
 
     run(main())
-    assert world.directory_calls == [True, False]
+    assert world.directory_calls == [True]
 
 
 def test_a_verification_failure_is_not_retried(

@@ -9,7 +9,6 @@ end; each reaches the stream as the error carrying its reason, and no task is le
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import ipaddress
 import struct
 from collections.abc import Awaitable, Callable
@@ -54,15 +53,6 @@ from webtunnel_pt.tor.channel import Channel
 from webtunnel_pt.tor.linkspec import decode_link_specifiers, encode_link_specifiers
 from webtunnel_pt.tor.live_circuit import LiveCircuit
 from webtunnel_pt.tor.stream_io import TorStream, TorStreamReader, TorStreamWriter
-
-
-class Handshake(FakeHandshake):
-    """FakeHandshake with its full 84-byte onionskin (ntor's length)."""
-
-    def __init__(self, seed: int) -> None:
-        super().__init__(seed)
-        self.onionskin = hashlib.sha512(b"onionskin %d" % seed).digest() + bytes(20)
-
 
 SPEC = encode_link_specifiers(
     address="127.0.0.2", or_port=9001, rsa_identity=bytes(20), ed25519_identity=bytes(32)
@@ -161,9 +151,9 @@ def scenario(tmp_path: Path, relay: RelayScript, client: ClientScript) -> None:
 
 
 async def build(live: LiveCircuit) -> None:
-    await live.create(Handshake(0), Deadline.after(5))
-    await live.extend(SPEC, Handshake(1), Deadline.after(5), "the middle")
-    await live.extend(SPEC, Handshake(2), Deadline.after(5), "the exit")
+    await live.create(FakeHandshake(0), Deadline.after(5))
+    await live.extend(SPEC, FakeHandshake(1), Deadline.after(5), "the middle")
+    await live.extend(SPEC, FakeHandshake(2), Deadline.after(5), "the exit")
 
 
 async def open_stream(live: LiveCircuit) -> tuple[TorStream, TorStreamReader, TorStreamWriter]:
@@ -219,7 +209,7 @@ def test_a_bad_created2_auth_fails_the_build(tmp_path: Path) -> None:
 
     async def client(channel: Channel, live: LiveCircuit) -> None:
         with pytest.raises(CircuitHandshakeError):
-            await live.create(Handshake(0), Deadline.after(5))
+            await live.create(FakeHandshake(0), Deadline.after(5))
         assert not live.is_open
         assert not channel.is_closed  # only that circuit
 

@@ -23,6 +23,7 @@ from webtunnel_pt.errors import (
     HandshakeTimeout,
     KeyCertificateError,
 )
+from webtunnel_pt.tor import dirmgr
 from webtunnel_pt.tor.authorities import DirAuthority, parse_dir_authorities
 from webtunnel_pt.tor.directory import MAX_DIR_RESPONSE_BYTES
 from webtunnel_pt.tor.dirmgr import (
@@ -212,3 +213,30 @@ def test_an_expired_held_certificate_is_fetched_again(tmp_path: Path) -> None:
 
     run(main())
     assert len(paths_of(responder, "/tor/keys/fp-sk/")) == 1
+
+
+@pytest.mark.parametrize("status", ["404 Not found", "503 Directory busy"])
+def test_a_microdesc_batch_not_found_leaves_those_missing(
+    tmp_path: Path, status: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As tor: a batch the bridge lacks (or is too busy for) is counted missing; the view is
+    built from the other batches, the relays lacking one are unusable."""
+    monkeypatch.setattr(dirmgr, "MICRODESCS_PER_REQUEST", 8)
+    net = network()
+    digests = sorted(hashlib.sha256(r.microdesc).digest() for r in net.relays)
+    refused = microdesc_paths(digests, 8)[1]
+    responder = DirResponder(net, refuse={refused: status})
+    result = fetch(tmp_path, responder)
+    view, report = result.view, result.report
+    assert len(paths_of(responder, "/tor/micro/d/")) == 3  # 8 + 8 + 4, the second refused
+    assert {r.microdesc_digest for r in view.relays} == set(digests[:8] + digests[16:])
+    assert {status.microdesc_digest for status in view.lacking_microdesc} == set(digests[8:16])
+    assert (report.relays, report.microdescs, report.microdescs_missing) == (12, 12, 8)
+    assert report.consensus_relays == 20
+
+
+def test_other_refusals_of_a_microdesc_batch_stay_errors(tmp_path: Path) -> None:
+    net = network()
+    responder = DirResponder(net, refuse={"/tor/micro/d/": "500 Internal error"})
+    with pytest.raises(DirectoryError, match="microdescriptors: the bridge answered HTTP 500"):
+        fetch(tmp_path, responder)

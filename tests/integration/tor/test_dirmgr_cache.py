@@ -365,3 +365,23 @@ def test_a_cache_the_disk_refuses_is_reported_not_fatal(tmp_path: Path) -> None:
     stored = {p.split(":")[0] for p in report.cache_problems if "not stored" in p}
     assert stored == {"certificates", "consensus", "microdescriptors"}
     assert state.read_bytes() == b""
+
+
+def test_microdescs_the_bridge_lacks_are_asked_for_again_next_time(tmp_path: Path) -> None:
+    """The bridge answers 404 for new microdescriptors (it has not got them yet): the fetch
+    goes on without them, and the next one, with the same FRESH consensus from the cache,
+    asks for exactly those."""
+    net = network()
+    newcomers = make_network(5, seed=4).relays
+    later = next_network(net, relays=[*net.relays[:15], *newcomers])
+    state = tmp_path / "state"
+    cold_start(tmp_path, state)
+    refusing = DirResponder(later, refuse={MICRO: "404 Not found"})
+    report = fetch(tmp_path, refusing, state, net.fresh_until + 60).report
+    assert report.consensus_source is ConsensusSource.NETWORK
+    assert (report.relays, report.microdescs_missing, report.microdescs_cached) == (15, 5, 15)
+    responder = DirResponder(later)
+    report = fetch(tmp_path, responder, state, net.fresh_until + 120).report
+    assert report.consensus_source is ConsensusSource.CACHE
+    assert sorted(asked_digests(responder)) == sorted(r.microdesc_digest for r in newcomers)
+    assert (report.relays, report.microdescs_missing, report.microdescs_fetched) == (RELAYS, 0, 5)

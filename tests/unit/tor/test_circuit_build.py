@@ -38,6 +38,7 @@ from .test_circuit import assert_violation
 def test_create2_cell_is_byte_exact() -> None:
     circuit = Circuit(0x80000010, 5)
     handshake = FakeHandshake(0)
+    assert len(handshake.onionskin) == 84  # ntor's, what FakePath.created2 checks
     circuit.create(handshake)
     (cell,) = circuit.cells_to_send()
     assert cell == Cell(

@@ -124,6 +124,10 @@ def test_a_tampered_cell_is_not_recognized() -> None:
     flipped = cell.payload[:100] + bytes([cell.payload[100] ^ 1]) + cell.payload[101:]
     bad = type(cell)(cell.circ_id, cell.command, flipped)
     assert_violation(circuit.receive_cell(bad), circuit, "not recognized")
+    # the keystreams moved past the bad cell (no rollback): nothing later is decrypted
+    assert circuit.receive_cell(cell) == []
+    later = path.send(EXIT, RelayCell(RelayCommand.DATA, stream, b"y"))
+    assert circuit.receive_cell(later) == [] and circuit.cells_to_send() == []
 
 
 def test_a_flood_past_the_stream_window_is_stopped_at_501_cells() -> None:

@@ -316,10 +316,23 @@ def check_path(
     for r in (path.middle, path.exit):
         assert r in view.relays
         assert r.rsa_identity not in exclude
-        assert {"Running", "Valid", "Fast"} <= r.flags
+        assert {"Running", "Valid"} <= r.flags
         assert "Relay" not in r.protocols or r.supports("Relay", 2)
-        if port in LONG_LIVED_PORTS:
-            assert "Stable" in r.flags
+    # Fast (and Stable for a long-lived port) unless no relay with them could be used there.
+    needs = needed_flags(port)
+    exit_lacks, middle_lacks = not needs <= path.exit.flags, not needs <= path.middle.flags
+    assert path.relaxed == (exit_lacks or middle_lacks)
+    if exit_lacks:
+        assert not any(
+            _exit_possible(r, view, first_hop, port, distinct_subnets, exclude, needs)
+            for r in view.relays
+        )
+    if middle_lacks:
+        assert not any(
+            _middle_possible(r, view, [first_hop, hop_of(path.exit)], distinct_subnets, exclude)
+            for r in view.relays
+            if needs <= r.flags
+        )
     assert "Exit" in path.exit.flags and "BadExit" not in path.exit.flags
     assert "MiddleOnly" not in path.exit.flags
     assert path.exit.allows_port(port) if port is not None else path.exit.policy.allows_any
@@ -422,6 +435,10 @@ def test_no_path_breaks_a_rule(
         check_path(path, view, bridge, port, distinct_subnets=distinct_subnets, exclude=exclude)
 
 
+def needed_flags(port: int | None) -> frozenset[str]:
+    return frozenset({"Fast", "Stable"} if port in LONG_LIVED_PORTS else {"Fast"})
+
+
 def _exit_possible(
     r: Relay,
     view: NetworkView,
@@ -429,19 +446,25 @@ def _exit_possible(
     port: int | None,
     distinct_subnets: bool,
     exclude: frozenset[bytes],
+    needs: frozenset[str] = frozenset(),
 ) -> bool:
-    usable = {"Running", "Valid", "Fast", "Exit"} <= r.flags and not (
-        {"BadExit", "MiddleOnly"} & r.flags
-    )
-    if port in LONG_LIVED_PORTS:
-        usable = usable and "Stable" in r.flags
-    usable = usable and ("Relay" not in r.protocols or r.supports("Relay", 2))
+    usable = {"Exit", *needs} <= r.flags and not ({"BadExit", "MiddleOnly"} & r.flags)
     allows = r.allows_port(port) if port is not None else r.policy.allows_any
+    return usable and allows and _middle_possible(r, view, [bridge], distinct_subnets, exclude)
+
+
+def _middle_possible(
+    r: Relay,
+    view: NetworkView,
+    hops: Sequence[PathHop],
+    distinct_subnets: bool,
+    exclude: frozenset[bytes],
+) -> bool:
     return (
-        usable
-        and allows
+        {"Running", "Valid"} <= r.flags
+        and ("Relay" not in r.protocols or r.supports("Relay", 2))
         and r.rsa_identity not in exclude
-        and may_share_circuit(bridge, hop_of(r), distinct_subnets=distinct_subnets)
+        and all(may_share_circuit(h, hop_of(r), distinct_subnets=distinct_subnets) for h in hops)
     )
 
 
@@ -565,17 +588,81 @@ def test_long_lived_ports_need_stable_hops() -> None:
 def test_no_exit_allows_the_port() -> None:
     view = view_of([exit_relay(1, policy=WEB), relay(2)])
     with pytest.raises(
-        NoPathError, match=r"no Running, Valid, Fast exit relay allows port 25 \(of 2 relays\)"
+        NoPathError,
+        match=r"no Running, Valid exit relay allows port 25, even without Fast \(of 2 relays\)",
     ):
         choose_path(view, first_hop=BRIDGE, port=25, rng=random.Random(1))
 
 
-def test_no_stable_exit_for_a_long_lived_port() -> None:
+def test_no_stable_exit_for_a_long_lived_port_falls_back_to_a_fast_one() -> None:
     view = view_of([exit_relay(1, base=frozenset({"Running", "Valid", "Fast"})), relay(2)])
-    with pytest.raises(
-        NoPathError, match="no Running, Valid, Fast Stable exit relay allows port 6667"
-    ):
-        choose_path(view, first_hop=BRIDGE, port=6667, rng=random.Random(1))
+    path = choose_path(view, first_hop=BRIDGE, port=6667, rng=random.Random(1))
+    assert (path.exit.rsa_identity, path.middle.rsa_identity, path.relaxed) == (
+        rsa(1),
+        rsa(2),
+        True,
+    )
+    web_only = view_of([exit_relay(1, policy=WEB), relay(2)])
+    with pytest.raises(NoPathError, match="allows port 6667, even without Fast/Stable"):
+        choose_path(web_only, first_hop=BRIDGE, port=6667, rng=random.Random(1))
+
+
+# ---- fallback without Fast/Stable (tor's router_choose_random_node) -------------------------
+
+NOT_FAST = frozenset({"Running", "Valid", "Stable"})
+
+
+def test_a_network_without_fast_relays_still_gives_paths() -> None:
+    # A freshly started private network: nothing is Fast yet.
+    relays = [exit_relay(1, base=NOT_FAST), relay(2, base=NOT_FAST), relay(3, base=NOT_FAST)]
+    view = view_of(relays)
+    rng = random.Random(3)
+    for port in (80, 22, None):
+        path = choose_path(view, first_hop=BRIDGE, port=port, rng=rng)
+        assert path.exit.rsa_identity == rsa(1) and path.relaxed
+        check_path(path, view, BRIDGE, port)
+
+
+def test_fast_relays_win_whenever_one_can_be_used() -> None:
+    relays = [
+        exit_relay(1, base=NOT_FAST, bw=10**6),
+        exit_relay(2),
+        relay(3, base=NOT_FAST, bw=10**6),
+        relay(4),
+    ]
+    selector = PathSelector(view_of(relays))
+    rng = random.Random(4)
+    for _ in range(100):
+        path = selector.choose(first_hop=BRIDGE, port=443, rng=rng)
+        assert (path.exit.rsa_identity, path.middle.rsa_identity, path.relaxed) == (
+            rsa(2),
+            rsa(4),
+            False,
+        )
+
+
+def test_the_fallback_keeps_every_other_rule() -> None:
+    # The only Fast exit shares the bridge's /16, the only Fast middle the fallback exit's
+    # family: both positions fall back, to the one relay each that breaks no rule.
+    fp3, fp5 = f"${rsa(3).hex().upper()}", f"${rsa(5).hex().upper()}"
+    relays = [
+        exit_relay(1, address="198.51.1.1"),  # Fast, the bridge's /16
+        exit_relay(2, base=NOT_FAST, flags=["BadExit"]),
+        exit_relay(3, base=NOT_FAST, family=[fp3, fp5]),
+        exit_relay(4, base=frozenset({"Valid", "Stable"})),  # not Running
+        relay(5, family=[fp3, fp5]),  # Fast, the exit's family
+        relay(6, base=NOT_FAST),
+        relay(7, base=frozenset({"Running", "Stable"})),  # not Valid
+        relay(8, base=NOT_FAST, protocols={"Relay": frozenset({1})}),  # no EXTEND2
+    ]
+    view = view_of(relays)
+    selector = PathSelector(view)
+    rng = random.Random(5)
+    for _ in range(100):
+        path = selector.choose(first_hop=BRIDGE, port=443, rng=rng)
+        assert {path.exit.rsa_identity, path.middle.rsa_identity} <= {rsa(2), rsa(3), rsa(6)}
+        assert path.exit.rsa_identity == rsa(3) and path.relaxed
+        check_path(path, view, BRIDGE, 443)
 
 
 def test_no_exit_at_all_for_a_resolve() -> None:

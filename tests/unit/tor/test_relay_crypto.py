@@ -75,7 +75,9 @@ def test_inbound_from_each_hop() -> None:
         assert inbound.digest == relays[origin].backward_digest.digest()
 
 
-def test_unrecognized_cell_leaves_state_untouched() -> None:
+def test_unrecognized_cell_is_an_error_and_not_rolled_back() -> None:
+    """No rollback (as in tor): the keystream has moved past the bad cell, so the next good
+    one no longer decrypts; the caller must tear the circuit down (Circuit does)."""
     crypto = RelayCrypto()
     crypto.add_hop(HopKeys.from_material(K1))
     relay = FakeRelayHop(HopKeys.from_material(K1))
@@ -84,8 +86,25 @@ def test_unrecognized_cell_leaves_state_untouched() -> None:
     corrupt[100] ^= 0xFF
     with pytest.raises(LinkProtocolError, match="not recognized"):
         crypto.decrypt_inbound(bytes(corrupt))
-    # the real cell still decrypts: keystream and digest were not advanced by the bad one
-    assert crypto.decrypt_inbound(good).payload[11:16] == b"first"
+    with pytest.raises(LinkProtocolError, match="not recognized"):
+        crypto.decrypt_inbound(good)
+
+
+def test_digest_advances_only_on_a_match() -> None:
+    """A cell whose Recognized field is 0 at hop 1 but whose digest is wrong is offered to
+    hop 2; hop 1's running digest is left as it was."""
+    crypto = three_hops()
+    relays = [FakeRelayHop(HopKeys.from_material(k)) for k in (K1,)]
+    inner = bytearray(PAYLOAD_LEN)  # what hop 1 sees after its layer: Recognized 0, bad digest
+    inner[5:9] = b"\xde\xad\xbe\xef"
+    wire = relays[0].backward.process(bytes(inner))
+    before = crypto.hops[0].backward_digest.digest()
+    with pytest.raises(LinkProtocolError, match="not recognized"):
+        crypto.decrypt_inbound(wire)
+    assert crypto.hops[0].backward_digest.digest() == before
+    # a real cell from hop 1 after it: its digest follows on from the uncommitted state
+    inbound = crypto.decrypt_inbound(relays[0].originate(RelayCell(2, 4, b"after")))
+    assert (inbound.hop, inbound.payload[11:16]) == (0, b"after")
 
 
 def test_outbound_reaches_relay_with_valid_digest() -> None:
