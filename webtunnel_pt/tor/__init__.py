@@ -7,6 +7,8 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     link_handshake.py  client link handshake VERSIONS -> CERTS -> NETINFO as a state machine (§4)
     kdf.py           KDF-TOR (§5)
     onionskin.py     CREATE_FAST / CREATED_FAST (§5)
+    ntor.py          the ntor handshake of CREATE2 / EXTEND2, client side (§6)
+    linkspec.py      EXTEND2 link specifiers: IPv4, IPv6, RSA and Ed25519 ids (§7.4)
     relay_crypto.py  AES-128-CTR + running SHA-1 per hop (§7.2, §7.3)
     circuit.py       circuits: CREATE_FAST/CREATE2, EXTEND2, streams, teardown (§4.5, §5-§9)
     circuit_events.py  what a circuit reports: CircuitOpen, StreamData, CircuitClosed, ...
@@ -14,6 +16,8 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     circuit_streams.py  stream ids, stream windows, half-closed streams (§8)
     relay_msgs.py    CREATE2/EXTEND2/BEGIN/CONNECTED/END/RESOLVED/SENDME bodies (§6-§8)
     directory.py     HTTP/1.0 over a directory stream and the bridge server descriptor (§10)
+    descriptor_sig.py  the server descriptor's Ed25519 and RSA signatures (dir-spec §2.1.1)
+    crosscert.py     the descriptor's ntor-onion-key-crosscert, before its ntor key is trusted
     netdoc.py        network-document tokenizer: keyword lines, objects, offsets (dir-spec §1.2)
     authorities.py   the built-in v3 directory authorities and DirAuthority lines (dir-spec §3)
     keycert.py       authority key certificates: parse, signatures, validity (dir-spec §3.1)
@@ -23,8 +27,13 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     consensus_verify.py  authority signatures (> half of those configured) and liveness
     microdesc.py     microdescriptors, kept only when they hash to a consensus m line (§10.3)
     netview.py       the network view path selection reads: relays, weights, params
+    path.py          middle and exit by consensus bandwidth weights; family, subnet, policy
+    options.py       --dir-authority and --state-dir as every front end reads them
 
-asyncio glue::
+asyncio glue, and file I/O::
+
+    dirmgr.py        fetch and verify the directory through the bridge (BEGIN_DIR only)
+    dircache.py      the directory cache in the state directory, re-verified on every load
 
     inner_tls.py     inner TLS with the relay over the WebTunnel stream: context, random SNI
     channel.py       link handshake driver; the Channel, its one reader task and circuit registry
