@@ -34,7 +34,6 @@ asyncio glue, and file I/O::
 
     dirmgr.py        fetch and verify the directory through the bridge (BEGIN_DIR only)
     dircache.py      the directory cache in the state directory, re-verified on every load
-
     inner_tls.py     inner TLS with the relay over the WebTunnel stream: context, random SNI
     channel.py       link handshake driver; the Channel, its one reader task and circuit registry
     channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch
