@@ -26,12 +26,13 @@ When the relay ends the streams get their transports back and both writers are c
 
 Allocator (issue 16, measured in ``docs/performance.md``): each upload chunk is two short-lived
 allocations of about 256 KiB (the socket read, then the ciphertext asyncio's TLS takes from its
-memory BIO). With glibc's default thresholds these go to ``mmap`` or are trimmed from the heap
-top as soon as they are freed, so the next chunk faults its pages in again: about 400 000
-page faults per GiB uploaded. The first relay in a process therefore raises glibc's mmap and
-trim thresholds (:func:`tune_allocator`); that changes only when freed memory goes back to the
-system (a few MiB may stay with the process), never what is allocated. The callers of
-:func:`relay` are the PT's own processes (managed mode, the SOCKS front).
+memory BIO). With glibc's default thresholds these may go to ``mmap`` or be trimmed from the
+heap top as soon as they are freed, and then the next chunk faults its pages in again: up to
+about 400 000 page faults per GiB uploaded, depending on the heap's history. The first relay
+in a process therefore raises glibc's mmap and trim thresholds (:func:`tune_allocator`); that
+changes only when freed memory goes back to the system (a few MiB may stay with the process),
+never what is allocated. The callers of :func:`relay` are the PT's own processes (managed
+mode, the SOCKS front).
 """
 
 from __future__ import annotations
