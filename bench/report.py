@@ -93,7 +93,8 @@ def _relay_rows(results: Results, baselines: list[str]) -> list[str]:
             cells.append(f"**{med(ratios):.2f}** ({min(ratios):.2f} to {max(ratios):.2f})")
         rows.append(f"| {' | '.join(cells)} |")
     for q, label in ((0.5, "median"), (0.95, "p95")):
-        ms = {n: percentile(s[f"setup_{n}"], q) * 1000 for n in ["pt", *baselines]}
+        pick = statistics.median if q == 0.5 else (lambda v, q=q: percentile(v, q))
+        ms = {n: pick(s[f"setup_{n}"]) * 1000 for n in ["pt", *baselines]}
         cells = [f"set-up, {label} ms", *(f"{ms[n]:.2f}" for n in ["pt", *baselines])]
         cells += [f"**{ms['pt'] - ms[b]:+.2f} ms**" for b in baselines]
         rows.append(f"| {' | '.join(cells)} |")
