@@ -194,9 +194,13 @@ def run(plan: Plan, command: list[str], workdir: Path) -> Results:
         start_pt(command, env, log).stop()  # compile the byte code once
         clients = {"pt": start_pt(command, env, log)}
         try:
+            go_env = pt_environment(workdir / "go-state", stage.tls.ca_pem, None)
             if isinstance(go, Path):
-                go_env = pt_environment(workdir / "go-state", stage.tls.ca_pem, None)
-                clients["go"] = start_pt([str(go)], go_env, workdir / "go.log")
+                try:
+                    clients["go"] = start_pt([str(go)], go_env, workdir / "go.log")
+                except (OSError, RuntimeError) as exc:
+                    go = results.go_skipped = f"{go} did not start: {exc}"
+                    print(f"bench: skipping the Go client: {go}", file=sys.stderr)
             measure_relays(stage, clients, plan, results)
         finally:
             for client in clients.values():
