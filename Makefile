@@ -62,9 +62,11 @@ lint:
 	$(PYTHON) -m ruff format --check webtunnel_pt tests bench
 	$(PYTHON) -m mypy
 
-## Throughput, set-up time, start-up and memory against a socat baseline (docs/performance.md).
+## Throughput, CPU per byte, set-up time, start-up and memory against the official Go client
+## (when ../shared/peers/bin/webtunnel-client exists) and socat (docs/performance.md).
+## `make bench QUICK=1`: a smaller run for development; BENCH_ARGS passes more (--relay-only, ...).
 bench:
-	$(PYTHON) -m bench.run $(BENCH_ARGS)
+	$(PYTHON) -m bench.run $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 ## The built-in Tor client (webtunnel-pt socks) against tor + the PT on the private Tor network
 ## of tests/e2e: bootstrap cold/warm, time to first byte, 50 MiB throughput, RSS

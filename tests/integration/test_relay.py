@@ -273,3 +273,46 @@ def test_a_bridge_flood_into_a_tor_that_does_not_read_is_held_back(design: str) 
             assert await tor_r.readexactly(len(flood)) == flood
 
     run(main())
+
+
+# ---- allocator tuning (issue 16) --------------------------------------------------------------
+
+
+def test_the_first_relay_tunes_the_allocator_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(relay_mod, "_allocator_tuned", None)
+    monkeypatch.setattr(relay_mod, "_set_malloc_thresholds", lambda: calls.append(1) or True)
+
+    async def two_relays() -> None:
+        for _ in range(2):
+            async with connected_pair() as (tor_app, tor), connected_pair() as (bridge, bridge_app):
+                tor_app[1].close()
+                bridge_app[1].close()
+                await relay_mod.relay(*tor, *bridge)
+
+    run(two_relays())
+    assert calls == [1]
+    assert relay_mod.tune_allocator() is True
+
+
+def test_the_allocator_is_left_alone_when_tuning_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_mod, "TUNE_ALLOCATOR", False)
+    monkeypatch.setattr(relay_mod, "_allocator_tuned", None)
+    monkeypatch.setattr(relay_mod, "_set_malloc_thresholds", lambda: pytest.fail("tuned"))
+
+    async def one_relay() -> None:
+        async with connected_pair() as (tor_app, tor), connected_pair() as (bridge, bridge_app):
+            tor_app[1].close()
+            bridge_app[1].close()
+            await relay_mod.relay(*tor, *bridge)
+
+    run(one_relay())
+
+
+@pytest.mark.skipif(not hasattr(os, "confstr"), reason="no os.confstr")
+def test_glibc_thresholds_are_set_where_glibc_is_the_libc() -> None:
+    try:
+        glibc = bool(os.confstr("CS_GNU_LIBC_VERSION"))
+    except (ValueError, OSError):
+        glibc = False
+    assert relay_mod._set_malloc_thresholds() is glibc

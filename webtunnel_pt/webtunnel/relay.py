@@ -23,6 +23,16 @@ Half-close policy, one direction at a time:
   both.
 
 When the relay ends the streams get their transports back and both writers are closed.
+
+Allocator (issue 16, measured in ``docs/performance.md``): each upload chunk is two short-lived
+allocations of about 256 KiB (the socket read, then the ciphertext asyncio's TLS takes from its
+memory BIO). With glibc's default thresholds these may go to ``mmap`` or be trimmed from the
+heap top as soon as they are freed, and then the next chunk faults its pages in again: up to
+about 400 000 page faults per GiB uploaded, depending on the heap's history. The first relay
+in a process therefore raises glibc's mmap and trim thresholds (:func:`tune_allocator`); that
+changes only when freed memory goes back to the system (a few MiB may stay with the process),
+never what is allocated. The callers of :func:`relay` are the PT's own processes (managed
+mode, the SOCKS front).
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 
 from webtunnel_pt.deadlines import CLOSE_TIMEOUT_S, HALF_CLOSED_IDLE_S
 
@@ -37,6 +48,45 @@ log = logging.getLogger(__name__)
 
 #: Largest read from tor during the dial; the relay itself reads what the event loop offers.
 READ_CHUNK_BYTES = 64 * 1024
+
+#: glibc's malloc thresholds set by :func:`tune_allocator`: allocations below the first come
+#: from the heap, and the heap keeps up to the second of free memory at its top.
+MALLOC_MMAP_THRESHOLD_BYTES = 1024 * 1024
+MALLOC_TRIM_THRESHOLD_BYTES = 4 * 1024 * 1024
+#: Whether the first relay tunes the allocator (tests and benchmarks may turn it off).
+TUNE_ALLOCATOR = True
+_M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
+_M_MMAP_THRESHOLD = -3
+_allocator_tuned: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Raise glibc's mmap and trim thresholds once per process; True if they are set.
+
+    Without glibc (musl, macOS, Windows) or without ``ctypes`` this does nothing and returns
+    False. ``ctypes`` is imported here, on the first tunnel, not at start-up.
+    """
+    global _allocator_tuned
+    if _allocator_tuned is None:
+        _allocator_tuned = _set_malloc_thresholds()
+    return _allocator_tuned
+
+
+def _set_malloc_thresholds() -> bool:
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (ValueError, OSError, AttributeError, ImportError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    # The mmap threshold first: setting either one turns glibc's own adjustment off.
+    done: bool = mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD_BYTES) == 1
+    trimmed: bool = mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD_BYTES) == 1
+    return done and trimmed
 
 
 class _Leg(asyncio.Protocol):
@@ -141,6 +191,8 @@ async def relay(
 
     Both writers are closed on return, whatever happened.
     """
+    if TUNE_ALLOCATOR:
+        tune_allocator()
     try:
         tor = tor_writer.transport
         bridge = bridge_writer.transport
