@@ -23,16 +23,23 @@ targets (bootstrap no slower than tor, throughput at least 0.8 of tor's) are fig
 assertions.
 
     python -m bench.tor_client [--size-mib 50] [--ttfb-samples 5] [--update-doc FILE]
+        [--builtin-only] [--profile FILE]
+
+``--builtin-only`` measures the built-in client alone (no table, no doc); ``--profile FILE``
+samples the built-in client with py-spy (``pip install py-spy``) during the download and writes
+its collapsed stacks to FILE (flame-graph input; the summary of the hottest frames is printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import os
 import platform
 import queue
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -194,6 +201,49 @@ def time_to_first_byte(socks_port: int, page: Page, samples: int) -> float:
     return statistics.median(_get(socks_port, page, "/")[0] for _ in range(samples))
 
 
+@contextmanager
+def profiled(pid: int, out: Path | None) -> Iterator[None]:
+    """py-spy samples ``pid`` (all its threads) into ``out`` (raw collapsed stacks) while the
+    block runs; nothing without ``out``."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    proc = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        print_profile(out)
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """The frames with the most samples, self and total, from py-spy's collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        own[frames[-1]] += count
+        for frame in set(frames):
+            total[frame] += count
+    print(f"[profile] {samples} samples in {path}")
+    for title, counter in (("self", own), ("total", total)):
+        print(f"[profile] top {top} by {title}:")
+        for frame, count in counter.most_common(top):
+            print(f"  {100 * count / max(samples, 1):5.1f}%  {frame}")
+
+
 def throughput_mib_s(socks_port: int, page: Page) -> float:
     ttfb, total, received = _get(socks_port, page, "/big")
     if received < len(page.big_body):
@@ -216,8 +266,10 @@ def measure(
     start: Callable[[str], AbstractContextManager[Running]],
     page: Page,
     samples: int,
+    profile: Path | None = None,
 ) -> Figures:
-    """Cold bootstrap, then warm (same state) with the stream measurements."""
+    """Cold bootstrap, then warm (same state) with the stream measurements; ``profile``: py-spy
+    on the first of the warm client's processes during the download."""
     figures = Figures()
     with start("cold") as cold:
         figures.cold_s = cold.bootstrap_s
@@ -225,7 +277,8 @@ def measure(
         figures.warm_s = warm.bootstrap_s
         figures.rss_kib = rss_kib(warm.pids)
         figures.ttfb_s = time_to_first_byte(warm.socks_port, page, samples)
-        figures.mib_s = throughput_mib_s(warm.socks_port, page)
+        with profiled(warm.pids[0], profile):
+            figures.mib_s = throughput_mib_s(warm.socks_port, page)
     print(
         f"{name:9} cold {figures.cold_s:6.2f} s  warm {figures.warm_s:6.2f} s  "
         f"TTFB {figures.ttfb_s * 1000:7.1f} ms  {figures.mib_s:6.2f} MiB/s  "
@@ -303,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, default=50, help="download size (default 50)")
     parser.add_argument("--ttfb-samples", type=int, default=5)
     parser.add_argument("--update-doc", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--builtin-only", action="store_true", help="skip tor (no table)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="FILE", help="py-spy")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-tor-"))
     print(f"[bench-tor] work directory {work}", file=sys.stderr)
@@ -317,7 +372,9 @@ def main(argv: list[str] | None = None) -> int:
         def tor(run: str) -> AbstractContextManager[Running]:
             return tor_client(stack, work / "tor-data")
 
-        ours = measure("built-in", builtin, page, args.ttfb_samples)
+        ours = measure("built-in", builtin, page, args.ttfb_samples, args.profile)
+        if args.builtin_only:
+            return 0
         theirs = measure("tor", tor, page, args.ttfb_samples)
     result = table(ours, theirs, args.size_mib)
     print(result)
