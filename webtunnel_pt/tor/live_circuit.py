@@ -63,9 +63,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DRIVE_BATCH_CELLS", "LiveCircuit"]
 
-#: The driver takes at most this many queued cells at a time and writes what they called for
-#: (SENDMEs) once per batch: small enough that a circuit SENDME waits for at most this many
-#: cells' work, large enough to spare a write and a wake-up per cell.
+#: The driver takes at most this many queued cells at a time, writes what they called for
+#: (SENDMEs) once per batch, and lets the streams' readers run before the next batch: small
+#: enough that a SENDME waits for at most this many cells' work, large enough to spare a write
+#: and a wake-up per cell.
 DRIVE_BATCH_CELLS = 32
 
 
@@ -289,6 +290,10 @@ class LiveCircuit:
                     if self._error is not None:
                         break  # the circuit ended: the rest of the batch is dropped
                 self._write()  # the batch's SENDMEs (and DESTROY) in one write
+                if self.handle.inbox:
+                    # More cells wait: let the streams' readers take this batch's data first,
+                    # so their stream SENDMEs go out now, not after the whole inbox.
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the inbox closed (ChannelClosed, ...), or a bug
