@@ -23,11 +23,12 @@ targets (bootstrap no slower than tor, throughput at least 0.8 of tor's) are fig
 assertions.
 
     python -m bench.tor_client [--size-mib 50] [--ttfb-samples 5] [--update-doc FILE]
-        [--builtin-only] [--profile FILE]
+        [--builtin-only] [--profile FILE] [--syscalls FILE]
 
 ``--builtin-only`` measures the built-in client alone (no table, no doc); ``--profile FILE``
 samples the built-in client with py-spy (``pip install py-spy``) during the download and writes
-its collapsed stacks to FILE (flame-graph input; the summary of the hottest frames is printed).
+its collapsed stacks to FILE (flame-graph input; the summary of the hottest frames is printed);
+``--syscalls FILE`` counts its system calls then (``strace -c``).
 """
 
 from __future__ import annotations
@@ -201,6 +202,35 @@ def time_to_first_byte(socks_port: int, page: Page, samples: int) -> float:
     return statistics.median(_get(socks_port, page, "/")[0] for _ in range(samples))
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (their threads included)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+@contextmanager
+def syscalls_counted(pid: int, out: Path | None) -> Iterator[None]:
+    """``strace -c`` on ``pid`` (all threads) into ``out`` while the block runs."""
+    if out is None:
+        yield
+        return
+    proc = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(out)])
+    time.sleep(1.0)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        print(out.read_text())
+
+
 @contextmanager
 def profiled(pid: int, out: Path | None) -> Iterator[None]:
     """py-spy samples ``pid`` (all its threads) into ``out`` (raw collapsed stacks) while the
@@ -257,6 +287,7 @@ class Figures:
     warm_s: float = 0.0
     ttfb_s: float = 0.0
     mib_s: float = 0.0
+    cpu_s: float = 0.0
     rss_kib: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -267,6 +298,7 @@ def measure(
     page: Page,
     samples: int,
     profile: Path | None = None,
+    syscalls: Path | None = None,
 ) -> Figures:
     """Cold bootstrap, then warm (same state) with the stream measurements; ``profile``: py-spy
     on the first of the warm client's processes during the download."""
@@ -277,12 +309,14 @@ def measure(
         figures.warm_s = warm.bootstrap_s
         figures.rss_kib = rss_kib(warm.pids)
         figures.ttfb_s = time_to_first_byte(warm.socks_port, page, samples)
-        with profiled(warm.pids[0], profile):
+        with profiled(warm.pids[0], profile), syscalls_counted(warm.pids[0], syscalls):
+            cpu_before = cpu_seconds(warm.pids)
             figures.mib_s = throughput_mib_s(warm.socks_port, page)
+            figures.cpu_s = cpu_seconds(warm.pids) - cpu_before
     print(
         f"{name:9} cold {figures.cold_s:6.2f} s  warm {figures.warm_s:6.2f} s  "
         f"TTFB {figures.ttfb_s * 1000:7.1f} ms  {figures.mib_s:6.2f} MiB/s  "
-        f"RSS {figures.rss_kib / 1024:6.1f} MiB",
+        f"RSS {figures.rss_kib / 1024:6.1f} MiB  download CPU {figures.cpu_s:6.2f} s",
         flush=True,
     )
     return figures
@@ -358,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-doc", type=Path, default=None, metavar="FILE")
     parser.add_argument("--builtin-only", action="store_true", help="skip tor (no table)")
     parser.add_argument("--profile", type=Path, default=None, metavar="FILE", help="py-spy")
+    parser.add_argument("--syscalls", type=Path, default=None, metavar="FILE", help="strace -c")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-tor-"))
     print(f"[bench-tor] work directory {work}", file=sys.stderr)
@@ -372,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         def tor(run: str) -> AbstractContextManager[Running]:
             return tor_client(stack, work / "tor-data")
 
-        ours = measure("built-in", builtin, page, args.ttfb_samples, args.profile)
+        ours = measure("built-in", builtin, page, args.ttfb_samples, args.profile, args.syscalls)
         if args.builtin_only:
             return 0
         theirs = measure("tor", tor, page, args.ttfb_samples)
