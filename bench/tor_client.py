@@ -353,14 +353,29 @@ def machine() -> str:
     return f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}, {first}"
 
 
+def previous_run(old: str) -> str:
+    """The table of the run a new section replaces, with its date: kept as "the run before"."""
+    when = re.search(r"Last run ([^(]+?) \(", old)
+    table = re.search(r"^\|.*?(?=\n(?!\|)|\Z)", old[when.end() :] if when else "", re.S | re.M)
+    if when is None or table is None:
+        return ""
+    return (
+        f"The run before, {when.group(1)} (the machine is shared with other jobs, so figures "
+        f"move between runs):\n\n{table.group(0).rstrip()}\n"
+    )
+
+
 def update_doc(path: Path, text: str) -> None:
-    """Replace the benchmark section (heading to the next ``## ``) or append it."""
+    """Replace the benchmark section (heading to the next ``## ``), keeping its table as the
+    run before; or append the section."""
     doc = path.read_text() if path.exists() else ""
     start = doc.find(DOC_HEADING)
     if start < 0:
         doc = doc.rstrip("\n") + "\n\n" + text
     else:
         end = doc.find("\n## ", start + len(DOC_HEADING))
+        before = previous_run(doc[start : end if end >= 0 else len(doc)])
+        text = text + ("\n" + before if before else "")
         doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
     path.write_text(doc)
 
