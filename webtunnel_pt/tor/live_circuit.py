@@ -67,7 +67,7 @@ __all__ = ["DRIVE_BATCH_CELLS", "LiveCircuit"]
 #: (SENDMEs) once per batch, and lets the streams' readers run before the next batch: small
 #: enough that a SENDME waits for at most this many cells' work, large enough to spare a write
 #: and a wake-up per cell.
-DRIVE_BATCH_CELLS = 32
+DRIVE_BATCH_CELLS = 8
 
 
 class LiveCircuit:
