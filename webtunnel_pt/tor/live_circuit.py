@@ -76,9 +76,10 @@ class LiveCircuit:
 
     The driver task takes the inbox's cells in batches (:data:`DRIVE_BATCH_CELLS`), runs each
     through the sans-I/O circuit and hands its events to their streams, then writes what the
-    batch queued (SENDMEs, DESTROY); it never waits
-    on a stream, so a stream nobody reads holds back only itself (its window). Everything the
-    circuit queues is written at once through the channel (:meth:`Channel.write_pending`).
+    batch queued (SENDMEs, DESTROY) and lets the streams' readers run before the next batch.
+    It never waits on a stream, so a stream nobody reads holds back only itself (its window).
+    Everything the circuit queues is written at once through the channel
+    (:meth:`Channel.write_pending`).
 
     When the circuit ends (DESTROY, TRUNCATED, a protocol violation, the channel's end, or
     :meth:`aclose`) every stream and every waiter gets the error that ended it, carrying the
