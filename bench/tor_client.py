@@ -399,7 +399,7 @@ clients' own work. tor's bootstrap includes starting the PT (a Python process) a
 own waits. The built-in client has no congestion control: a stream carries at most its fixed
 window of 500 cells (about 244 KiB) per round trip through the three relays, so its download
 is bound by how soon its stream SENDMEs go out (its driver hands data to the reader every few
-cells) more than by its CPU (about 60 % of one core during the download), while tor may
+cells) more than by its CPU (60-70 % of one core during the download), while tor may
 negotiate congestion control with the exit (prop 324) and grow its window. The machine is
 shared with other jobs: figures move by some 10 % between runs. Last run {when} ({machine()}):
 
