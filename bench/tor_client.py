@@ -16,23 +16,32 @@ same way through their SOCKS port:
 - time to first byte: SOCKS CONNECT to the page server, GET, first byte of the answer
   (median of several, each on a fresh stream);
 - throughput: a 50 MiB download through the three hops;
-- RSS after the warm bootstrap: the built-in client's process; tor and its PT child.
+- CPU time of the client during the download, and RSS after the warm bootstrap: the built-in
+  client's process; tor and its PT child.
 
 Ratios are built-in / tor (time: < 1 is faster; throughput and RSS: > 1 is more). The issue's
 targets (bootstrap no slower than tor, throughput at least 0.8 of tor's) are figures, not
 assertions.
 
     python -m bench.tor_client [--size-mib 50] [--ttfb-samples 5] [--update-doc FILE]
+        [--builtin-only] [--profile FILE] [--syscalls FILE]
+
+``--builtin-only`` measures the built-in client alone (no table, no doc); ``--profile FILE``
+samples the built-in client with py-spy (``pip install py-spy``) during the download and writes
+its collapsed stacks to FILE (flame-graph input; the summary of the hottest frames is printed);
+``--syscalls FILE`` counts its system calls then (``strace -c``).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import os
 import platform
 import queue
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -194,6 +203,78 @@ def time_to_first_byte(socks_port: int, page: Page, samples: int) -> float:
     return statistics.median(_get(socks_port, page, "/")[0] for _ in range(samples))
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far (their threads included)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+@contextmanager
+def syscalls_counted(pid: int, out: Path | None) -> Iterator[None]:
+    """``strace -c`` on ``pid`` (all threads) into ``out`` while the block runs."""
+    if out is None:
+        yield
+        return
+    proc = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", str(out)])
+    time.sleep(1.0)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        print(out.read_text())
+
+
+@contextmanager
+def profiled(pid: int, out: Path | None) -> Iterator[None]:
+    """py-spy samples ``pid`` (all its threads) into ``out`` (raw collapsed stacks) while the
+    block runs; nothing without ``out``."""
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    proc = subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        print_profile(out)
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """The frames with the most samples, self and total, from py-spy's collapsed stacks."""
+    own: collections.Counter[str] = collections.Counter()
+    total: collections.Counter[str] = collections.Counter()
+    samples = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        own[frames[-1]] += count
+        for frame in set(frames):
+            total[frame] += count
+    print(f"[profile] {samples} samples in {path}")
+    for title, counter in (("self", own), ("total", total)):
+        print(f"[profile] top {top} by {title}:")
+        for frame, count in counter.most_common(top):
+            print(f"  {100 * count / max(samples, 1):5.1f}%  {frame}")
+
+
 def throughput_mib_s(socks_port: int, page: Page) -> float:
     ttfb, total, received = _get(socks_port, page, "/big")
     if received < len(page.big_body):
@@ -207,6 +288,7 @@ class Figures:
     warm_s: float = 0.0
     ttfb_s: float = 0.0
     mib_s: float = 0.0
+    cpu_s: float = 0.0
     rss_kib: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -216,8 +298,11 @@ def measure(
     start: Callable[[str], AbstractContextManager[Running]],
     page: Page,
     samples: int,
+    profile: Path | None = None,
+    syscalls: Path | None = None,
 ) -> Figures:
-    """Cold bootstrap, then warm (same state) with the stream measurements."""
+    """Cold bootstrap, then warm (same state) with the stream measurements; ``profile``: py-spy
+    on the first of the warm client's processes during the download."""
     figures = Figures()
     with start("cold") as cold:
         figures.cold_s = cold.bootstrap_s
@@ -225,11 +310,14 @@ def measure(
         figures.warm_s = warm.bootstrap_s
         figures.rss_kib = rss_kib(warm.pids)
         figures.ttfb_s = time_to_first_byte(warm.socks_port, page, samples)
-        figures.mib_s = throughput_mib_s(warm.socks_port, page)
+        with profiled(warm.pids[0], profile), syscalls_counted(warm.pids[0], syscalls):
+            cpu_before = cpu_seconds(warm.pids)
+            figures.mib_s = throughput_mib_s(warm.socks_port, page)
+            figures.cpu_s = cpu_seconds(warm.pids) - cpu_before
     print(
         f"{name:9} cold {figures.cold_s:6.2f} s  warm {figures.warm_s:6.2f} s  "
         f"TTFB {figures.ttfb_s * 1000:7.1f} ms  {figures.mib_s:6.2f} MiB/s  "
-        f"RSS {figures.rss_kib / 1024:6.1f} MiB",
+        f"RSS {figures.rss_kib / 1024:6.1f} MiB  download CPU {figures.cpu_s:6.2f} s",
         flush=True,
     )
     return figures
@@ -248,6 +336,7 @@ def table(builtin: Figures, tor: Figures, size_mib: int) -> str:
         ("bootstrap, warm (s)", builtin.warm_s, tor.warm_s, "≤ 1"),
         ("time to first byte (ms)", builtin.ttfb_s * 1000, tor.ttfb_s * 1000, ""),
         (f"throughput, {size_mib} MiB (MiB/s)", builtin.mib_s, tor.mib_s, "≥ 0.8"),
+        ("CPU during the download (s)", builtin.cpu_s, tor.cpu_s, ""),
         ("RSS after bootstrap (MiB)", builtin.rss_kib / 1024, tor.rss_kib / 1024, ""),
     ]
     lines = [
@@ -266,14 +355,29 @@ def machine() -> str:
     return f"{platform.machine()}, {cpus} CPUs, Python {platform.python_version()}, {first}"
 
 
+def previous_run(old: str) -> str:
+    """The table of the run a new section replaces, with its date: kept as "the run before"."""
+    when = re.search(r"Last run ([^(]+?) \(", old)
+    table = re.search(r"^\|.*?(?=\n(?!\|)|\Z)", old[when.end() :] if when else "", re.S | re.M)
+    if when is None or table is None:
+        return ""
+    return (
+        f"The run before, {when.group(1)} (the machine is shared with other jobs, so figures "
+        f"move between runs):\n\n{table.group(0).rstrip()}\n"
+    )
+
+
 def update_doc(path: Path, text: str) -> None:
-    """Replace the benchmark section (heading to the next ``## ``) or append it."""
+    """Replace the benchmark section (heading to the next ``## ``), keeping its table as the
+    run before; or append the section."""
     doc = path.read_text() if path.exists() else ""
     start = doc.find(DOC_HEADING)
     if start < 0:
         doc = doc.rstrip("\n") + "\n\n" + text
     else:
         end = doc.find("\n## ", start + len(DOC_HEADING))
+        before = previous_run(doc[start : end if end >= 0 else len(doc)])
+        text = text + ("\n" + before if before else "")
         doc = doc[:start] + text + (doc[end + 1 :] if end >= 0 else "")
     path.write_text(doc)
 
@@ -288,11 +392,16 @@ the private Tor network of the e2e tests (3 authorities, 2 middles, 1 exit, the 
 nginx and a WebTunnel server; all on 127.0.0.1). Both are measured through their SOCKS port:
 bootstrap cold (empty directory cache) and warm (the cache of the cold run) to the first usable
 circuit; time to first byte of a GET on a fresh stream (median of {samples}); one {size_mib} MiB
-download through the three hops; RSS after the warm bootstrap (tor + PT: both processes). These
+download through the three hops, and the client's CPU time during it; RSS after the warm
+bootstrap (tor + PT: both processes, for CPU and RSS). These
 are figures, not test assertions: on loopback the network costs nothing, so they compare the
 clients' own work. tor's bootstrap includes starting the PT (a Python process) and its
-own waits; the built-in client's stream throughput is bound by its per-cell Python work
-and fixed SENDME windows (no congestion control). Last run {when} ({machine()}):
+own waits. The built-in client has no congestion control: a stream carries at most its fixed
+window of 500 cells (about 244 KiB) per round trip through the three relays, so its download
+is bound by how soon its stream SENDMEs go out (its driver hands data to the reader every few
+cells) more than by its CPU (60-70 % of one core during the download), while tor may
+negotiate congestion control with the exit (prop 324) and grow its window. The machine is
+shared with other jobs: figures move by some 10 % between runs. Last run {when} ({machine()}):
 
 {result}
 """
@@ -303,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, default=50, help="download size (default 50)")
     parser.add_argument("--ttfb-samples", type=int, default=5)
     parser.add_argument("--update-doc", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--builtin-only", action="store_true", help="skip tor (no table)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="FILE", help="py-spy")
+    parser.add_argument("--syscalls", type=Path, default=None, metavar="FILE", help="strace -c")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-tor-"))
     print(f"[bench-tor] work directory {work}", file=sys.stderr)
@@ -317,7 +429,9 @@ def main(argv: list[str] | None = None) -> int:
         def tor(run: str) -> AbstractContextManager[Running]:
             return tor_client(stack, work / "tor-data")
 
-        ours = measure("built-in", builtin, page, args.ttfb_samples)
+        ours = measure("built-in", builtin, page, args.ttfb_samples, args.profile, args.syscalls)
+        if args.builtin_only:
+            return 0
         theirs = measure("tor", tor, page, args.ttfb_samples)
     result = table(ours, theirs, args.size_mib)
     print(result)

@@ -102,13 +102,28 @@ class CircuitInbox:
     async def get(self, deadline: Deadline | None = None) -> Cell:
         """The next cell; :class:`TimeoutError` at the ``deadline`` (none: no limit)."""
         if not self._cells:  # a queued cell is taken without arming a timer
-            async with asyncio.timeout(None if deadline is None else deadline.remaining()):
-                while not self._cells:
-                    if self._error is not None:
-                        raise self._error()
-                    self._changed.clear()
-                    await self._changed.wait()
+            await self._wait(deadline)
         return self._cells.popleft()
+
+    async def get_batch(self, limit: int, deadline: Deadline | None = None) -> list[Cell]:
+        """The cells queued now, at least one and at most ``limit``, in order; waits and
+        raises as :meth:`get` does."""
+        cells = self._cells
+        if not cells:
+            await self._wait(deadline)
+        if len(cells) <= limit:
+            batch = list(cells)
+            cells.clear()
+            return batch
+        return [cells.popleft() for _ in range(limit)]
+
+    async def _wait(self, deadline: Deadline | None) -> None:
+        async with asyncio.timeout(None if deadline is None else deadline.remaining()):
+            while not self._cells:
+                if self._error is not None:
+                    raise self._error()
+                self._changed.clear()
+                await self._changed.wait()
 
 
 class ChannelCircuit:
@@ -130,6 +145,10 @@ class ChannelCircuit:
         channel has ended and the queued cells are taken, the error that ended it
         (:class:`~webtunnel_pt.errors.ChannelClosed`, ...)."""
         return await self.inbox.get(deadline)
+
+    async def next_cells(self, limit: int, deadline: Deadline | None = None) -> list[Cell]:
+        """The cells queued now (at least one, at most ``limit``), as :meth:`next_cell`."""
+        return await self.inbox.get_batch(limit, deadline)
 
     async def next_event(self, deadline: Deadline | None = None) -> CircuitEvent:
         """The circuit's next event; the SENDMEs it calls for are sent. DESTROY raises

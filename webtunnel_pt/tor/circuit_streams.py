@@ -197,15 +197,16 @@ class StreamTable:
 
     def target(self, hop: int, message: RelayCell) -> Stream | HalfClosed:
         """The stream a stream-level cell is for; anything else breaks the protocol."""
+        stream_id = message.stream_id
+        target = self.lookup(stream_id) if stream_id else None
+        if target is not None and target.hop == hop:
+            return target  # the DATA path: no name formatted unless it is needed
         name = reason_name(RelayCommand, message.command)
-        target = self.lookup(message.stream_id) if message.stream_id else None
         if target is None:
-            raise CircuitProtocolError(f"relay sent {name} for unknown stream {message.stream_id}")
-        if target.hop != hop:
-            raise CircuitProtocolError(
-                f"hop {hop + 1} sent {name} for a stream at hop {target.hop + 1}"
-            )
-        return target
+            raise CircuitProtocolError(f"relay sent {name} for unknown stream {stream_id}")
+        raise CircuitProtocolError(
+            f"hop {hop + 1} sent {name} for a stream at hop {target.hop + 1}"
+        )
 
     def reply(self, hop: int, message: RelayCell) -> list[CircuitEvent]:
         """CONNECTED, END, RESOLVED (tor-spec §6.2-§6.4)."""

@@ -61,17 +61,25 @@ if TYPE_CHECKING:
     from webtunnel_pt.tor.netview import Relay
     from webtunnel_pt.tor.path import PathHop
 
-__all__ = ["LiveCircuit"]
+__all__ = ["DRIVE_BATCH_CELLS", "LiveCircuit"]
+
+#: The driver takes at most this many queued cells at a time, writes what they called for
+#: (SENDMEs) once per batch, and lets the streams' readers run before the next batch: small
+#: enough that a SENDME waits for at most this many cells' work, large enough to spare a write
+#: and a wake-up per cell.
+DRIVE_BATCH_CELLS = 8
 
 
 class LiveCircuit:
     """A circuit driven by its own task: built hop by hop (CREATE2, EXTEND2), then carrying
     streams (:class:`~webtunnel_pt.tor.stream_io.TorStream`) and resolves.
 
-    The driver task takes the inbox's cells one by one, runs them through the sans-I/O circuit,
-    writes what it queues (SENDMEs, DESTROY) and hands each event to its stream; it never waits
-    on a stream, so a stream nobody reads holds back only itself (its window). Everything the
-    circuit queues is written at once through the channel (:meth:`Channel.write_pending`).
+    The driver task takes the inbox's cells in batches (:data:`DRIVE_BATCH_CELLS`), runs each
+    through the sans-I/O circuit and hands its events to their streams, then writes what the
+    batch queued (SENDMEs, DESTROY) and lets the streams' readers run before the next batch.
+    It never waits on a stream, so a stream nobody reads holds back only itself (its window).
+    Everything the circuit queues is written at once through the channel
+    (:meth:`Channel.write_pending`).
 
     When the circuit ends (DESTROY, TRUNCATED, a protocol violation, the channel's end, or
     :meth:`aclose`) every stream and every waiter gets the error that ended it, carrying the
@@ -239,6 +247,11 @@ class LiveCircuit:
             self.circuit.consumed(stream_id, nbytes)
             self._write()
 
+    def sendable(self, stream_id: int) -> int:
+        if self._error is not None or stream_id not in self._streams:
+            return 0
+        return self.circuit.sendable(stream_id)
+
     def send_data(self, stream_id: int, data: bytes) -> int:
         if self._error is not None or stream_id not in self._streams:
             return 0
@@ -265,17 +278,23 @@ class LiveCircuit:
     async def _drive(self) -> None:
         try:
             while self._error is None:
-                cell = await self.handle.next_cell()
-                try:
-                    events = self.circuit.receive_cell(cell)
-                except LinkProtocolError as exc:
-                    self.circuit.destroy(DestroyReason.PROTOCOL)
-                    self._write()
-                    self._finish(exc)
-                    return
-                self._write()
-                for event in events:
-                    self._dispatch(event)
+                for cell in await self.handle.next_cells(DRIVE_BATCH_CELLS):
+                    try:
+                        events = self.circuit.receive_cell(cell)
+                    except LinkProtocolError as exc:
+                        self.circuit.destroy(DestroyReason.PROTOCOL)
+                        self._write()
+                        self._finish(exc)
+                        return
+                    for event in events:
+                        self._dispatch(event)
+                    if self._error is not None:
+                        break  # the circuit ended: the rest of the batch is dropped
+                self._write()  # the batch's SENDMEs (and DESTROY) in one write
+                if self.handle.inbox:
+                    # More cells wait: let the streams' readers take this batch's data first,
+                    # so their stream SENDMEs go out now, not after the whole inbox.
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the inbox closed (ChannelClosed, ...), or a bug
@@ -291,8 +310,8 @@ class LiveCircuit:
                 stream.feed_data(event.data)
         elif isinstance(event, StreamWritable):
             stream = self._streams.get(event.stream_id)
-            for each in [stream] if stream is not None else list(self._streams.values()):
-                each.wake_writer()
+            if stream is not None:
+                stream.wake_writer()
         elif isinstance(event, StreamConnected):
             opening = self._connecting.get(event.stream_id)
             if opening is not None and not opening[0].done():

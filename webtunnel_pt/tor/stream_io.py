@@ -61,8 +61,6 @@ END_MISC = 1
 #: ``drain()`` returns once at most this much written data waits for the package windows
 #: (asyncio's default high-water mark for transports).
 WRITE_HIGH_WATER_BYTES = 64 * 1024
-#: What one hand-over to the circuit offers: the windows take at most 500 cells (~244 KiB).
-MAX_OFFER_BYTES = 256 * 1024
 #: ``readuntil``/``readline`` give up with LimitOverrunError past this (asyncio's default).
 READ_LIMIT_BYTES = 64 * 1024
 #: After close, buffered data waiting for SENDMEs gets this long before END goes out anyway.
@@ -74,6 +72,9 @@ class StreamLink(Protocol):
 
     def consumed(self, stream_id: int, nbytes: int) -> None:
         """The application took ``nbytes`` of the stream's data: stream SENDMEs may follow."""
+
+    def sendable(self, stream_id: int) -> int:
+        """Bytes :meth:`send_data` would take now (what the package windows allow)."""
 
     def send_data(self, stream_id: int, data: bytes) -> int:
         """Queue as much of ``data`` as the windows allow; the number of bytes taken."""
@@ -184,8 +185,15 @@ class TorStream:
     # ---- reading ----------------------------------------------------------------------------
 
     def _take(self, n: int) -> bytes:
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
+        """Up to ``n`` buffered bytes (one copy), reported consumed."""
+        buffer = self._buffer
+        if n >= len(buffer):
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            with memoryview(buffer) as view:
+                data = bytes(view[:n])
+            del buffer[:n]
         if data and not self._ended:
             self.link.consumed(self.stream_id, len(data))
         return data
@@ -208,7 +216,11 @@ class TorStream:
     def _pump(self) -> None:
         """Hand the circuit what the windows take; END once all is out after a close."""
         while self._pending and not self._ended:
-            offer = bytes(self._pending[:MAX_OFFER_BYTES])
+            room = min(len(self._pending), self.link.sendable(self.stream_id))
+            if room <= 0:
+                break  # the windows are shut: a SENDME wakes us (wake_writer)
+            with memoryview(self._pending) as view:
+                offer = bytes(view[:room])  # only what the windows take now
             taken = self.link.send_data(self.stream_id, offer)
             if taken <= 0:
                 break
@@ -222,7 +234,7 @@ class TorStream:
             self.link.end_stream(self.stream_id, reason)
         self._changed.set()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         error = self._write_error()
         if error is not None:
             raise error
@@ -365,7 +377,7 @@ class TorStreamWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data``; the circuit takes what its windows allow now, the rest waits."""
-        self._stream.write(bytes(data))
+        self._stream.write(data)
 
     def writelines(self, data: Iterable[bytes]) -> None:
         self.write(b"".join(data))

@@ -1,7 +1,8 @@
 """tor.channel's one reader task over real loopback TLS: cells reach the inbox of the circuit
 they name, an inbox holds at most MAX_QUEUED_CELLS_PER_CIRCUIT cells (a flood destroys that
 circuit), SENDMEs go out only as cells are taken, the end of the link wakes every waiter with
-ChannelClosed, waits end at their Deadline, and aclose() leaves no task behind.
+ChannelClosed, waits end at their Deadline, and aclose() leaves no task behind; an inbox hands
+out its queued cells in bounded batches (the circuit driver's get_batch).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from webtunnel_pt.tor.cells import (
     encode_cell,
 )
 from webtunnel_pt.tor.channel import MAX_QUEUED_CELLS_PER_CIRCUIT, Channel
+from webtunnel_pt.tor.channel_circuit import CircuitInbox
 from webtunnel_pt.tor.circuit import STREAM_SENDME_INCREMENT, StreamData
 
 Reader = asyncio.StreamReader
@@ -306,3 +308,25 @@ def test_a_failing_reader_still_wakes_every_waiter(tmp_path: Path) -> None:
         assert reader_tasks() == []
 
     run_on_channel(tmp_path, one_circuit, body)
+
+
+def test_an_inbox_hands_out_what_is_queued_in_bounded_batches_then_its_error() -> None:
+    async def main() -> None:
+        inbox = CircuitInbox()
+        cells = [Cell(5, CellCommand.RELAY, bytes([n])) for n in range(5)]
+        waiting = asyncio.create_task(inbox.get_batch(3))
+        await asyncio.sleep(0)
+        assert not waiting.done()  # nothing queued: it waits
+        for cell in cells:
+            assert inbox.offer(cell)
+        assert await waiting == cells[:3]
+        assert await inbox.get_batch(3) == cells[3:]
+        inbox.offer(cells[0])
+        inbox.close(lambda: ChannelClosed("gone"))
+        assert await inbox.get_batch(3) == [cells[0]]  # queued cells first, then the error
+        with pytest.raises(ChannelClosed):
+            await inbox.get_batch(3)
+        with pytest.raises(TimeoutError):
+            await CircuitInbox().get_batch(3, Deadline.after(0.01))
+
+    asyncio.run(asyncio.wait_for(main(), 20))

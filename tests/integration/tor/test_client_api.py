@@ -52,6 +52,9 @@ class NullLink:
     def consumed(self, stream_id: int, nbytes: int) -> None:
         pass
 
+    def sendable(self, stream_id: int) -> int:
+        return 1 << 30
+
     def send_data(self, stream_id: int, data: bytes) -> int:
         return len(data)
 

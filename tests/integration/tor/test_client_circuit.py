@@ -3,7 +3,8 @@ all three hops (tests.support.scripted_relay.FakePath, FakeHandshake): CREATE2 a
 EXTEND2s, a stream whose SENDMEs follow the application's reads (a reader that does not read
 lets only circuit SENDMEs out), and the hostile cases: a bad CREATED2 AUTH, DESTROY and
 TRUNCATED mid-stream, a cell no hop recognizes, DATA for a stream never opened, the link's
-end; each reaches the stream as the error carrying its reason, and no task is left behind.
+end; each reaches the stream as the error carrying its reason, and no task is left behind; stream
+SENDMEs go out as the reader reads even while more cells wait in the inbox.
 """
 
 from __future__ import annotations
@@ -356,5 +357,38 @@ def test_resolve_returns_the_exits_answers(tmp_path: Path) -> None:
         await build(live)
         answers = await live.resolve("example.com", Deadline.after(5))
         assert [(a.kind, a.value, a.ttl) for a in answers] == [("ipv4", "192.0.2.9", 60)]
+
+    scenario(tmp_path, relay, client)
+
+
+def test_stream_sendmes_go_out_as_the_reader_reads_while_more_cells_wait(tmp_path: Path) -> None:
+    """300 DATA cells at once: the driver takes them a few at a time and lets the reader run in
+    between, so the stream SENDME (due once 50 cells were read) goes out before the circuit
+    SENDME of the 100th cell, not after the whole inbox."""
+    cells = 300
+
+    async def relay(end: RelayEnd) -> None:
+        await end.build()
+        sid = await end.accept_begin()
+        assert end.path is not None
+        path = end.path
+        data = [
+            RelayCell(RelayCommand.DATA, sid, bytes([n % 256]) * MAX_RELAY_DATA)
+            for n in range(cells)
+        ]
+        send(end.writer, *(path.send(2, message) for message in data))  # one write
+        got = await end.relay()
+        assert got.message.command == RelayCommand.SENDME and got.message.stream_id == sid
+        end.reply(RelayCell(RelayCommand.END, sid, bytes([EndReason.DONE])))
+        await end.rest()
+
+    async def client(channel: Channel, live: LiveCircuit) -> None:
+        await build(live)
+        _, reader, _ = await open_stream(live)
+        received = bytearray()
+        while chunk := await reader.read(65536):
+            received += chunk
+        assert len(received) == cells * MAX_RELAY_DATA
+        assert received[-1] == (cells - 1) % 256
 
     scenario(tmp_path, relay, client)

@@ -35,12 +35,17 @@ class FakeLink:
         self.window = window
         self.ended: list[int] = []
         self.drains = 0
+        self.offered: list[int] = []
 
     def consumed(self, stream_id: int, nbytes: int) -> None:
         assert stream_id == 7
         self.consumed_calls.append(nbytes)
 
+    def sendable(self, stream_id: int) -> int:
+        return self.window
+
     def send_data(self, stream_id: int, data: bytes) -> int:
+        self.offered.append(len(data))
         taken = min(len(data), self.window)
         self.window -= taken
         self.sent += data[:taken]
@@ -187,6 +192,22 @@ def test_writes_take_what_the_window_allows_and_drain_waits_for_a_sendme() -> No
         stream.wake_writer()
         assert bytes(link.sent) == data
         assert link.drains == 1
+
+    run(main())
+
+
+def test_the_circuit_is_offered_only_what_its_windows_take() -> None:
+    async def main() -> None:
+        link = FakeLink(window=0)
+        stream, _, writer = pair(link)
+        writer.write(memoryview(b"y" * 300_000))
+        assert link.offered == []  # shut windows: nothing copied, nothing offered
+        for opened in (25_000, 24_900, 0):  # SENDMEs reopen a little at a time
+            link.window = opened
+            stream.wake_writer()
+        assert link.offered == [25_000, 24_900]
+        assert stream.pending == 300_000 - 49_900
+        assert bytes(link.sent) == b"y" * 49_900
 
     run(main())
 
