@@ -30,8 +30,10 @@ with atheris.instrument_imports():
         descriptor_sig,
         directory,
         keycert,
+        linkspec,
         microdesc,
         netdoc,
+        ntor,
     )
     from webtunnel_pt.webtunnel import bridge, upgrade
 
@@ -231,6 +233,29 @@ def fuzz_microdesc(data: bytes) -> None:
         pass
 
 
+#: A fixed client ntor handshake whose reply the fuzzer writes (tor's test vector keys).
+_NTOR = ntor.NtorHandshake(
+    bytes.fromhex("69546f6c64596f7541626f75745374616972732e"),
+    bytes.fromhex("ccbc8541904d18af08753eae967874749e6149f873de937f57f8fd903a21c471"),
+    private_key=b"x" * 32,
+)
+
+
+def fuzz_linkspec(data: bytes) -> None:
+    """EXTEND2's link specifiers, which re-encode to the bytes they came from; the same bytes
+    as an ntor server reply, which fails cleanly (nobody forges AUTH by fuzzing)."""
+    try:
+        specs, used = linkspec.decode_link_specifiers(data)
+    except WebtunnelError:
+        pass
+    else:
+        assert linkspec.encode_specifier_list(specs) == data[:used]
+    try:
+        _NTOR.complete(data)
+    except WebtunnelError:
+        pass
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "proxy_uri": fuzz_proxy_uri,
     "proxy": fuzz_proxy_handshakes,
@@ -241,6 +266,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "keycert": fuzz_keycert,
     "consensus": fuzz_consensus,
     "microdesc": fuzz_microdesc,
+    "linkspec": fuzz_linkspec,
     "args": fuzz_args,
     "socks": fuzz_socks,
     "upgrade": fuzz_upgrade,

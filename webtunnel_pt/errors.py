@@ -25,9 +25,12 @@ severities.
     │        │  ├─ BadCertificateSignature  a signature does not verify
     │        │  ├─ LinkCertMismatch         type-5 cert does not certify the TLS leaf we saw
     │        │  └─ IdentityMismatch         relay identity is not the bridge line's fingerprint
-    │        ├─ CircuitHandshakeError       CREATED_FAST key hash wrong (§5)
+    │        ├─ CircuitHandshakeError       CREATED_FAST key hash or ntor AUTH wrong (§5, §6)
+    │        ├─ LinkSpecifierError          a link specifier list does not parse (§7.4)
+    │        ├─ CircuitProtocolError        bad relay cell, window or SENDME: circuit destroyed
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
     │           ├─ DescriptorSignatureError a descriptor signature or its signing cert fails
+    │           │  └─ OnionKeyCrosscertError the ntor-onion-key-crosscert does not vouch
     │           ├─ NetdocError              not Tor network-document syntax (dir-spec §1.2)
     │           ├─ KeyCertificateError      an authority key certificate is bad (dir-spec §3.1)
     │           ├─ ConsensusError           a microdesc consensus does not parse (§10.2)
@@ -45,9 +48,17 @@ severities.
     │  └─ TlsError                          outer TLS handshake or verification failed
     │     └─ InnerTlsError                  the TLS with the relay, inside the tunnel, failed
     ├─ HandshakeTimeout (also TimeoutError) a deadline passed (SOCKS, TCP, TLS, upgrade, link)
+    │  ├─ CircuitBuildTimeout               a circuit step (CREATE2, EXTEND2) passed its deadline
+    │  └─ StreamTimeout                     no CONNECTED/RESOLVED before the deadline
     ├─ ChannelClosed (also ConnectionError) the Tor channel's stream ended
     ├─ CircuitDestroyed                     the relay sent DESTROY (carries the reason, §9)
-    └─ StreamEnded                          the relay sent END on a stream (carries the reason)
+    │  └─ CircuitTruncated                  a hop sent TRUNCATED: the path behind it is gone
+    ├─ StreamEnded                          the relay sent END on a stream (carries the reason)
+    │  ├─ StreamRefused                     END before CONNECTED: the exit refused or failed
+    │  └─ ResolveFailed                     RESOLVED with only errors, or END on a RESOLVE
+    ├─ CircuitBuildFailed                   every attempt on a fresh path failed (last cause)
+    ├─ TorClientClosed                      the built-in client was closed, or never started
+    └─ NoPathError                          no middle or exit fits the path rules (tor/path.py)
 
 An error out of a bridge dial carries the :class:`DialStage` it failed in (``exc.stage``).
 
@@ -262,7 +273,20 @@ class IdentityMismatch(CertificateError):
 
 
 class CircuitHandshakeError(LinkProtocolError):
-    """The circuit handshake reply does not match what we sent (CREATED_FAST KH)."""
+    """The circuit handshake reply does not match what we sent (CREATED_FAST KH, ntor AUTH), or
+    the ntor Diffie-Hellman gave the all-zero secret of a low-order point."""
+
+
+class LinkSpecifierError(LinkProtocolError):
+    """A list of link specifiers (EXTEND2, tor-spec §5.1.2) is truncated, a known specifier has
+    the wrong length, or an identity specifier appears twice."""
+
+
+class CircuitProtocolError(LinkProtocolError):
+    """A relay on a circuit sent something the circuit protocol forbids: a malformed or
+    unrecognized relay cell, DATA past a window, a SENDME that does not authenticate or would
+    overfill a window, a cell for a stream that does not exist. The circuit is destroyed; the
+    channel and its other circuits live on."""
 
 
 class DirectoryError(LinkProtocolError):
@@ -272,6 +296,12 @@ class DirectoryError(LinkProtocolError):
 class DescriptorSignatureError(DirectoryError):
     """A server-descriptor signature is missing, misplaced or does not verify, or the
     ``identity-ed25519`` certificate that vouches for the Ed25519 signing key is bad or expired."""
+
+
+class OnionKeyCrosscertError(DescriptorSignatureError):
+    """The descriptor's ``ntor-onion-key-crosscert`` is missing, malformed or expired, or does
+    not prove that the holder of the ``ntor-onion-key`` vouches for the Ed25519 identity
+    (dir-spec §2.1.1): the onion key must not be trusted."""
 
 
 class NetdocError(DirectoryError):
@@ -345,6 +375,79 @@ class StreamEnded(WebtunnelError):
     def __init__(self, reason: int, message: str | None = None) -> None:
         super().__init__(message or f"stream ended by the relay (reason {reason})")
         self.reason = reason
+
+
+# -- built-in client: circuits and streams (webtunnel_pt.tor.client, .circuit_pool, .stream_io) --
+# END reasons (tor-spec §6.3) -> the SOCKS5 reply tor's stream_end_reason_to_socks5_response()
+# gives; numbers, not EndReason, because this module imports nothing from tor/.
+_END_REPLIES: dict[int, SocksReply] = {
+    1: SocksReply.GENERAL_FAILURE,  # MISC
+    2: SocksReply.HOST_UNREACHABLE,  # RESOLVEFAILED
+    3: SocksReply.CONNECTION_REFUSED,  # CONNECTREFUSED
+    4: SocksReply.NOT_ALLOWED,  # EXITPOLICY
+    5: SocksReply.GENERAL_FAILURE,  # DESTROY
+    6: SocksReply.SUCCEEDED,  # DONE
+    7: SocksReply.TTL_EXPIRED,  # TIMEOUT
+    8: SocksReply.HOST_UNREACHABLE,  # NOROUTE
+    9: SocksReply.TTL_EXPIRED,  # HIBERNATING
+    10: SocksReply.GENERAL_FAILURE,  # INTERNAL
+    11: SocksReply.GENERAL_FAILURE,  # RESOURCELIMIT
+    12: SocksReply.CONNECTION_REFUSED,  # CONNRESET
+    13: SocksReply.GENERAL_FAILURE,  # TORPROTOCOL
+    14: SocksReply.GENERAL_FAILURE,  # NOTDIRECTORY
+}
+
+
+def end_reason_reply(reason: int) -> SocksReply:
+    """The SOCKS5 reply for a RELAY_END reason (unknown reasons: general failure)."""
+    return _END_REPLIES.get(reason, SocksReply.GENERAL_FAILURE)
+
+
+class CircuitTruncated(CircuitDestroyed):
+    """A hop of the circuit sent RELAY_TRUNCATED: the part of the path behind it is gone and the
+    circuit is no longer usable; ``reason`` is the DESTROY reason it reported (§9)."""
+
+
+class StreamRefused(StreamEnded):
+    """The exit ended a stream before CONNECTED: it refused (exit policy), could not resolve
+    the name, or could not connect; ``reason`` is the END reason (§8.3) and ``socks_reply``
+    the one tor would give."""
+
+    def __init__(self, reason: int, message: str | None = None) -> None:
+        super().__init__(reason, message)
+        self.socks_reply = end_reason_reply(reason)
+
+
+class ResolveFailed(StreamEnded):
+    """A RESOLVE got no usable answer: only error answers, or an END (``reason``)."""
+
+    socks_reply = SocksReply.HOST_UNREACHABLE
+
+
+class CircuitBuildTimeout(HandshakeTimeout):
+    """A circuit step (CREATE2, an EXTEND2) or the whole build passed its deadline."""
+
+
+class StreamTimeout(HandshakeTimeout):
+    """The exit did not answer a BEGIN (CONNECTED) or RESOLVE (RESOLVED) before the deadline."""
+
+
+class CircuitBuildFailed(WebtunnelError):
+    """No circuit could be built in ``attempts`` tries, each on a fresh path; the last
+    attempt's error is the ``__cause__``."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class TorClientClosed(WebtunnelError):
+    """The built-in client was used before :meth:`bootstrap` finished, or after it closed."""
+
+
+class NoPathError(WebtunnelError):
+    """Path selection found no exit or no middle for a circuit; the message names what was
+    missing (no exit allows the port, every candidate excluded or in the bridge's family...)."""
 
 
 _ERRNO_REPLIES: dict[int, SocksReply] = {

@@ -9,6 +9,7 @@
 
     sign_consensus(body, authorities)       # re-sign an edited document (mutation tests)
     make_key_certificate(keys, ...)         # a certificate with other dates (expired ...)
+    next_network(net, relays=...)           # the next period's consensus (cache tests)
 
 Relay fields come from ``random.Random(seed)``: the same seed gives the same relays and the
 same unsigned document. The authorities' RSA keys (3072-bit identity, 2048-bit signing, as
@@ -632,4 +633,40 @@ def make_network(
         weights=weights,
         unsigned_consensus=body,
         consensus=sign_consensus(body, chosen, algorithm),
+    )
+
+
+def next_network(
+    net: FakeNetwork,
+    *,
+    relays: Sequence[FakeRelay] | None = None,
+    valid_after: int | None = None,
+) -> FakeNetwork:
+    """The consensus after ``net``'s: one period later (``valid_after``, default net's
+    fresh-until), signed by the same authorities, listing ``relays`` (default the same ones).
+    The relays it shares with ``net`` keep their microdescriptors: what a cache can reuse."""
+    listed = sorted(net.relays if relays is None else relays, key=lambda r: r.rsa_id)
+    start = net.fresh_until if valid_after is None else valid_after
+    weights = bandwidth_weights(listed)
+    body = consensus_body(
+        listed,
+        net.authorities,
+        valid_after=start,
+        fresh_until=start + FRESH_S,
+        valid_until=start + VALID_S,
+        params=dict(net.params),
+        weights=weights,
+        seed=start,
+    )
+    return FakeNetwork(
+        relays=tuple(listed),
+        authorities=net.authorities,
+        signers=net.signers,
+        valid_after=start,
+        fresh_until=start + FRESH_S,
+        valid_until=start + VALID_S,
+        params=dict(net.params),
+        weights=weights,
+        unsigned_consensus=body,
+        consensus=sign_consensus(body, net.signers),
     )

@@ -1,12 +1,14 @@
-"""A relay side written from the spec (tor-link.md §2, §4, §5, §9) for the tests of the built-in
-Tor client: relay keys and certificates made for the test run, a scripted relay over real
-loopback TLS, and the crypto end of a one-hop CREATE_FAST circuit (:class:`FakeRelay`)."""
+"""A relay side written from the spec (tor-link.md §2, §4, §5, §7, §9) for the tests of the
+built-in Tor client: relay keys and certificates made for the test run, a scripted relay over
+real loopback TLS, the crypto end of a one-hop CREATE_FAST circuit (:class:`FakeRelay`), and
+the relay ends of a multi-hop circuit (:class:`FakePath`, built with :class:`FakeHandshake`)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import ipaddress
 import ssl
 import struct
@@ -21,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from webtunnel_pt.errors import CircuitHandshakeError
 from webtunnel_pt.tor.cells import (
     Cell,
     CellCommand,
@@ -227,3 +230,115 @@ class FakeRelay:
         self.bd.update(payload)
         wire = self.backward.process(with_digest(payload, self.bd.digest()))
         return Cell(self.circ_id, CellCommand.RELAY, wire)
+
+
+# ---- multi-hop circuits (CREATE2 / EXTEND2) ------------------------------------------------
+
+#: The fake handshake's type: ntor's, so the cells look like the real thing.
+FAKE_HTYPE = 2
+FAKE_ONIONSKIN_LEN = 84
+FAKE_REPLY_LEN = 64
+
+
+def _fake_auth(onionskin: bytes, y: bytes) -> bytes:
+    return hashlib.sha256(b"fake-ntor auth" + onionskin + y).digest()
+
+
+def _fake_keys(onionskin: bytes, y: bytes) -> HopKeys:
+    return HopKeys.from_material(kdf_tor(onionskin + y, 72))
+
+
+class FakeHandshake:
+    """An ntor-shaped stand-in for the circuit tests: HTYPE 2, 84 bytes of client data, a
+    64-byte reply ``Y | AUTH`` where AUTH = SHA-256 over both sides (checked, like ntor's),
+    keys from KDF-TOR. Not a key exchange: only the circuit's handling is under test."""
+
+    htype = FAKE_HTYPE
+
+    def __init__(self, seed: int = 0) -> None:
+        self.onionskin = hashlib.sha512(b"fake-ntor %d" % seed).digest()[:FAKE_ONIONSKIN_LEN]
+        self.completed: list[bytes] = []
+
+    def complete(self, reply: bytes) -> HopKeys:
+        self.completed.append(reply)
+        if len(reply) != FAKE_REPLY_LEN:
+            raise CircuitHandshakeError("fake handshake reply is not 64 bytes")
+        y, auth = reply[:32], reply[32:]
+        if not hmac.compare_digest(auth, _fake_auth(self.onionskin, y)):
+            raise CircuitHandshakeError("fake handshake AUTH does not match")
+        return _fake_keys(self.onionskin, y)
+
+
+def fake_server_reply(onionskin: bytes, y: bytes = bytes(range(32))) -> tuple[bytes, HopKeys]:
+    """The relay's HDATA for a :class:`FakeHandshake` and the keys both ends then share."""
+    return y + _fake_auth(onionskin, y), _fake_keys(onionskin, y)
+
+
+class _HopEnd:
+    def __init__(self, keys: HopKeys) -> None:
+        self.forward, self.backward = AesCtr(keys.kf), AesCtr(keys.kb)
+        self.fd, self.bd = hashlib.sha1(keys.df), hashlib.sha1(keys.db)
+
+
+@dataclass(frozen=True)
+class Received:
+    """A relay cell as the hop it was meant for saw it."""
+
+    hop: int
+    message: RelayCell
+    early: bool
+    #: The hop's running forward digest right after this cell (what its SENDME v1 carries).
+    digest: bytes
+
+
+class FakePath:
+    """The relay ends of a multi-hop circuit, all hops in one object: hop ``i`` peels its
+    layer of every cell that reaches it and takes the cell when it recognizes it (Recognized 0
+    and the digest matches), as tor-spec §5.5 says; it answers through the hops before it."""
+
+    def __init__(self, circ_id: int) -> None:
+        self.circ_id = circ_id
+        self.hops: list[_HopEnd] = []
+
+    def add_hop(self, keys: HopKeys) -> None:
+        self.hops.append(_HopEnd(keys))
+
+    def created2(self, create2: Cell, y: bytes = bytes(range(32))) -> Cell:
+        """Check a CREATE2 and answer it as the first hop."""
+        assert create2.command == CellCommand.CREATE2 and create2.circ_id == self.circ_id
+        htype, hlen = struct.unpack_from(">HH", create2.payload)
+        assert htype == FAKE_HTYPE and hlen == FAKE_ONIONSKIN_LEN
+        hdata, keys = fake_server_reply(create2.payload[4 : 4 + hlen], y)
+        self.add_hop(keys)
+        return Cell(self.circ_id, CellCommand.CREATED2, struct.pack(">H", len(hdata)) + hdata)
+
+    def receive(self, cell: Cell) -> Received:
+        assert cell.circ_id == self.circ_id
+        assert cell.command in (CellCommand.RELAY, CellCommand.RELAY_EARLY), cell.command
+        payload = cell.payload
+        for index, hop in enumerate(self.hops):
+            payload = hop.forward.process(payload)
+            if payload[1:3] != b"\0\0":
+                continue
+            digest = hop.fd.copy()
+            digest.update(with_digest(payload, bytes(4)))
+            if digest.digest()[:4] == payload[5:9]:
+                hop.fd = digest
+                early = cell.command == CellCommand.RELAY_EARLY
+                return Received(index, decode_relay_payload(payload), early, digest.digest())
+        raise AssertionError("no hop recognized the cell")
+
+    def send_payload(self, hop: int, payload: bytes) -> Cell:
+        """A 509-byte plaintext payload (digest field zero) from ``hop``, digested and layered."""
+        end = self.hops[hop]
+        end.bd.update(payload)
+        wire = with_digest(payload, end.bd.digest())
+        for index in range(hop, -1, -1):
+            wire = self.hops[index].backward.process(wire)
+        return Cell(self.circ_id, CellCommand.RELAY, wire)
+
+    def send(self, hop: int, message: RelayCell) -> Cell:
+        return self.send_payload(hop, encode_relay_payload(message))
+
+    def backward_digest(self, hop: int) -> bytes:
+        return self.hops[hop].bd.digest()

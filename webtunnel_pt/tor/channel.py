@@ -210,11 +210,19 @@ class Channel:
 
     # ---- circuits ------------------------------------------------------------------------
 
-    def new_circuit(self) -> ChannelCircuit:
+    def new_circuit(
+        self, *, sendme_emit_version: int = 1, sendme_accept_version: int = 0
+    ) -> ChannelCircuit:
         """A circuit with a free id, registered so that the reader hands its cells to its inbox
-        (nothing sent yet)."""
+        (nothing sent yet). The SENDME versions come from the consensus parameters
+        ``sendme_emit_min_version`` and ``sendme_accept_min_version``."""
         self._check_open()
-        circuit = Circuit(allocate_circ_id(self._circuits, self.link_version), self.link_version)
+        circuit = Circuit(
+            allocate_circ_id(self._circuits, self.link_version),
+            self.link_version,
+            sendme_emit_version=sendme_emit_version,
+            sendme_accept_version=sendme_accept_version,
+        )
         inbox = CircuitInbox()
         self._circuits[circuit.circ_id] = circuit
         self._inboxes[circuit.circ_id] = inbox
@@ -262,6 +270,14 @@ class Channel:
         belongs to the caller."""
         if self._closed is None:
             await self.flush(circuit)
+
+    def write_pending(self, circuit: Circuit) -> None:
+        """Write the cells the circuit has queued, without waiting (the transport buffers them;
+        :meth:`flush` waits for room). On a closed channel they are dropped."""
+        if self._closed is None:
+            self._write(circuit)
+        else:
+            circuit.cells_to_send()
 
     def _write(self, circuit: Circuit) -> bool:
         cells = circuit.cells_to_send()

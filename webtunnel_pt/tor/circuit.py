@@ -1,27 +1,47 @@
-"""Circuits on an open link: ids, CREATE_FAST, relay streams, flow control (tor-link.md §4.5,
-§5, §7, §8, §9).
+"""Circuits on an open link: ids, CREATE_FAST / CREATE2, EXTEND2, streams, flow control,
+teardown (tor-link.md §4.5-§9; tor-spec §5, §6, §7).
 
-    circ = Circuit(allocate_circ_id(used, link_version), link_version)
-    circ.create_fast()                      # queue CREATE_FAST
-    events = circ.receive_cell(cell)        # CircuitOpen, StreamConnected, StreamData, ...
-    sid = circ.begin_dir()                  # queue RELAY_BEGIN_DIR
-    circ.send_data(sid, b"GET ...")
+    circ = Circuit(allocate_circ_id(used, link_version), link_version,
+                   sendme_emit_version=1, sendme_accept_version=1)   # consensus params
+    circ.create(ntor_handshake)             # CREATE2 (or circ.create_fast())
+    circ.extend(link_specifiers, ntor)      # EXTEND2 in RELAY_EARLY to the last hop
+    events = circ.receive_cell(cell)        # CircuitOpen, CircuitExtended, Stream*, CircuitClosed
+    sid = circ.begin("example.com", 443)    # or begin_dir(), resolve(host)
+    taken = circ.send_data(sid, data)       # as much as both package windows allow
+    circ.consumed(sid, n)                   # the application took n bytes: stream SENDMEs
     cells = circ.cells_to_send()
 
-One-hop circuits are what the probe needs; the crypto supports more hops. SENDMEs are sent
-when the deliver windows call for them (circuit SENDMEs authenticated, version 1) and
-received SENDMEs refill the package windows. Sans-I/O.
+Hostile input never raises out of :meth:`Circuit.receive_cell`: a relay that breaks the
+protocol gets DESTROY (PROTOCOL) and the caller a :class:`CircuitClosed` carrying the error.
+Circuit windows (1000/100) are kept per hop; circuit SENDMEs go out as DATA cells are received
+(authenticated, version 1 unless ``sendme_emit_version`` is 0) and received ones must carry
+the digest we recorded (tor-spec §7.3). Stream SENDMEs (500/50) go out only as the application
+reports consumption, so a slow reader stops the sender (tor-spec §7.4).
+
+Decisions where tor-spec leaves room:
+
+- cells for a stream id we never opened, or one the relay already ended, destroy the circuit
+  (tor drops such DATA, but dropped cells are a known side channel, and tor-spec §6.3 allows
+  treating them as a violation); a stream *we* ended keeps a record so the cells the relay
+  may still send are accepted and dropped, within that stream's windows;
+- recognized relay commands a relay must never send to a client (BEGIN, EXTEND2, ...)
+  destroy the circuit; unknown commands are dropped (tor-spec §6.1);
+- no half-close: tor-spec §6.3's RELAY_FIN is unimplemented in tor, so a stream is open
+  until END, either way;
+- relay cells to any hop but the first go as RELAY_EARLY while the 8 allowed last, as tor
+  does (tor-spec §5.6), so EXTEND2 always can.
+
+Sans-I/O.
 """
 
 from __future__ import annotations
 
 import secrets
-import struct
 from collections.abc import Callable, Container
-from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import Protocol
 
-from webtunnel_pt.errors import LinkProtocolError, LocalProtocolError
+from webtunnel_pt.errors import CircuitProtocolError, LinkProtocolError, LocalProtocolError
 from webtunnel_pt.tor.cells import (
     MAX_RELAY_DATA,
     Cell,
@@ -34,22 +54,87 @@ from webtunnel_pt.tor.cells import (
     decode_relay_payload,
     destroy_cell,
     encode_relay_payload,
+    reason_name,
 )
-from webtunnel_pt.tor.onionskin import CreateFastHandshake
+from webtunnel_pt.tor.circuit_events import (
+    CircuitClosed,
+    CircuitEvent,
+    CircuitExtended,
+    CircuitOpen,
+    StreamClosed,
+    StreamConnected,
+    StreamData,
+    StreamResolved,
+    StreamWritable,
+)
+from webtunnel_pt.tor.circuit_flow import (
+    CIRCUIT_SENDME_INCREMENT,
+    CIRCUIT_WINDOW,
+    MAX_SENDME_VERSION,
+    HopWindows,
+)
+from webtunnel_pt.tor.circuit_streams import (
+    STREAM_SENDME_INCREMENT,
+    STREAM_WINDOW,
+    HalfClosed,
+    Stream,
+    StreamKind,
+    StreamTable,
+)
+from webtunnel_pt.tor.onionskin import CreateFastHandshake, HopKeys
 from webtunnel_pt.tor.relay_crypto import RelayCrypto
+from webtunnel_pt.tor.relay_msgs import (
+    ResolvedAnswer,
+    begin_body,
+    create2_payload,
+    created2_hdata,
+    decode_sendme,
+    extend2_body,
+    extended2_hdata,
+    resolve_body,
+    sendme_body,
+)
 
-#: Circuit-level windows (§8.4): start, SENDME increment.
-CIRCUIT_WINDOW = 1000
-CIRCUIT_SENDME_INCREMENT = 100
-#: Stream-level windows (§8.4).
-STREAM_WINDOW = 500
-STREAM_SENDME_INCREMENT = 50
-#: Authenticated SENDME (prop 289): version 1, 20-byte digest.
-SENDME_VERSION = 1
+__all__ = [
+    "CIRCUIT_SENDME_INCREMENT",
+    "CIRCUIT_WINDOW",
+    "STREAM_SENDME_INCREMENT",
+    "STREAM_WINDOW",
+    "Circuit",
+    "CircuitClosed",
+    "CircuitEvent",
+    "CircuitExtended",
+    "CircuitHandshake",
+    "CircuitOpen",
+    "CircuitState",
+    "ResolvedAnswer",
+    "StreamClosed",
+    "StreamConnected",
+    "StreamData",
+    "StreamResolved",
+    "StreamWritable",
+    "allocate_circ_id",
+]
+
+#: RELAY_EARLY cells a circuit may send (tor-spec §5.6).
+MAX_RELAY_EARLY = 8
 #: Circuit ids with this bit set are ours when we initiated the link (link >= 4, §4.5).
 CIRC_ID_HIGH_BIT = 0x80000000
-#: Attempts at a free random circuit id before giving up (a link has few circuits).
+#: Attempts at a free random circuit id before giving up (tor stops after 64 too).
 MAX_CIRC_ID_ATTEMPTS = 64
+#: Relay commands only a client sends; a relay sending one breaks the protocol. EXTENDED (TAP)
+#: answers an EXTEND we never send.
+_FORWARD_ONLY = frozenset(
+    {
+        RelayCommand.BEGIN,
+        RelayCommand.EXTEND,
+        RelayCommand.EXTENDED,
+        RelayCommand.TRUNCATE,
+        RelayCommand.RESOLVE,
+        RelayCommand.BEGIN_DIR,
+        RelayCommand.EXTEND2,
+    }
+)
 
 
 def allocate_circ_id(
@@ -68,6 +153,23 @@ def allocate_circ_id(
     raise LocalProtocolError("no free circuit id")
 
 
+class CircuitHandshake(Protocol):
+    """A CREATE2/EXTEND2 handshake (``NtorHandshake``): type, client data, and the check of the
+    server's reply that yields the hop's keys (or raises CircuitHandshakeError)."""
+
+    @property
+    def htype(self) -> int: ...
+
+    @property
+    def onionskin(self) -> bytes: ...
+
+    def complete(self, reply: bytes) -> HopKeys: ...
+
+
+class _Completes(Protocol):
+    def complete(self, reply: bytes) -> HopKeys: ...
+
+
 class CircuitState(Enum):
     NEW = auto()
     CREATING = auto()
@@ -75,221 +177,320 @@ class CircuitState(Enum):
     DESTROYED = auto()
 
 
-@dataclass(frozen=True)
-class CircuitOpen:
-    """CREATED_FAST accepted: the first hop is ready."""
-
-
-@dataclass(frozen=True)
-class CircuitClosed:
-    """The relay sent DESTROY (``reason``, §9)."""
-
-    reason: int
-
-
-@dataclass(frozen=True)
-class StreamConnected:
-    stream_id: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class StreamData:
-    stream_id: int
-    data: bytes
-
-
-@dataclass(frozen=True)
-class StreamClosed:
-    """The relay sent END; ``reason`` is MISC when the data was empty (§8.3)."""
-
-    stream_id: int
-    reason: int
-
-
-CircuitEvent = CircuitOpen | CircuitClosed | StreamConnected | StreamData | StreamClosed
-
-
-@dataclass
-class _Stream:
-    stream_id: int
-    connected: bool = False
-    ended: bool = False
-    deliver_window: int = STREAM_WINDOW
-    package_window: int = STREAM_WINDOW
-
-
-@dataclass
-class _Windows:
-    deliver: int = CIRCUIT_WINDOW
-    package: int = CIRCUIT_WINDOW
-
-
-@dataclass
 class Circuit:
     """One circuit from our side of the link."""
 
-    circ_id: int
-    link_version: int
-    rng: Callable[[int], bytes] = field(default=secrets.token_bytes)
-    state: CircuitState = CircuitState.NEW
-    crypto: RelayCrypto = field(default_factory=RelayCrypto)
-    destroy_reason: int | None = None
-    _handshake: CreateFastHandshake | None = None
-    _streams: dict[int, _Stream] = field(default_factory=dict)
-    _windows: _Windows = field(default_factory=_Windows)
-    _outgoing: list[Cell] = field(default_factory=list)
-    _next_stream: int = 1
+    def __init__(
+        self,
+        circ_id: int,
+        link_version: int,
+        rng: Callable[[int], bytes] = secrets.token_bytes,
+        *,
+        sendme_emit_version: int = 1,
+        sendme_accept_version: int = 0,
+    ) -> None:
+        for name, version in (
+            ("sendme_emit_version", sendme_emit_version),
+            ("sendme_accept_version", sendme_accept_version),
+        ):
+            if not 0 <= version <= MAX_SENDME_VERSION:
+                raise LocalProtocolError(f"{name} {version} is not supported (0 or 1)")
+        self.circ_id = circ_id
+        self.link_version = link_version
+        self.rng = rng
+        self.sendme_emit_version = sendme_emit_version
+        self.sendme_accept_version = sendme_accept_version
+        self.state = CircuitState.NEW
+        self.crypto = RelayCrypto()
+        #: The DESTROY reason sent or received, or the TRUNCATED reason.
+        self.destroy_reason: int | None = None
+        self._pending: tuple[CellCommand | RelayCommand, _Completes] | None = None
+        self._windows: list[HopWindows] = []
+        self._streams = StreamTable()
+        self._outgoing: list[Cell] = []
+        self._relay_early_left = MAX_RELAY_EARLY
 
-    # ---- sending ---------------------------------------------------------------------------
+    @property
+    def hops(self) -> int:
+        return len(self._windows)
+
+    @property
+    def stream_count(self) -> int:
+        """Open streams (not counting those we ended and still remember)."""
+        return len(self._streams)
+
+    # ---- building ----------------------------------------------------------------------------
 
     def cells_to_send(self) -> list[Cell]:
         out, self._outgoing = self._outgoing, []
         return out
 
     def create_fast(self) -> None:
-        """Queue CREATE_FAST with a fresh X (§5)."""
+        """Queue CREATE_FAST with a fresh X (tor-spec §5.1.5)."""
+        handshake = CreateFastHandshake(rng=self.rng)
+        self._start(
+            CellCommand.CREATED_FAST, handshake, CellCommand.CREATE_FAST, handshake.onionskin
+        )
+
+    def create(self, handshake: CircuitHandshake) -> None:
+        """Queue CREATE2 with the handshake's type and data (tor-spec §5.1)."""
+        payload = create2_payload(handshake.htype, handshake.onionskin)
+        self._start(CellCommand.CREATED2, handshake, CellCommand.CREATE2, payload)
+
+    def _start(self, expect: CellCommand, hs: _Completes, command: int, payload: bytes) -> None:
         if self.state is not CircuitState.NEW:
             raise LocalProtocolError("circuit already created")
-        self._handshake = CreateFastHandshake(rng=self.rng)
-        self._outgoing.append(
-            Cell(self.circ_id, CellCommand.CREATE_FAST, self._handshake.onionskin)
-        )
+        self._pending = (expect, hs)
+        self._outgoing.append(Cell(self.circ_id, command, payload))
         self.state = CircuitState.CREATING
 
+    def extend(self, link_specifiers: bytes, handshake: CircuitHandshake) -> None:
+        """Queue EXTEND2 to the last hop, in RELAY_EARLY (tor-spec §5.1.2, §5.6)."""
+        self._check_idle()
+        if self._relay_early_left == 0:
+            raise LocalProtocolError("no RELAY_EARLY cell left for EXTEND2 on this circuit")
+        body = extend2_body(link_specifiers, handshake.htype, handshake.onionskin)
+        self._send_relay(RelayCell(RelayCommand.EXTEND2, 0, body))
+        self._pending = (RelayCommand.EXTENDED2, handshake)
+
     def destroy(self, reason: int = DestroyReason.NONE) -> None:
-        """Queue DESTROY (clients send NONE, §9); further cells for this circuit are dropped."""
+        """Queue DESTROY (clients send NONE, tor-spec §5.4); later cells are dropped."""
         if self.state is CircuitState.DESTROYED:
             return
         if self.state is not CircuitState.NEW:
             self._outgoing.append(destroy_cell(self.circ_id, reason))
         self.state = CircuitState.DESTROYED
         self.destroy_reason = reason
+        self._pending = None
 
-    def _send_relay(self, message: RelayCell) -> None:
+    def _check_idle(self) -> None:
+        """Open, and not waiting for EXTENDED2 (the last hop is about to change)."""
         if self.state is not CircuitState.OPEN:
             raise LocalProtocolError(f"circuit is {self.state.name}, not OPEN")
-        payload = encode_relay_payload(message, self._padding)
-        wire = self.crypto.encrypt_outbound(payload)
-        self._outgoing.append(Cell(self.circ_id, CellCommand.RELAY, wire))
+        if self._pending is not None:
+            raise LocalProtocolError("circuit is being extended")
 
-    def _padding(self, size: int) -> bytes:
-        return self.rng(size)
+    # ---- sending -----------------------------------------------------------------------------
 
-    def begin_dir(self) -> int:
-        """Open a directory stream (BEGIN_DIR, empty data, §8.1); returns its stream id."""
-        stream_id = self._new_stream_id()
-        self._streams[stream_id] = _Stream(stream_id)
-        self._send_relay(RelayCell(RelayCommand.BEGIN_DIR, stream_id))
-        return stream_id
+    def _send_relay(self, message: RelayCell, hop: int = -1) -> int:
+        if self.state is not CircuitState.OPEN:
+            raise LocalProtocolError(f"circuit is {self.state.name}, not OPEN")
+        index = hop % len(self._windows)
+        payload = encode_relay_payload(message, self.rng)
+        wire = self.crypto.encrypt_outbound(payload, index)
+        command = CellCommand.RELAY
+        early = message.command == RelayCommand.EXTEND2 or index > 0
+        if early and self._relay_early_left > 0:
+            command = CellCommand.RELAY_EARLY
+            self._relay_early_left -= 1
+        self._outgoing.append(Cell(self.circ_id, command, wire))
+        return index
 
-    def _new_stream_id(self) -> int:
-        for _ in range(0xFFFF):
-            candidate = self._next_stream
-            self._next_stream = candidate % 0xFFFF + 1
-            if candidate not in self._streams:
-                return candidate
-        raise LocalProtocolError("no free stream id")
+    def begin_dir(self, *, consume_on_delivery: bool = True) -> int:
+        """Open a directory stream at the last hop (BEGIN_DIR, tor-spec §6.2.1). By default its
+        data counts as consumed when delivered (the reader buffers a bounded response)."""
+        self._check_idle()
+        stream = self._streams.open(
+            StreamKind.DIR, self.hops - 1, consume_on_delivery=consume_on_delivery
+        )
+        self._send_relay(RelayCell(RelayCommand.BEGIN_DIR, stream.stream_id), stream.hop)
+        return stream.stream_id
 
-    def send_data(self, stream_id: int, data: bytes) -> None:
-        """Queue DATA cells; the windows must allow it (§8.4, sending)."""
-        stream = self._open_stream(stream_id)
-        cells = (len(data) + MAX_RELAY_DATA - 1) // MAX_RELAY_DATA
-        if cells > min(stream.package_window, self._windows.package):
-            raise LocalProtocolError("package window exhausted; wait for a SENDME")
-        for start in range(0, len(data), MAX_RELAY_DATA):
-            chunk = data[start : start + MAX_RELAY_DATA]
-            self._send_relay(RelayCell(RelayCommand.DATA, stream_id, chunk))
+    def begin(self, host: str, port: int, *, flags: int = 0) -> int:
+        """Open a stream to ``host:port`` through the last hop (BEGIN, tor-spec §6.2)."""
+        body = begin_body(host, port, flags)
+        self._check_idle()
+        stream = self._streams.open(StreamKind.EXIT, self.hops - 1)
+        self._send_relay(RelayCell(RelayCommand.BEGIN, stream.stream_id, body), stream.hop)
+        return stream.stream_id
+
+    def resolve(self, host: str) -> int:
+        """Ask the last hop to resolve ``host`` (RESOLVE, tor-spec §6.4); StreamResolved follows."""
+        body = resolve_body(host)
+        self._check_idle()
+        stream = self._streams.open(StreamKind.RESOLVE, self.hops - 1)
+        self._send_relay(RelayCell(RelayCommand.RESOLVE, stream.stream_id, body), stream.hop)
+        return stream.stream_id
+
+    def sendable(self, stream_id: int) -> int:
+        """Bytes :meth:`send_data` would take now on that stream."""
+        stream = self._streams.streams.get(stream_id)
+        if (
+            stream is None
+            or stream.kind is StreamKind.RESOLVE
+            or self.state is not CircuitState.OPEN
+        ):
+            return 0
+        return min(stream.package_window, self._windows[stream.hop].package) * MAX_RELAY_DATA
+
+    def send_data(self, stream_id: int, data: bytes) -> int:
+        """Queue DATA cells of up to 498 bytes as far as the stream's and the hop's package
+        windows allow; the number of bytes taken (the caller keeps the rest and waits for
+        StreamWritable)."""
+        stream = self._streams.get_open(stream_id)
+        if stream.kind is StreamKind.RESOLVE:
+            raise LocalProtocolError(f"stream {stream_id} is a RESOLVE, not a data stream")
+        taken = min(len(data), self.sendable(stream_id))
+        windows = self._windows[stream.hop]
+        for start in range(0, taken, MAX_RELAY_DATA):
+            chunk = data[start : min(start + MAX_RELAY_DATA, taken)]
+            self._send_relay(RelayCell(RelayCommand.DATA, stream_id, chunk), stream.hop)
             stream.package_window -= 1
-            self._windows.package -= 1
+            windows.packaged(self.crypto.hops[stream.hop].forward_digest.digest)
+        return taken
+
+    def consumed(self, stream_id: int, nbytes: int) -> None:
+        """The application took ``nbytes`` of the stream's delivered data: send the stream
+        SENDMEs that allows. Streams already ended are ignored."""
+        if nbytes < 0:
+            raise LocalProtocolError("consumed a negative number of bytes")
+        stream = self._streams.streams.get(stream_id)
+        if stream is None or self.state is not CircuitState.OPEN or stream.consume_on_delivery:
+            return
+        if nbytes > stream.unconsumed:
+            raise LocalProtocolError(
+                f"stream {stream_id}: consumed {nbytes} bytes, only {stream.unconsumed} delivered"
+            )
+        stream.unconsumed -= nbytes
+        self._send_stream_sendmes(stream)
+
+    def _send_stream_sendmes(self, stream: Stream) -> None:
+        for _ in range(stream.sendmes_due()):
+            self._send_relay(RelayCell(RelayCommand.SENDME, stream.stream_id), stream.hop)
+            stream.deliver_window += STREAM_SENDME_INCREMENT
 
     def end_stream(self, stream_id: int, reason: int = EndReason.DONE) -> None:
-        """Queue END (§8.3) unless the relay already ended the stream."""
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.ended:
+        """Queue END (tor-spec §6.3) unless the stream is already over; a RESOLVE is just
+        abandoned (the exit holds no stream for it)."""
+        stream = self._streams.streams.get(stream_id)
+        if stream is None or self.state is not CircuitState.OPEN:
             return
-        stream.ended = True
-        self._send_relay(RelayCell(RelayCommand.END, stream_id, bytes([reason])))
+        if stream.kind is not StreamKind.RESOLVE:
+            self._send_relay(RelayCell(RelayCommand.END, stream_id, bytes([reason])), stream.hop)
+        self._streams.end_by_us(stream_id)
 
-    def _open_stream(self, stream_id: int) -> _Stream:
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.ended:
-            raise LocalProtocolError(f"stream {stream_id} is not open")
-        return stream
-
-    # ---- receiving -------------------------------------------------------------------------
+    # ---- receiving ---------------------------------------------------------------------------
 
     def receive_cell(self, cell: Cell) -> list[CircuitEvent]:
-        """Handle one cell for this circuit; DESTROYED circuits drop everything (§9)."""
+        """Handle one cell for this circuit. Never raises for what the relay sent: a violation
+        destroys the circuit and is reported as :class:`CircuitClosed` (``error`` set)."""
         if self.state is CircuitState.DESTROYED:
             return []
+        try:
+            return self._receive(cell)
+        except LinkProtocolError as exc:
+            self.destroy(DestroyReason.PROTOCOL)
+            return [CircuitClosed(DestroyReason.PROTOCOL, False, str(exc), exc)]
+
+    def _receive(self, cell: Cell) -> list[CircuitEvent]:
         if cell.command == CellCommand.DESTROY:
             self.state = CircuitState.DESTROYED
             self.destroy_reason = decode_destroy(cell.payload)
-            return [CircuitClosed(self.destroy_reason)]
+            name = reason_name(DestroyReason, self.destroy_reason)
+            return [
+                CircuitClosed(self.destroy_reason, False, f"relay destroyed the circuit: {name}")
+            ]
         if cell.command == CellCommand.CREATED_FAST:
-            return self._on_created_fast(cell.payload)
-        if cell.command in (CellCommand.RELAY, CellCommand.RELAY_EARLY):
-            if cell.command == CellCommand.RELAY_EARLY:
-                raise LinkProtocolError("relay sent an inbound RELAY_EARLY cell")
+            return self._on_created(CellCommand.CREATED_FAST, cell.payload)
+        if cell.command == CellCommand.CREATED2:
+            return self._on_created(CellCommand.CREATED2, cell.payload)
+        if cell.command == CellCommand.RELAY_EARLY:
+            raise CircuitProtocolError("relay sent an inbound RELAY_EARLY cell")
+        if cell.command == CellCommand.RELAY:
             return self._on_relay(cell.payload)
-        return []
+        return []  # PADDING and the like address the link, not us
 
-    def _on_created_fast(self, payload: bytes) -> list[CircuitEvent]:
-        if self.state is not CircuitState.CREATING or self._handshake is None:
-            raise LinkProtocolError("unexpected CREATED_FAST")
-        self.crypto.add_hop(self._handshake.complete(payload))
-        self._handshake = None
+    def _on_created(self, command: CellCommand, payload: bytes) -> list[CircuitEvent]:
+        if (
+            self.state is not CircuitState.CREATING
+            or self._pending is None
+            or self._pending[0] != command
+        ):
+            raise CircuitProtocolError(f"unexpected {command.name}")
+        reply = created2_hdata(payload) if command == CellCommand.CREATED2 else payload
+        self._add_hop(self._pending[1].complete(reply))
         self.state = CircuitState.OPEN
-        return [CircuitOpen()]
+        return [CircuitOpen(self.hops)]
+
+    def _add_hop(self, keys: HopKeys) -> None:
+        self.crypto.add_hop(keys)
+        self._windows.append(HopWindows())
+        self._pending = None
 
     def _on_relay(self, payload: bytes) -> list[CircuitEvent]:
         if self.state is not CircuitState.OPEN:
-            raise LinkProtocolError("relay cell on a circuit that is not open")
-        inbound = self.crypto.decrypt_inbound(payload)
-        message = decode_relay_payload(inbound.payload)
-        if message.command == RelayCommand.DATA:
-            return self._on_data(message, inbound.digest)
-        stream = self._streams.get(message.stream_id) if message.stream_id else None
-        if message.command == RelayCommand.CONNECTED and stream is not None:
-            stream.connected = True
-            return [StreamConnected(message.stream_id, message.data)]
-        if message.command == RelayCommand.END and stream is not None:
-            stream.ended = True
-            reason = message.data[0] if message.data else EndReason.MISC
-            return [StreamClosed(message.stream_id, reason)]
-        if message.command == RelayCommand.SENDME:
-            self._on_sendme(message)
-        return []  # DROP, padding, unknown commands, cells for unknown streams
+            raise CircuitProtocolError("relay cell on a circuit that is not open")
+        try:
+            inbound = self.crypto.decrypt_inbound(payload)
+            message = decode_relay_payload(inbound.payload)
+        except LinkProtocolError as exc:
+            raise CircuitProtocolError(str(exc)) from exc
+        hop, command = inbound.hop, message.command
+        if command == RelayCommand.DATA:
+            return self._on_data(hop, message, inbound.digest)
+        if command == RelayCommand.SENDME:
+            return self._on_sendme(hop, message)
+        if command in (RelayCommand.CONNECTED, RelayCommand.END, RelayCommand.RESOLVED):
+            return self._streams.reply(hop, message)
+        if command == RelayCommand.EXTENDED2:
+            return self._on_extended2(hop, message)
+        if command == RelayCommand.TRUNCATED:
+            return self._on_truncated(hop, message)
+        if command in _FORWARD_ONLY:
+            raise CircuitProtocolError(
+                f"relay sent {RelayCommand(command).name}, a client's command"
+            )
+        return []  # DROP, padding, unknown commands (tor-spec §6.1)
 
-    def _on_data(self, message: RelayCell, digest: bytes) -> list[CircuitEvent]:
-        """Count DATA against both deliver windows; SENDME when they call for it (§8.4)."""
-        self._windows.deliver -= 1
-        if self._windows.deliver < 0:
-            raise LinkProtocolError("relay overran the circuit deliver window")
-        if self._windows.deliver <= CIRCUIT_WINDOW - CIRCUIT_SENDME_INCREMENT:
-            data = struct.pack(">BH", SENDME_VERSION, len(digest)) + digest
-            self._send_relay(RelayCell(RelayCommand.SENDME, 0, data))
-            self._windows.deliver += CIRCUIT_SENDME_INCREMENT
-        stream = self._streams.get(message.stream_id)
-        if stream is None or stream.ended:
+    def _on_data(self, hop: int, message: RelayCell, digest: bytes) -> list[CircuitEvent]:
+        """Count DATA against the hop's and the stream's deliver windows (tor-spec §7.3, §7.4)."""
+        if self._windows[hop].delivered(hop):
+            # The digest of the DATA cell that brought the window to a multiple of 100.
+            body = sendme_body(self.sendme_emit_version, digest)
+            self._send_relay(RelayCell(RelayCommand.SENDME, 0, body), hop)
+        target = self._streams.target(hop, message)
+        if isinstance(target, HalfClosed):
+            target.delivered()
             return []
-        stream.deliver_window -= 1
-        if stream.deliver_window < 0:
-            raise LinkProtocolError("relay overran a stream deliver window")
-        if stream.deliver_window <= STREAM_WINDOW - STREAM_SENDME_INCREMENT:
-            self._send_relay(RelayCell(RelayCommand.SENDME, message.stream_id))
-            stream.deliver_window += STREAM_SENDME_INCREMENT
-        return [StreamData(message.stream_id, message.data)]
+        target.delivered(len(message.data))
+        if target.consume_on_delivery:
+            self._send_stream_sendmes(target)
+        return [StreamData(target.stream_id, message.data)]
 
-    def _on_sendme(self, message: RelayCell) -> None:
+    def _on_sendme(self, hop: int, message: RelayCell) -> list[CircuitEvent]:
         if message.stream_id == 0:
-            self._windows.package = min(
-                CIRCUIT_WINDOW, self._windows.package + CIRCUIT_SENDME_INCREMENT
-            )
-            return
-        stream = self._streams.get(message.stream_id)
-        if stream is not None:
-            stream.package_window = min(
-                STREAM_WINDOW, stream.package_window + STREAM_SENDME_INCREMENT
-            )
+            sendme = decode_sendme(message.data)
+            if not self._windows[hop].sendme_received(sendme, self.sendme_accept_version, hop):
+                return []
+            return [
+                StreamWritable(s.stream_id)
+                for s in self._streams.on_hop(hop)
+                if s.package_window > 0 and s.kind is not StreamKind.RESOLVE
+            ]
+        target = self._streams.target(hop, message)
+        if isinstance(target, HalfClosed):
+            target.sendme_received()
+            return []
+        if target.sendme_received() and self._windows[hop].package > 0:
+            return [StreamWritable(target.stream_id)]
+        return []
+
+    def _on_extended2(self, hop: int, message: RelayCell) -> list[CircuitEvent]:
+        pending = self._pending
+        if (
+            pending is None
+            or pending[0] != RelayCommand.EXTENDED2
+            or hop != self.hops - 1
+            or message.stream_id
+        ):
+            raise CircuitProtocolError(f"unexpected EXTENDED2 from hop {hop + 1}")
+        self._add_hop(pending[1].complete(extended2_hdata(message.data)))
+        return [CircuitExtended(self.hops)]
+
+    def _on_truncated(self, hop: int, message: RelayCell) -> list[CircuitEvent]:
+        """tor tears a truncated circuit down rather than reuse it (tor-spec §5.4)."""
+        reason = message.data[0] if message.data else DestroyReason.NONE
+        self.destroy(DestroyReason.NONE)
+        self.destroy_reason = reason
+        name = reason_name(DestroyReason, reason)
+        return [CircuitClosed(reason, True, f"hop {hop + 1} truncated the circuit: {name}")]

@@ -11,7 +11,8 @@ The descriptor is trusted only if both its signatures verify under the keys it n
 (:mod:`webtunnel_pt.tor.descriptor_sig`) and those keys are the ones the CERTS cell proved
 for the link: ``signing-key`` is the RSA identity key, ``master-key-ed25519`` and the identity
 in the ``identity-ed25519`` certificate are the Ed25519 identity, ``fingerprint`` is the RSA
-fingerprint. Sans-I/O.
+fingerprint. The ``ntor-onion-key`` is used only once
+:func:`webtunnel_pt.tor.crosscert.verify_ntor_onion_key_crosscert` has checked it. Sans-I/O.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from webtunnel_pt.tor.descriptor_sig import verify_descriptor_signatures
 
 #: The directory server's own descriptor: how a bridge client learns its bridge (§10).
 SERVER_AUTHORITY_PATH = "/tor/server/authority"
-#: Bodies are bounded: a server descriptor is a few KiB; consensus documents are larger.
+#: Default bound on a body, decoded (and on the bytes read before decoding): a server descriptor
+#: is a few KiB, a batch of 500 microdescriptors ~250 KiB. Callers fetching larger documents
+#: pass their own bound (``max_body``); the consensus gets 16 MiB (tor/dirmgr.py).
 MAX_DIR_RESPONSE_BYTES = 4 * 1024 * 1024
 #: A server descriptor is a few KiB (tor's directory authorities take at most 20 000 bytes);
 #: anything far larger is refused before it is parsed.
@@ -84,26 +87,29 @@ def _decompressor(encoding: str) -> zlib._Decompress | lzma.LZMADecompressor:
     raise DirectoryError(f"unsupported directory Content-Encoding {encoding!r}")
 
 
-def _decode_body(body: bytes, encoding: str) -> bytes:
-    """Identity or a decompressed body; never more than ``MAX_DIR_RESPONSE_BYTES`` decoded: the
-    decompressor stops one byte past the bound, so a decompression bomb costs no more."""
+def _decode_body(body: bytes, encoding: str, max_body: int = MAX_DIR_RESPONSE_BYTES) -> bytes:
+    """Identity or a decompressed body; never more than ``max_body`` decoded: the decompressor
+    stops one byte past the bound, so a decompression bomb costs no more."""
     if encoding in ("", "identity"):
+        if len(body) > max_body:
+            raise DirectoryError(f"directory body exceeds {max_body} bytes")
         return body
     decompressor = _decompressor(encoding)
     try:
         # One byte over the bound tells "exactly at the bound" from "too large".
-        decoded = decompressor.decompress(body, MAX_DIR_RESPONSE_BYTES + 1)
+        decoded = decompressor.decompress(body, max_body + 1)
     except (zlib.error, lzma.LZMAError) as exc:
         raise DirectoryError(f"directory body is not valid {encoding}") from exc
-    if len(decoded) > MAX_DIR_RESPONSE_BYTES:
-        raise DirectoryError(f"decoded directory body exceeds {MAX_DIR_RESPONSE_BYTES} bytes")
+    if len(decoded) > max_body:
+        raise DirectoryError(f"decoded directory body exceeds {max_body} bytes")
     if not decompressor.eof:
         raise DirectoryError(f"directory body is not valid {encoding}: truncated")
     return decoded
 
 
-def parse_dir_response(raw: bytes) -> DirResponse:
-    """Split an HTTP/1.0 response read to the end of the stream; decode the body."""
+def parse_dir_response(raw: bytes, max_body: int = MAX_DIR_RESPONSE_BYTES) -> DirResponse:
+    """Split an HTTP/1.0 response read to the end of the stream; decode the body, at most
+    ``max_body`` bytes once decoded."""
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:
         raise DirectoryError("directory response has no complete HTTP head")
@@ -119,7 +125,7 @@ def parse_dir_response(raw: bytes) -> DirResponse:
     encoding = headers.get("content-encoding", "identity").lower()
     reason = parts[2] if len(parts) > 2 else ""
     status = int(parts[1])
-    decoded = _decode_body(body, encoding) if status == 200 else body
+    decoded = _decode_body(body, encoding, max_body) if status == 200 else body
     return DirResponse(status, reason, headers, decoded)
 
 
@@ -139,6 +145,11 @@ class ServerDescriptor:
     uptime: int | None
     raw: bytes = field(repr=False)  # the document as received: what the signatures cover
     bandwidth: tuple[int, ...] = ()
+    #: ntor-onion-key (32-byte Curve25519); trusted only after tor.crosscert verifies it.
+    ntor_onion_key: bytes | None = None
+    #: ntor-onion-key-crosscert: its sign bit (0 or 1) and its Ed25519 certificate's bytes.
+    ntor_onion_key_crosscert_sign: int | None = None
+    ntor_onion_key_crosscert: bytes | None = field(default=None, repr=False)
 
     @property
     def identity_cert_key(self) -> bytes | None:
@@ -204,6 +215,25 @@ def _identity_cert(text: str) -> Ed25519Cert | None:
         raise DirectoryError("descriptor identity-ed25519 certificate does not parse") from exc
 
 
+def _ntor_onion_key(fields: dict[str, str]) -> bytes | None:
+    if "ntor-onion-key" not in fields:
+        return None
+    key = _b64(fields["ntor-onion-key"], "ntor-onion-key")
+    if len(key) != 32:
+        raise DirectoryError("descriptor ntor-onion-key is not 32 bytes")
+    return key
+
+
+def _crosscert(text: str, fields: dict[str, str]) -> tuple[int | None, bytes | None]:
+    """``ntor-onion-key-crosscert SIGNBIT`` and the certificate object that follows it."""
+    sign = fields.get("ntor-onion-key-crosscert")
+    if sign is None:
+        return None, None
+    if sign not in ("0", "1"):
+        raise DirectoryError("descriptor ntor-onion-key-crosscert sign bit is not 0 or 1")
+    return int(sign), _object_after(text, f"ntor-onion-key-crosscert {sign}")
+
+
 def _int_or_none(text: str | None) -> int | None:
     return int(text) if text is not None and _is_decimal(text) else None
 
@@ -233,6 +263,7 @@ def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
     if len(master) != 32:
         raise DirectoryError("descriptor master-key-ed25519 is not 32 bytes")
     bandwidth = tuple(int(w) for w in fields.get("bandwidth", "").split() if _is_decimal(w))
+    crosscert_sign, crosscert = _crosscert(text, fields)
     return ServerDescriptor(
         nickname=router[0],
         address=router[1],
@@ -246,6 +277,9 @@ def parse_server_descriptor(raw: bytes | str) -> ServerDescriptor:
         uptime=_int_or_none(fields.get("uptime")),
         raw=raw,
         bandwidth=bandwidth,
+        ntor_onion_key=_ntor_onion_key(fields),
+        ntor_onion_key_crosscert_sign=crosscert_sign,
+        ntor_onion_key_crosscert=crosscert,
     )
 
 

@@ -1,53 +1,106 @@
 """Fetch and verify the directory through the bridge, as tor does with a bridge: every document
 comes over one CREATE_FAST circuit on the open channel (BEGIN_DIR, tor-link.md §10); no
-authority is ever contacted directly (dir-spec §5; tor-link.md §10.2, §10.3). asyncio glue over
-the sans-I/O parsers and checks.
+authority is ever contacted directly (dir-spec §5; tor-link.md §10.2, §10.3). With a
+:class:`~webtunnel_pt.tor.dircache.DirectoryCache`, only what the cache lacks is fetched. asyncio
+glue over the sans-I/O parsers and checks.
 
-    result = await fetch_network_view(channel, authorities, now=time.time, deadline=deadline)
+    result = await fetch_network_view(channel, authorities, now=time.time, cache=cache)
     result.view      NetworkView: the verified consensus joined with its microdescriptors
-    result.report    DirectoryReport: timings per step, signatures (3/3), relay and exit
-                     counts, discarded microdescriptors
+    result.report    DirectoryReport: where the consensus came from, requests made,
+                     microdescriptors fetched / from the cache, signatures (3/3), timings
 
-Steps, each a GET on its own BEGIN_DIR stream of the one circuit:
+Steps, each a GET on its own BEGIN_DIR stream of the one circuit, opened only when something
+must be fetched:
 
 1. ``/tor/status-vote/current/consensus-microdesc`` (compressed, dir-spec §6.1 and
    :data:`~webtunnel_pt.tor.directory.ACCEPT_ENCODING`), parsed;
-2. the key certificates it needs and the caller does not have: ``/tor/keys/fp-sk/<v3ident>-<sk>``
-   pairs joined by ``+`` (dir-spec §4.2); each one must be its authority's and valid at ``now``
-   (:func:`~webtunnel_pt.tor.keycert.verify_key_certificate`), then the consensus signatures
-   and lifetime (:func:`~webtunnel_pt.tor.consensus_verify.verify_consensus`). A failure raises
-   the error of the check that failed, naming the authority, and nothing else is fetched;
-3. the microdescriptors the consensus lists, up to :data:`MICRODESCS_PER_REQUEST` per request
-   (``/tor/micro/d/<d1>-<d2>...``, digests in base64 without ``=``, dir-spec §4.3); only those
-   that hash to an ``m`` line are kept (:func:`~webtunnel_pt.tor.microdesc.parse_microdescs`).
+2. the key certificates it needs and neither the caller nor the cache has:
+   ``/tor/keys/fp-sk/<v3ident>-<sk>`` pairs joined by ``+`` (dir-spec §4.2); each one must be its
+   authority's and valid at ``now`` (:func:`~webtunnel_pt.tor.keycert.verify_key_certificate`),
+   then the consensus signatures and lifetime
+   (:func:`~webtunnel_pt.tor.consensus_verify.verify_consensus`). A failure raises the error of
+   the check that failed, naming the authority, and nothing else is fetched;
+3. the microdescriptors the consensus lists and the cache lacks, up to
+   :data:`MICRODESCS_PER_REQUEST` per request (``/tor/micro/d/<d1>-<d2>...``, digests in base64
+   without ``=``, dir-spec §4.3); only those that hash to an ``m`` line are kept
+   (:func:`~webtunnel_pt.tor.microdesc.parse_microdescs`).
 
-Every wait takes what is left of one :class:`~webtunnel_pt.deadlines.Deadline`; every body is
-bounded (:data:`~webtunnel_pt.tor.directory.MAX_DIR_RESPONSE_BYTES` per answer, decoded, and
-:data:`MAX_MICRODESC_TOTAL_BYTES` for all microdescriptor answers together).
+The cache (dir-spec §5.1 on when a client refetches):
+
+- every cached file is re-verified as it is loaded (a bad one is refused, deleted and refetched;
+  :attr:`DirectoryReport.cache_problems` says so);
+- cached consensus FRESH (before ``fresh-until``) and every microdescriptor it lists cached:
+  nothing is fetched and no circuit is opened;
+- cached consensus only LIVE (up to 24 h past ``valid-until``): a new consensus is fetched. If
+  that fails (the bridge errs, times out, or its consensus fails verification, or is not newer),
+  the cached one is used, as tor keeps using a reasonably live consensus, and
+  :attr:`DirectoryReport.refetch_error` says why; the failed document is never stored or used.
+  Fail closed holds: whatever is used was verified, the cached consensus when it was loaded;
+- certificates, the consensus and microdescriptors are stored only once verified (a
+  microdescriptor: once it hashes to a listed digest). A store the disk refuses is reported,
+  not raised: the cache only saves work.
+
+Parsing, verifying, decoding and cache file work run in a thread (``asyncio.to_thread``): an
+8,000-relay consensus takes ~0.4 s to parse, and the channel's reader and other circuits keep
+running meanwhile.
+
+Every wait takes what is left of one :class:`~webtunnel_pt.deadlines.Deadline`. Every answer is
+bounded, decoded, by what its document may be: :data:`MAX_CONSENSUS_ANSWER_BYTES` (the live
+consensus is ~3 MiB), :data:`MAX_KEYS_ANSWER_BYTES`, :data:`MAX_MICRODESC_ANSWER_BYTES` per
+batch, and :data:`MAX_MICRODESC_TOTAL_BYTES` for all microdescriptor answers together; the
+bytes read before decoding get the same bound plus :data:`MAX_HEAD_BYTES`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from webtunnel_pt.deadlines import CIRCUIT_TIMEOUT_S, Deadline
-from webtunnel_pt.errors import ChannelClosed, DirectoryError, KeyCertificateError
+from webtunnel_pt.errors import (
+    ChannelClosed,
+    CircuitDestroyed,
+    DirectoryError,
+    HandshakeTimeout,
+    KeyCertificateError,
+    StreamEnded,
+)
 from webtunnel_pt.tor.authorities import DirAuthority
 from webtunnel_pt.tor.cells import DestroyReason
 from webtunnel_pt.tor.channel_circuit import ChannelCircuit, budget
-from webtunnel_pt.tor.consensus import Consensus, parse_consensus
-from webtunnel_pt.tor.consensus_verify import missing_certificates, verify_consensus
-from webtunnel_pt.tor.keycert import KeyCertificate, parse_key_certificates, verify_key_certificate
+from webtunnel_pt.tor.consensus import MAX_CONSENSUS_BYTES, Consensus, parse_consensus
+from webtunnel_pt.tor.consensus_verify import (
+    VerifiedConsensus,
+    missing_certificates,
+    verify_consensus,
+)
+from webtunnel_pt.tor.dircache import DirectoryCache, fresh_enough
+from webtunnel_pt.tor.directory import (
+    MAX_DIR_RESPONSE_BYTES,
+    DirResponse,
+    dir_request,
+    parse_dir_response,
+)
+from webtunnel_pt.tor.keycert import (
+    MAX_KEY_CERTIFICATES_BYTES,
+    KeyCertificate,
+    parse_key_certificates,
+    verify_key_certificate,
+)
 from webtunnel_pt.tor.microdesc import Microdescriptor, parse_microdescs
 from webtunnel_pt.tor.netview import Flag, NetworkView, build_network_view
 
 if TYPE_CHECKING:
     from webtunnel_pt.tor.channel import Channel
+
+logger = logging.getLogger(__name__)
 
 CONSENSUS_PATH = "/tor/status-vote/current/consensus-microdesc"
 KEYS_PATH = "/tor/keys/fp-sk/"
@@ -57,30 +110,61 @@ MICRODESC_PATH = "/tor/micro/d/"
 #: 90 it uses over plain HTTP only keeps URLs under the 4096 bytes Squid accepts. 500 base64
 #: digests make a ~22 KB request line, under the 50,000-byte head a tor directory server reads.
 MICRODESCS_PER_REQUEST = 500
-#: All microdescriptor answers together, decoded: the live network's ~8,000 microdescriptors
-#: take about 4 MiB; more than 16 MiB is a relay feeding us junk.
+#: The consensus answer, decoded: the parser's own bound, 16 MiB. The live microdesc consensus
+#: is ~2.9 MB for ~8,000 relays, so this is 5x headroom for growth, and still bounded (tor
+#: itself takes up to 16 MiB for any directory download, MAX_DIR_DL_SIZE in directory.h).
+MAX_CONSENSUS_ANSWER_BYTES = MAX_CONSENSUS_BYTES
+#: A key-certificate answer, decoded: the parser's bound, 1 MiB (9 real certificates: ~25 KiB).
+MAX_KEYS_ANSWER_BYTES = MAX_KEY_CERTIFICATES_BYTES
+#: One microdescriptor answer (up to 500 of them), decoded: 4 MiB. The live network's ~8,000
+#: microdescriptors take ~3.5 MiB in all, ~250 KiB per batch; a batch could only approach the
+#: bound with every relay in it carrying a family line of hundreds of members.
+MAX_MICRODESC_ANSWER_BYTES = MAX_DIR_RESPONSE_BYTES
+#: All microdescriptor answers of one fetch together, decoded: 4x the live network's total.
 MAX_MICRODESC_TOTAL_BYTES = 16 * 1024 * 1024
+#: Bytes read before decoding may exceed the decoded bound by this much (status line, headers).
+MAX_HEAD_BYTES = 64 * 1024
 #: The whole fetch: the live consensus is ~3 MiB (~0.6 MiB compressed) and the microdescriptors
-#: ~90 requests, all through one bridge that may be slow.
+#: ~16 requests, all through one bridge that may be slow.
 DIRECTORY_TIMEOUT_S = 120.0
 #: Characters of an HTTP reason phrase put into an error message.
 MAX_REASON_CHARS = 64
+#: Errors of a consensus refetch after which a still-live cached consensus is used instead.
+REFETCH_ERRORS = (DirectoryError, HandshakeTimeout, ChannelClosed, CircuitDestroyed, StreamEnded)
+
+
+class ConsensusSource(StrEnum):
+    """Where the consensus in use came from."""
+
+    NETWORK = "network"  # fetched through the bridge in this call
+    CACHE = "cache"  # the state directory's, re-verified as it was loaded
 
 
 @dataclass(frozen=True)
 class DirectoryReport:
     """What the fetch did, for the probe's ``consensus`` layer to show."""
 
-    timings: tuple[tuple[str, float], ...]  #: (step, seconds): consensus, certificates, ...
-    requests: int  #: directory requests made (BEGIN_DIR streams)
+    timings: tuple[tuple[str, float], ...]  #: (step, seconds): cache, consensus, ...
+    requests: int  #: directory requests made (BEGIN_DIR streams); 0: all from the cache
     signatures_valid: int  #: configured authorities whose signature verified
     authorities: int  #: configured authorities
     certificates_fetched: int  #: key certificates fetched and accepted
     consensus_relays: int  #: entries in the consensus
     relays: int  #: entries with their microdescriptor (usable)
     exits: int  #: usable relays with the Exit flag and without BadExit
-    microdescs: int  #: microdescriptors kept
+    microdescs: int  #: microdescriptors kept (fetched + from the cache)
     discarded_microdescs: int  #: received but not listed by the consensus, or malformed
+    consensus_source: ConsensusSource = ConsensusSource.NETWORK
+    microdescs_fetched: int = 0  #: microdescriptors fetched and kept
+    microdescs_cached: int = 0  #: microdescriptors taken from the cache
+    certificates_cached: int = 0  #: key certificates taken from the cache
+    #: A new consensus was needed (the cached one is past fresh-until) but the cached one is
+    #: in use: why (the fetch failed, or the bridge's consensus failed verification or is not
+    #: newer). None otherwise.
+    refetch_error: str | None = None
+    #: Cache files (or entries) refused as they were loaded, and stores the disk refused:
+    #: ``"<file>: <reason>"``.
+    cache_problems: tuple[str, ...] = ()
 
     @property
     def signatures(self) -> str:
@@ -92,7 +176,7 @@ class DirectoryReport:
 class DirectoryResult:
     view: NetworkView
     report: DirectoryReport
-    certificates: tuple[KeyCertificate, ...]  #: every certificate used (given and fetched)
+    certificates: tuple[KeyCertificate, ...]  #: every certificate used (given, cached, fetched)
 
 
 def microdesc_paths(
@@ -117,20 +201,36 @@ def _name(authority: DirAuthority) -> str:
     return f"{authority.nickname} ({hexid})" if authority.nickname else hexid
 
 
-class _Fetcher:
-    """One circuit's directory requests, under one deadline, with the report's counters."""
+def _merge(*groups: Iterable[KeyCertificate]) -> list[KeyCertificate]:
+    """One certificate per (v3ident, signing-key digest), the first seen winning."""
+    merged: dict[tuple[bytes, bytes], KeyCertificate] = {}
+    for group in groups:
+        for cert in group:
+            merged.setdefault((cert.identity_fingerprint, cert.signing_key_digest), cert)
+    return list(merged.values())
 
-    def __init__(self, circuit: ChannelCircuit, deadline: Deadline) -> None:
-        self.circuit = circuit
+
+class _Fetcher:
+    """The directory requests of one call, on one circuit opened at the first request, under
+    one deadline; with the report's counters and the cache's notes."""
+
+    def __init__(self, channel: Channel, deadline: Deadline, cache: DirectoryCache | None) -> None:
+        self.channel = channel
         self.deadline = deadline
+        self.cache = cache
+        self.circuit: ChannelCircuit | None = None
         self.requests = 0
         self.timings: list[tuple[str, float]] = []
+        self.problems: list[str] = []
+        self._misses_seen = len(cache.misses) if cache is not None else 0
 
-    async def get(self, path: str, what: str) -> bytes:
+    async def get(self, path: str, what: str, max_body: int) -> bytes:
+        if self.circuit is None:
+            self.circuit = await self.channel.create_fast_circuit(
+                CIRCUIT_TIMEOUT_S, deadline=self.deadline
+            )
         self.requests += 1
-        response = await self.circuit.fetch_directory(
-            path, timeout_s=self.deadline.remaining(), deadline=self.deadline
-        )
+        response = await _fetch(self.circuit, path, max_body, self.deadline)
         if response.status != 200:
             # The reason phrase is the peer's text: only a short, printable ASCII one is shown.
             reason = response.reason[:MAX_REASON_CHARS]
@@ -141,21 +241,56 @@ class _Fetcher:
     def timed(self, step: str, started: float) -> None:
         self.timings.append((step, time.monotonic() - started))
 
+    async def store(self, what: str, write: Callable[[], None]) -> None:
+        """Run a cache store in a thread; a refusal is noted and logged, not raised."""
+        try:
+            await asyncio.to_thread(write)
+        except (OSError, DirectoryError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.problems.append(f"{what}: not stored: {reason}")
+            logger.info("directory cache: %s not stored: %s", what, reason)
 
-async def _certificates(
-    fetcher: _Fetcher,
-    consensus: Consensus,
-    authorities: Sequence[DirAuthority],
-    known: Sequence[KeyCertificate],
+    def cache_problems(self) -> tuple[str, ...]:
+        misses = self.cache.misses[self._misses_seen :] if self.cache is not None else []
+        return (*(f"{m.name}: {m.reason}" for m in misses), *self.problems)
+
+    async def close(self) -> None:
+        """DESTROY the directory circuit, if one was opened (a client sends reason NONE,
+        tor-link.md §9)."""
+        if self.circuit is None:
+            return
+        circuit = self.circuit
+        circuit.circuit.destroy(DestroyReason.NONE)
+        self.channel.end_circuit(
+            circuit.circ_id, lambda: ChannelClosed("directory circuit closed"), discard=True
+        )
+        with contextlib.suppress(ChannelClosed):  # the step's own error, if any, matters more
+            await self.channel.flush_if_open(circuit.circuit)
+
+
+async def _fetch(
+    circuit: ChannelCircuit, path: str, max_body: int, deadline: Deadline
+) -> DirResponse:
+    """BEGIN_DIR, ``GET path``, read to END (at most ``max_body`` + head bytes), decode (at most
+    ``max_body`` bytes) in a thread."""
+    seconds = deadline.remaining()
+    stream_id = await circuit.begin_dir(seconds, deadline=deadline)
+    await circuit.send(stream_id, dir_request(path))
+    try:
+        raw = await circuit.read_to_end(stream_id, max_body + MAX_HEAD_BYTES, deadline=deadline)
+    except TimeoutError as exc:
+        raise HandshakeTimeout(f"directory answer not complete within {seconds:.3g} s") from exc
+    return await asyncio.to_thread(parse_dir_response, raw, max_body)
+
+
+def _accept_certificates(
+    body: bytes,
+    wanted: Sequence[tuple[bytes, bytes]],
+    by_id: dict[bytes, DirAuthority],
     now: float,
 ) -> list[KeyCertificate]:
-    """The certificates the consensus needs that ``known`` lacks, fetched and each checked for
-    the authority that asked for it. Certificates nobody asked for are dropped."""
-    by_id = {a.v3ident: a for a in authorities}
-    wanted = missing_certificates(consensus, by_id.keys(), known)
-    if not wanted:
-        return []
-    body = await fetcher.get(keys_path(wanted), "key certificates")
+    """The certificates of ``body`` that were asked for, each checked for its authority.
+    Certificates nobody asked for are dropped. CPU work (RSA): run in a thread."""
     try:
         certificates = parse_key_certificates(body)
     except KeyCertificateError as exc:
@@ -174,22 +309,130 @@ async def _certificates(
     return accepted
 
 
-async def _microdescs(fetcher: _Fetcher, consensus: Consensus) -> tuple[list[Microdescriptor], int]:
-    wanted = sorted({status.microdesc_digest for status in consensus.routers})
-    kept: list[Microdescriptor] = []
-    discarded = 0
+async def _certificates(
+    fetcher: _Fetcher,
+    consensus: Consensus,
+    authorities: Sequence[DirAuthority],
+    known: Sequence[KeyCertificate],
+    now: float,
+) -> list[KeyCertificate]:
+    """The certificates the consensus needs that ``known`` lacks, fetched, checked and (with a
+    cache) stored."""
+    by_id = {a.v3ident: a for a in authorities}
+    wanted = missing_certificates(consensus, by_id.keys(), known)
+    if not wanted:
+        return []
+    body = await fetcher.get(keys_path(wanted), "key certificates", MAX_KEYS_ANSWER_BYTES)
+    accepted = await asyncio.to_thread(_accept_certificates, body, wanted, by_id, now)
+    cache = fetcher.cache
+    if cache is not None and accepted:
+        await fetcher.store("certificates", lambda: cache.store_certificates(accepted, now))
+    return accepted
+
+
+@dataclass
+class _ConsensusOutcome:
+    verified: VerifiedConsensus
+    source: ConsensusSource
+    fetched_certificates: list[KeyCertificate] = field(default_factory=list)
+    refetch_error: str | None = None
+
+
+async def _fetch_consensus(
+    fetcher: _Fetcher,
+    authorities: Sequence[DirAuthority],
+    known: Sequence[KeyCertificate],
+    now: Callable[[], float],
+) -> tuple[VerifiedConsensus, bytes, list[KeyCertificate]]:
+    """A new consensus, with the certificates it needs, verified; nothing stored yet."""
+    started = time.monotonic()
+    document = await fetcher.get(CONSENSUS_PATH, "consensus", MAX_CONSENSUS_ANSWER_BYTES)
+    consensus = await asyncio.to_thread(parse_consensus, document)
+    fetcher.timed("consensus", started)
+
+    started = time.monotonic()
+    fetched = await _certificates(fetcher, consensus, authorities, known, now())
+    fetcher.timed("certificates", started)
+
+    started = time.monotonic()
+    ids = [a.v3ident for a in authorities]
+    verified = await asyncio.to_thread(verify_consensus, consensus, ids, [*known, *fetched], now())
+    fetcher.timed("verify", started)
+    return verified, document, fetched
+
+
+async def _current_consensus(
+    fetcher: _Fetcher,
+    authorities: Sequence[DirAuthority],
+    known: Sequence[KeyCertificate],
+    cached: VerifiedConsensus | None,
+    now: Callable[[], float],
+) -> _ConsensusOutcome:
+    """The consensus to use: a FRESH cached one as it is, else a new one fetched and verified
+    (and stored), else a still-live cached one (see the module docstring)."""
+    if cached is not None and fresh_enough(cached.consensus, now()):
+        return _ConsensusOutcome(cached, ConsensusSource.CACHE)
+    try:
+        verified, document, fetched = await _fetch_consensus(fetcher, authorities, known, now)
+    except REFETCH_ERRORS as exc:
+        if cached is None:
+            raise
+        logger.info("directory: using the cached consensus; no newer one: %s", exc)
+        return _ConsensusOutcome(cached, ConsensusSource.CACHE, refetch_error=str(exc))
+    if cached is not None and verified.consensus.valid_after <= cached.consensus.valid_after:
+        why = "the bridge's consensus is not newer than the cached one"
+        return _ConsensusOutcome(cached, ConsensusSource.CACHE, fetched, why)
+    cache = fetcher.cache
+    if cache is not None:
+        await fetcher.store("consensus", lambda: cache.store_consensus(document))
+    return _ConsensusOutcome(verified, ConsensusSource.NETWORK, fetched)
+
+
+@dataclass
+class _Microdescs:
+    kept: dict[bytes, Microdescriptor] = field(default_factory=dict)
+    fetched: int = 0
+    cached: int = 0
+    discarded: int = 0
+
+
+async def _microdescs(fetcher: _Fetcher, consensus: Consensus) -> _Microdescs:
+    """The microdescriptors ``consensus`` lists: the cache's, then the rest fetched. What was
+    fetched is stored even when a later batch fails, so a retry asks only for what is left."""
+    found = _Microdescs()
+    cache = fetcher.cache
+    if cache is not None:
+        batch = await asyncio.to_thread(cache.load_microdescs, consensus)
+        found.kept.update((md.digest, md) for md in batch.microdescs)
+        found.cached = len(found.kept)
+    wanted = {status.microdesc_digest for status in consensus.routers}
+    missing = sorted(wanted - found.kept.keys())
+    asked = frozenset(missing)
+    bodies: list[bytes] = []
     total = 0
-    for path in microdesc_paths(wanted):
-        body = await fetcher.get(path, "microdescriptors")
-        total += len(body)
-        if total > MAX_MICRODESC_TOTAL_BYTES:
-            raise DirectoryError(
-                f"microdescriptor answers exceed {MAX_MICRODESC_TOTAL_BYTES} bytes"
+    try:
+        for path in microdesc_paths(missing):
+            body = await fetcher.get(path, "microdescriptors", MAX_MICRODESC_ANSWER_BYTES)
+            total += len(body)
+            if total > MAX_MICRODESC_TOTAL_BYTES:
+                raise DirectoryError(
+                    f"microdescriptor answers exceed {MAX_MICRODESC_TOTAL_BYTES} bytes"
+                )
+            batch = await asyncio.to_thread(parse_microdescs, body, asked)
+            bodies.append(body)
+            for md in batch.microdescs:
+                if md.digest not in found.kept:
+                    found.kept[md.digest] = md
+                    found.fetched += 1
+                else:
+                    found.discarded += 1
+            found.discarded += batch.discarded
+    finally:
+        if cache is not None and bodies:
+            await fetcher.store(
+                "microdescriptors", lambda: cache.store_microdescs(bodies, consensus)
             )
-        batch = parse_microdescs(body, wanted)
-        kept.extend(batch.microdescs)
-        discarded += batch.discarded
-    return kept, discarded
+    return found
 
 
 async def fetch_network_view(
@@ -197,61 +440,70 @@ async def fetch_network_view(
     authorities: Sequence[DirAuthority],
     *,
     now: Callable[[], float] = time.time,
-    certificates: Iterable[KeyCertificate] = (),
+    certificates: Iterable[KeyCertificate] | None = None,
+    cache: DirectoryCache | None = None,
     timeout_s: float = DIRECTORY_TIMEOUT_S,
     deadline: Deadline | None = None,
 ) -> DirectoryResult:
-    """Fetch, verify and join the directory through the bridge at the other end of
-    ``channel`` (see the module docstring). ``now`` is the wall clock the certificates and the
-    consensus are checked against; ``certificates`` are ones already held and already checked for
-    their authority (a cache); expired ones are ignored."""
+    """Fetch what is needed, verify and join the directory through the bridge at the other end
+    of ``channel`` (see the module docstring).
+
+    ``now`` is the wall clock the certificates and the consensus are checked against.
+    ``certificates`` are ones already held and already checked for their authority; expired
+    ones are ignored. ``cache``: a state directory's cache, read (re-verified) first and written
+    with what was fetched and verified; without it everything is fetched. With a FRESH cache
+    holding every listed microdescriptor, no circuit is opened. A cached consensus past
+    ``fresh-until`` but still reasonably live is used when no newer verified one can be had
+    (:attr:`DirectoryReport.refetch_error` says why); an unverified document never is.
+    """
     wait = budget(timeout_s, deadline)
+    fetcher = _Fetcher(channel, wait, cache)
+    ids = [a.v3ident for a in authorities]
     # A held certificate that has expired signs nothing: fetch its successor instead.
-    known = [cert for cert in certificates if now() <= cert.expires]
-    circuit = await channel.create_fast_circuit(CIRCUIT_TIMEOUT_S, deadline=wait)
-    fetcher = _Fetcher(circuit, wait)
+    given = [cert for cert in certificates or () if now() <= cert.expires]
+    cached_certs: list[KeyCertificate] = []
+    cached: VerifiedConsensus | None = None
     try:
+        if cache is not None:
+            started = time.monotonic()
+            cached_certs, cached = await asyncio.to_thread(_load_cache, cache, ids, given, now())
+            fetcher.timed("cache", started)
+        known = _merge(given, cached_certs)
+        outcome = await _current_consensus(fetcher, authorities, known, cached, now)
         started = time.monotonic()
-        consensus = parse_consensus(await fetcher.get(CONSENSUS_PATH, "consensus"))
-        fetcher.timed("consensus", started)
-
-        started = time.monotonic()
-        fetched = await _certificates(fetcher, consensus, authorities, known, now())
-        fetcher.timed("certificates", started)
-
-        started = time.monotonic()
-        ids = [a.v3ident for a in authorities]
-        verified = verify_consensus(consensus, ids, [*known, *fetched], now())
-        fetcher.timed("verify", started)
-
-        started = time.monotonic()
-        microdescs, discarded = await _microdescs(fetcher, consensus)
+        found = await _microdescs(fetcher, outcome.verified.consensus)
         fetcher.timed("microdescs", started)
     finally:
-        _close(channel, circuit)
-        with contextlib.suppress(ChannelClosed):  # the step's own error, if any, matters more
-            await channel.flush_if_open(circuit.circuit)
+        await fetcher.close()
 
-    view = build_network_view(verified, microdescs)
+    verified = outcome.verified
+    view = await asyncio.to_thread(build_network_view, verified, found.kept.values())
     exits = sum(1 for r in view.relays if r.has(Flag.EXIT) and not r.has(Flag.BAD_EXIT))
     report = DirectoryReport(
         timings=tuple(fetcher.timings),
         requests=fetcher.requests,
         signatures_valid=len(verified.signed_by),
         authorities=verified.authority_count,
-        certificates_fetched=len(fetched),
-        consensus_relays=len(consensus.routers),
+        certificates_fetched=len(outcome.fetched_certificates),
+        consensus_relays=len(verified.consensus.routers),
         relays=len(view.relays),
         exits=exits,
-        microdescs=len(microdescs),
-        discarded_microdescs=discarded,
+        microdescs=len(found.kept),
+        discarded_microdescs=found.discarded,
+        consensus_source=outcome.source,
+        microdescs_fetched=found.fetched,
+        microdescs_cached=found.cached,
+        certificates_cached=len(known) - len(given),
+        refetch_error=outcome.refetch_error,
+        cache_problems=fetcher.cache_problems(),
     )
-    return DirectoryResult(view, report, (*known, *fetched))
+    return DirectoryResult(view, report, tuple(_merge(known, outcome.fetched_certificates)))
 
 
-def _close(channel: Channel, circuit: ChannelCircuit) -> None:
-    """DESTROY the directory circuit (a client sends reason NONE, tor-link.md §9)."""
-    circuit.circuit.destroy(DestroyReason.NONE)
-    channel.end_circuit(
-        circuit.circ_id, lambda: ChannelClosed("directory circuit closed"), discard=True
-    )
+def _load_cache(
+    cache: DirectoryCache, ids: Sequence[bytes], given: Sequence[KeyCertificate], now: float
+) -> tuple[list[KeyCertificate], VerifiedConsensus | None]:
+    """The cache's certificates and its consensus, each re-verified (file I/O and RSA: run in
+    a thread). A consensus is only loaded while live; FRESH or LIVE is decided by the caller."""
+    certs = cache.load_certificates(ids, now)
+    return certs, cache.load_consensus(ids, _merge(given, certs), now)

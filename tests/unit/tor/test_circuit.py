@@ -8,7 +8,12 @@ import struct
 import pytest
 
 from tests.support.scripted_relay import FakeRelay
-from webtunnel_pt.errors import CircuitHandshakeError, LinkProtocolError, LocalProtocolError
+from webtunnel_pt.errors import (
+    CircuitHandshakeError,
+    CircuitProtocolError,
+    LinkProtocolError,
+    LocalProtocolError,
+)
 from webtunnel_pt.tor.cells import (
     Cell,
     CellCommand,
@@ -22,11 +27,13 @@ from webtunnel_pt.tor.circuit import (
     CIRC_ID_HIGH_BIT,
     Circuit,
     CircuitClosed,
+    CircuitEvent,
     CircuitOpen,
     CircuitState,
     StreamClosed,
     StreamConnected,
     StreamData,
+    StreamWritable,
     allocate_circ_id,
 )
 
@@ -67,9 +74,9 @@ def test_begin_dir_request_response() -> None:
     (begin,) = circuit.cells_to_send()
     assert relay.receive(begin) == RelayCell(RelayCommand.BEGIN_DIR, stream, b"")
     assert circuit.receive_cell(relay.send(RelayCell(RelayCommand.CONNECTED, stream))) == [
-        StreamConnected(stream, b"")
+        StreamConnected(stream)
     ]
-    circuit.send_data(stream, b"G" * 600)  # two DATA cells
+    assert circuit.send_data(stream, b"G" * 600) == 600  # two DATA cells
     sent = [relay.receive(c) for c in circuit.cells_to_send()]
     assert [len(m.data) for m in sent] == [498, 102]
     events = circuit.receive_cell(relay.send(RelayCell(RelayCommand.DATA, stream, b"HTTP/1.0 200")))
@@ -99,6 +106,7 @@ def test_sendme_after_100_data_cells() -> None:
     circuit, relay = open_circuit()
     stream = circuit.begin_dir()
     relay.receive(circuit.cells_to_send()[0])
+    circuit.receive_cell(relay.send(RelayCell(RelayCommand.CONNECTED, stream)))
     sendmes: list[RelayCell] = []
     for n in range(1, 101):
         circuit.receive_cell(relay.send(RelayCell(RelayCommand.DATA, stream, b"d")))
@@ -114,22 +122,25 @@ def test_sendme_after_100_data_cells() -> None:
     assert sendmes[0].data == b""
 
 
-def test_package_window_refuses_to_overrun() -> None:
+def test_package_window_takes_only_what_fits() -> None:
     circuit, relay = open_circuit()
     stream = circuit.begin_dir()
     circuit.cells_to_send()
-    circuit.send_data(stream, bytes(498 * 500))
+    assert circuit.sendable(stream) == 498 * 500
+    assert circuit.send_data(stream, bytes(498 * 500 + 7)) == 498 * 500
     assert len(circuit.cells_to_send()) == 500
-    with pytest.raises(LocalProtocolError, match="window"):
-        circuit.send_data(stream, b"x")
-    circuit.receive_cell(relay.send(RelayCell(RelayCommand.SENDME, stream)))
-    circuit.send_data(stream, b"x")
+    assert circuit.sendable(stream) == 0
+    assert circuit.send_data(stream, b"x") == 0
+    assert circuit.cells_to_send() == []
+    events = circuit.receive_cell(relay.send(RelayCell(RelayCommand.SENDME, stream)))
+    assert events == [StreamWritable(stream)]
+    assert circuit.send_data(stream, b"x") == 1
 
 
 def test_destroy_from_relay() -> None:
     circuit, _relay = open_circuit()
     assert circuit.receive_cell(destroy_cell(circuit.circ_id, DestroyReason.FINISHED)) == [
-        CircuitClosed(DestroyReason.FINISHED)
+        CircuitClosed(DestroyReason.FINISHED, False, "relay destroyed the circuit: FINISHED (9)")
     ]
     assert circuit.state is CircuitState.DESTROYED
     assert circuit.receive_cell(destroy_cell(circuit.circ_id, 1)) == []  # dropped after
@@ -145,29 +156,45 @@ def test_destroy_by_us() -> None:
     assert circuit.cells_to_send() == []
 
 
+def assert_violation(events: list[CircuitEvent], circuit: Circuit, match: str) -> None:
+    """The circuit destroyed itself: DESTROY (PROTOCOL) queued, CircuitClosed with the error."""
+    (closed,) = events
+    assert isinstance(closed, CircuitClosed) and closed.reason == DestroyReason.PROTOCOL
+    assert not closed.truncated and match in closed.message
+    assert isinstance(closed.error, LinkProtocolError) and str(closed.error) == closed.message
+    assert circuit.state is CircuitState.DESTROYED
+    assert circuit.cells_to_send()[-1] == destroy_cell(circuit.circ_id, DestroyReason.PROTOCOL)
+    assert circuit.receive_cell(destroy_cell(circuit.circ_id, 1)) == []
+
+
 def test_bad_created_fast() -> None:
     circuit = Circuit(0x80000002, 5)
     circuit.create_fast()
     circuit.cells_to_send()
-    with pytest.raises(CircuitHandshakeError):
-        circuit.receive_cell(Cell(circuit.circ_id, CellCommand.CREATED_FAST, bytes(40)))
+    events = circuit.receive_cell(Cell(circuit.circ_id, CellCommand.CREATED_FAST, bytes(40)))
+    assert_violation(events, circuit, "key hash")
+    assert isinstance(events[0], CircuitClosed)
+    assert isinstance(events[0].error, CircuitHandshakeError)
 
 
 def test_unrecognized_relay_cell_is_a_protocol_error() -> None:
     circuit, _relay = open_circuit()
-    with pytest.raises(LinkProtocolError):
-        circuit.receive_cell(Cell(circuit.circ_id, CellCommand.RELAY, bytes(509)))
+    events = circuit.receive_cell(Cell(circuit.circ_id, CellCommand.RELAY, bytes(509)))
+    assert_violation(events, circuit, "not recognized")
+    assert isinstance(events[0], CircuitClosed)
+    assert isinstance(events[0].error, CircuitProtocolError)
 
 
 def test_inbound_relay_early_is_refused() -> None:
+    """tor-spec §5.6: an inbound RELAY_EARLY MUST close the circuit."""
     circuit, relay = open_circuit()
     cell = relay.send(RelayCell(RelayCommand.DROP, 0))
-    with pytest.raises(LinkProtocolError, match="RELAY_EARLY"):
-        circuit.receive_cell(Cell(cell.circ_id, CellCommand.RELAY_EARLY, cell.payload))
+    events = circuit.receive_cell(Cell(cell.circ_id, CellCommand.RELAY_EARLY, cell.payload))
+    assert_violation(events, circuit, "RELAY_EARLY")
 
 
 def test_relay_cells_before_created_fast() -> None:
     circuit = Circuit(0x80000003, 5)
     circuit.create_fast()
-    with pytest.raises(LinkProtocolError):
-        circuit.receive_cell(Cell(circuit.circ_id, CellCommand.RELAY, bytes(509)))
+    events = circuit.receive_cell(Cell(circuit.circ_id, CellCommand.RELAY, bytes(509)))
+    assert_violation(events, circuit, "not open")

@@ -1,0 +1,100 @@
+"""What :meth:`Circuit.receive_cell <webtunnel_pt.tor.circuit.Circuit.receive_cell>` reports
+(tor-link.md §5-§9).
+
+    for event in circuit.receive_cell(cell):
+        match event:
+            case CircuitOpen(hops) | CircuitExtended(hops): ...
+            case StreamConnected(sid, address, ttl) | StreamData(sid, data): ...
+            case StreamWritable(sid): ...             # a SENDME reopened a package window
+            case StreamClosed(sid, reason) | StreamResolved(sid, answers): ...
+            case CircuitClosed(reason, truncated, message): ...   # every stream ends with it
+
+Sans-I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from webtunnel_pt.errors import LinkProtocolError
+from webtunnel_pt.tor.relay_msgs import ResolvedAnswer
+
+
+@dataclass(frozen=True)
+class CircuitOpen:
+    """CREATED_FAST or CREATED2 accepted: the first hop is ready."""
+
+    hops: int = 1
+
+
+@dataclass(frozen=True)
+class CircuitExtended:
+    """EXTENDED2 accepted: the circuit now has ``hops`` hops."""
+
+    hops: int
+
+
+@dataclass(frozen=True)
+class CircuitClosed:
+    """The circuit is gone, and every stream on it. ``reason`` is the DESTROY or TRUNCATED
+    reason (tor-spec §5.4); ``truncated`` says a hop sent RELAY_TRUNCATED (we then sent
+    DESTROY). When we destroyed it ourselves because the relay broke the protocol, ``reason``
+    is PROTOCOL and ``error`` is the violation (a :class:`LinkProtocolError`, e.g. a
+    :class:`~webtunnel_pt.errors.CircuitHandshakeError` for a bad CREATED2/EXTENDED2 AUTH)."""
+
+    reason: int
+    truncated: bool = False
+    message: str = ""
+    error: LinkProtocolError | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class StreamConnected:
+    """CONNECTED: the address the exit connected to and its TTL, when the exit said."""
+
+    stream_id: int
+    address: str | None = None
+    ttl: int | None = None
+
+
+@dataclass(frozen=True)
+class StreamData:
+    """DATA on a stream; report it with :meth:`Circuit.consumed` once the application took it."""
+
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StreamWritable:
+    """A SENDME reopened a package window this stream was waiting on."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True)
+class StreamClosed:
+    """The relay sent END; ``reason`` is MISC when the data was empty (tor-spec §6.3)."""
+
+    stream_id: int
+    reason: int
+
+
+@dataclass(frozen=True)
+class StreamResolved:
+    """RESOLVED answered a :meth:`Circuit.resolve`; the stream id is free again."""
+
+    stream_id: int
+    answers: list[ResolvedAnswer]
+
+
+CircuitEvent = (
+    CircuitOpen
+    | CircuitExtended
+    | CircuitClosed
+    | StreamConnected
+    | StreamData
+    | StreamWritable
+    | StreamClosed
+    | StreamResolved
+)
