@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from webtunnel_pt.outbound import tls_profiles
+
 from .client import PT_ENV_VAR, PT_NAME, find_pt
 from .stack import Page, Stack, missing_binaries, running_stack, serving_page
 
@@ -47,3 +49,19 @@ def page() -> Iterator[Page]:
 @pytest.fixture
 def client_dir(tmp_path: Path) -> Path:
     return tmp_path / "client"
+
+
+def _forget_tls_contexts() -> None:
+    for name in dir(tls_profiles):
+        cache = getattr(tls_profiles, name)
+        if name.endswith("_CONTEXTS") and isinstance(cache, dict):
+            cache.clear()
+
+
+@pytest.fixture
+def trust_stack_ca(e2e_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """In-process dials (the built-in client, open_tunnel) trust the stack's test CA."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(e2e_stack.ca_pem))
+    _forget_tls_contexts()  # contexts read SSL_CERT_FILE when they are made
+    yield
+    _forget_tls_contexts()

@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 from .ports import LOOPBACK, free_port, wait_accepting
@@ -285,7 +286,7 @@ class TorNetwork:
             remaining = max(1.0, timeout_s - (time.monotonic() - t0))
             try:
                 wait_until(
-                    lambda n=node, a=already: BOOTSTRAPPED_100 in read_text(n.log_path)[a:],
+                    partial(_logged_since, node.log_path, already, BOOTSTRAPPED_100),
                     remaining,
                     f"{node.nickname} to bootstrap after a restart",
                     alive=child.check_alive,
@@ -461,6 +462,10 @@ def missing_from_consensus(net: TorNetwork) -> list[str]:
         if lacking:
             missing.append(f"{node.nickname} lacks {'+'.join(sorted(lacking))}")
     return missing
+
+
+def _logged_since(path: Path, offset: int, text: str) -> bool:
+    return text in read_text(path)[offset:]
 
 
 def _all_alive(net: TorNetwork) -> None:
