@@ -45,6 +45,7 @@ from webtunnel_pt.tor.circuit import (
     CircuitClosed,
     CircuitEvent,
     CircuitExtended,
+    CircuitHandshake,
     CircuitOpen,
     ResolvedAnswer,
     StreamClosed,
@@ -64,7 +65,6 @@ from webtunnel_pt.tor.stream_io import TorStream
 if TYPE_CHECKING:
     from webtunnel_pt.tor.channel import Channel
     from webtunnel_pt.tor.netview import Relay
-    from webtunnel_pt.tor.ntor import NtorHandshake as CircuitHandshake
     from webtunnel_pt.tor.path import PathHop
 
 #: Cells waiting in one circuit's inbox. SENDMEs go out as cells are taken, so a relay honouring
@@ -403,7 +403,11 @@ class LiveCircuit:
             async with asyncio.timeout(seconds):
                 return await waiter
         except TimeoutError as exc:
+            self._abandon(stream_id)
             raise StreamTimeout(f"no RESOLVED from the exit within {seconds:.3g} s") from exc
+        except asyncio.CancelledError:
+            self._abandon(stream_id)
+            raise
         finally:
             self._resolving.pop(stream_id, None)
 
@@ -532,7 +536,11 @@ class LiveCircuit:
         await asyncio.wait({self._task})
 
 
-def _closed_error(event: CircuitClosed) -> CircuitDestroyed:
+def _closed_error(event: CircuitClosed) -> Exception:
+    """The error a circuit's end is reported as: the violation when we destroyed it (a bad
+    CREATED2/EXTENDED2 AUTH is a CircuitHandshakeError), else the relay's reason."""
+    if event.error is not None:
+        return event.error
     name = reason_name(DestroyReason, event.reason)
     if event.truncated:
         text = event.message or f"a hop truncated the circuit: {name}"

@@ -50,6 +50,7 @@ from webtunnel_pt.errors import (
 )
 from webtunnel_pt.tor.channel import Channel
 from webtunnel_pt.tor.channel_circuit import LiveCircuit, budget
+from webtunnel_pt.tor.circuit_flow import MAX_SENDME_VERSION
 from webtunnel_pt.tor.linkspec import encode_link_specifiers
 from webtunnel_pt.tor.netview import NetworkView, Relay
 from webtunnel_pt.tor.ntor import NtorHandshake
@@ -315,9 +316,10 @@ class FirstHop:
 
 def sendme_versions(view: NetworkView) -> tuple[int, int]:
     """(emit, accept) SENDME versions from the consensus (prop 289): we always emit at least
-    version 1 (authenticated), and accept what the network requires at least."""
-    emit = max(1, view.param("sendme_emit_min_version"))
-    accept = view.param("sendme_accept_min_version")
+    version 1 (authenticated), and accept what the network requires at least; both capped at
+    the highest version the circuit speaks."""
+    emit = min(max(1, view.param("sendme_emit_min_version")), MAX_SENDME_VERSION)
+    accept = min(view.param("sendme_accept_min_version"), MAX_SENDME_VERSION)
     return emit, accept
 
 
