@@ -16,13 +16,14 @@ Each test runs its own event loop (``asyncio.run``, as the repo's other tests do
 ``TorClient``; they share one state directory, so only the first fetches the directory.
 
 Killing the exit: the relay stays listed Running (the authorities run with AssumeReachable), so
-the test restarts it before returning (``TorNetwork.restart`` waits until it bootstrapped again
-and accepts): a few seconds, where a network of its own would cost 30 s or more.  At the end of
-the module the exits are restarted once more: the names they resolved left them holding a UDP
-socket on 0.0.0.0 (libevent binds no address for a loopback name server and the kernel
-autobinds on the first query), which the session's loopback audit would rightly count as a
-leak.  ``test_exits_resolver_is_their_only_foreign_socket`` checks that this socket is the only
-one first.
+it must be back before other tests use the network.  That test is the module's last, and the
+module's teardown restarts every exit (``TorNetwork.restart`` waits until each bootstrapped
+again and accepts on its ORPort): about 5 s, where a network of its own would cost 30 s or
+more.  The teardown restarts the exits that were not killed too: the names they resolved left
+them holding a UDP socket on 0.0.0.0 (libevent binds no address for a loopback name server and
+the kernel autobinds it on the first query), which the session's loopback audit would rightly
+count as a leak.  ``test_exits_resolver_is_their_only_foreign_socket`` checks first that this
+socket is the only one.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def exits_restarted_afterwards(e2e_stack: Stack) -> Iterator[None]:
+    """Every exit (killed or not) started afresh and back before the next module's tests."""
     yield
     net = e2e_stack.network
     net.restart(*(n.nickname for n in net.exits))
@@ -326,11 +328,7 @@ def test_killing_the_exit_mid_stream(e2e_stack: Stack, circ_page: Page, state_di
             after = await _fetch(tor, LOOPBACK, circ_page.port, isolation="doomed")
         return doomed, error, received, after
 
-    try:
-        doomed, error, received, after = _run(e2e_stack, state_dir, test)
-    finally:
-        if killed:
-            net.restart(killed[0].nickname)
+    doomed, error, received, after = _run(e2e_stack, state_dir, test)
     assert received < BODY_BYTES
     assert isinstance(error, (CircuitDestroyed, StreamEnded)), repr(error)
     assert isinstance(error.reason, int) and str(error), repr(error)
