@@ -15,15 +15,17 @@ Nothing here takes the client's word alone for where a stream went:
 Each test runs its own event loop (``asyncio.run``, as the repo's other tests do) and its own
 ``TorClient``; they share one state directory, so only the first fetches the directory.
 
-Killing the exit: the relay stays listed Running (the authorities run with AssumeReachable), so
-it must be back before other tests use the network.  That test is the module's last, and the
-module's teardown restarts every exit (``TorNetwork.restart`` waits until each bootstrapped
-again and accepts on its ORPort): about 5 s, where a network of its own would cost 30 s or
-more.  The teardown restarts the exits that were not killed too: the names they resolved left
-them holding a UDP socket on 0.0.0.0 (libevent binds no address for a loopback name server and
-the kernel autobinds it on the first query), which the session's loopback audit would rightly
-count as a leak.  ``test_exits_resolver_is_their_only_foreign_socket`` checks first that this
-socket is the only one.
+Killing the exit: the relay stays listed Running (the authorities run with AssumeReachable), and
+the relays that tried to extend to it refuse to connect to it for 60 s after their last failed
+attempt (tor's OR_CONNECT_FAILURE_LIFETIME), even once it is back.  So that test is the module's
+last, the module runs after every other test of the session (``E2E_RUN_LAST``, conftest.py),
+and the module's teardown restarts every exit (``TorNetwork.restart`` waits until each
+bootstrapped again and accepts on its ORPort): about 5 s, where a network of its own would
+cost 30 s or more.  The teardown restarts the exits that were not killed too: the names they
+resolved left them holding a UDP socket on 0.0.0.0 (libevent binds no address for a loopback
+name server and the kernel autobinds it on the first query), which the session's loopback
+audit would rightly count as a leak.  ``test_exits_resolver_is_their_only_foreign_socket``
+checks first that this socket is the only one.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ from .procs import inet_sockets
 from .stack import EXIT_ONLY_NAME, Page, Stack, serving_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("trust_stack_ca")]
+#: After every other test of the session (conftest.py): see the module docstring.
+E2E_RUN_LAST = True
 
 T = TypeVar("T")
 
