@@ -34,7 +34,12 @@ with atheris.instrument_imports():
         microdesc,
         netdoc,
         ntor,
+        relay_msgs,
     )
+    from webtunnel_pt.tor.circuit import Circuit, CircuitClosed, StreamData
+    from webtunnel_pt.tor.kdf import kdf_tor
+    from webtunnel_pt.tor.onionskin import HopKeys
+    from webtunnel_pt.tor.relay_crypto import RelayCrypto
     from webtunnel_pt.webtunnel import bridge, upgrade
 
 
@@ -256,10 +261,72 @@ def fuzz_linkspec(data: bytes) -> None:
         pass
 
 
+def fuzz_relay_msgs(data: bytes) -> None:
+    """Every relay message decoder on one message body (at most 498 bytes on the wire)."""
+    body = data[: cells.MAX_RELAY_DATA]
+    for decode in (
+        relay_msgs.created2_hdata,
+        relay_msgs.extended2_hdata,
+        relay_msgs.decode_connected,
+        relay_msgs.decode_end_reason,
+        relay_msgs.decode_resolved,
+        relay_msgs.decode_sendme,
+    ):
+        try:
+            decode(body)
+        except WebtunnelError:
+            pass
+
+
+def _one_hop_circuit() -> tuple[Circuit, RelayCrypto]:
+    """A circuit opened with CREATE_FAST, and the relay's end of its crypto (the client's keys
+    with the directions swapped: what the relay sends backward is its "outbound")."""
+    circuit = Circuit(0x80000001, 5, lambda n: bytes(n))
+    circuit.create_fast()
+    (create,) = circuit.cells_to_send()
+    y = bytes(range(20))
+    material = kdf_tor(create.payload + y, 92)
+    circuit.receive_cell(
+        cells.Cell(create.circ_id, cells.CellCommand.CREATED_FAST, y + material[:20])
+    )
+    keys = HopKeys.from_material(material[20:])
+    relay = RelayCrypto()
+    relay.add_hop(HopKeys(keys.db, keys.df, keys.kb, keys.kf))
+    return circuit, relay
+
+
+def fuzz_circuit(data: bytes) -> None:
+    """Relay messages from a hostile first hop, validly encrypted, to a circuit with a BEGIN_DIR,
+    a BEGIN and a RESOLVE open: ``command [1] | stream [1] | length [1] | data`` each. The
+    circuit must never raise, and must stop at its own CircuitClosed."""
+    circuit, relay = _one_hop_circuit()
+    circuit.begin_dir(consume_on_delivery=False)
+    circuit.begin("example.com", 80)
+    circuit.resolve("example.com")
+    offset = 0
+    while offset + 3 <= len(data):
+        command, stream, length = data[offset], data[offset + 1] % 5, data[offset + 2]
+        body = data[offset + 3 : offset + 3 + length]
+        offset += 3 + length
+        payload = cells.encode_relay_payload(cells.RelayCell(command, stream, body))
+        wire = relay.encrypt_outbound(payload)
+        events = circuit.receive_cell(cells.Cell(0x80000001, cells.CellCommand.RELAY, wire))
+        for event in events:
+            if isinstance(event, StreamData):
+                circuit.consumed(event.stream_id, len(event.data))
+                circuit.send_data(event.stream_id, event.data)
+        circuit.cells_to_send()
+        if any(isinstance(e, CircuitClosed) for e in events):
+            assert circuit.receive_cell(cells.Cell(0x80000001, cells.CellCommand.RELAY, wire)) == []
+            return
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "proxy_uri": fuzz_proxy_uri,
     "proxy": fuzz_proxy_handshakes,
     "cells": fuzz_cells,
+    "relay_msgs": fuzz_relay_msgs,
+    "circuit": fuzz_circuit,
     "certs": fuzz_certs,
     "directory": fuzz_directory,
     "netdoc": fuzz_netdoc,

@@ -12,6 +12,7 @@ real relay; a client that sent too few SENDMEs would stall it.
     async with with_relay(tmp_path, responder.script) as connect: ...
     responder.paths   # every GET, in order
     responder.circuits, responder.sendmes   # CREATE_FASTs answered, SENDMEs received
+    responder.window_waits   # times an answer waited for a SENDME: it needed the client's
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class DirResponder:
     paths: list[str] = field(default_factory=list)
     circuits: int = 0
     sendmes: int = 0
+    window_waits: int = 0
     _circuit_window: int = CIRCUIT_WINDOW
     _answers: dict[int, _Answer] = field(default_factory=dict)
 
@@ -152,6 +154,8 @@ class DirResponder:
                 send(writer, relay.send(RelayCell(RelayCommand.DATA, stream_id, chunk)))
                 answer.window -= 1
                 self._circuit_window -= 1
-            if not answer.chunks:
+            if answer.chunks:
+                self.window_waits += 1
+            else:
                 send(writer, relay.send(RelayCell(RelayCommand.END, stream_id, bytes([6]))))
                 del self._answers[stream_id]

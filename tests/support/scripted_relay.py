@@ -30,6 +30,7 @@ from webtunnel_pt.tor.cells import (
     CellParser,
     Netinfo,
     RelayCell,
+    RelayCommand,
     decode_relay_payload,
     encode_cell,
     encode_netinfo,
@@ -39,6 +40,7 @@ from webtunnel_pt.tor.cells import (
 )
 from webtunnel_pt.tor.certs import CROSS_CERT_PREFIX, rsa_fingerprint
 from webtunnel_pt.tor.channel import Channel, handshake_channel, start_inner_tls
+from webtunnel_pt.tor.circuit import Circuit, CircuitExtended, CircuitOpen
 from webtunnel_pt.tor.kdf import kdf_tor
 from webtunnel_pt.tor.onionskin import HopKeys
 from webtunnel_pt.tor.relay_crypto import AesCtr
@@ -256,7 +258,8 @@ class FakeHandshake:
     htype = FAKE_HTYPE
 
     def __init__(self, seed: int = 0) -> None:
-        self.onionskin = hashlib.sha512(b"fake-ntor %d" % seed).digest()[:FAKE_ONIONSKIN_LEN]
+        stretched = hashlib.shake_256(b"fake-ntor %d" % seed)
+        self.onionskin = stretched.digest(FAKE_ONIONSKIN_LEN)
         self.completed: list[bytes] = []
 
     def complete(self, reply: bytes) -> HopKeys:
@@ -342,3 +345,38 @@ class FakePath:
 
     def backward_digest(self, hop: int) -> bytes:
         return self.hops[hop].bd.digest()
+
+
+#: IPv4 127.0.0.1:9001 and a legacy id: an NSPEC-prefixed list as the ntor helper encodes it.
+TEST_LINK_SPECIFIERS = bytes.fromhex("0200067f00000123290214") + b"\xaa" * 20
+
+
+def extended2(path: FakePath, hop: int, extend: Received) -> Cell:
+    """Answer an EXTEND2 the way ``hop`` relays the new hop's CREATED2 back, and add that hop."""
+    assert extend.hop == hop and extend.message.command == RelayCommand.EXTEND2 and extend.early
+    data = extend.message.data
+    htype, hlen = struct.unpack_from(">HH", data, len(data) - 4 - FAKE_ONIONSKIN_LEN)
+    assert htype == FAKE_HTYPE and hlen == FAKE_ONIONSKIN_LEN
+    hdata, keys = fake_server_reply(data[-FAKE_ONIONSKIN_LEN:])
+    reply = path.send(hop, RelayCell(RelayCommand.EXTENDED2, 0, struct.pack(">H", 64) + hdata))
+    path.add_hop(keys)
+    return reply
+
+
+def build_circuit(
+    hops: int = 3, circ_id: int = 0x80000010, **kwargs: int
+) -> tuple[Circuit, FakePath]:
+    """A circuit of ``hops`` hops (CREATE2, then EXTEND2s) against a :class:`FakePath`."""
+    circuit = Circuit(circ_id, 5, **kwargs)
+    path = FakePath(circ_id)
+    circuit.create(FakeHandshake(0))
+    (create,) = circuit.cells_to_send()
+    assert circuit.receive_cell(path.created2(create)) == [CircuitOpen(1)]
+    for n in range(1, hops):
+        circuit.extend(TEST_LINK_SPECIFIERS, FakeHandshake(n))
+        (cell,) = circuit.cells_to_send()
+        assert circuit.receive_cell(extended2(path, n - 1, path.receive(cell))) == [
+            CircuitExtended(n + 1)
+        ]
+    assert circuit.hops == len(path.hops) == hops
+    return circuit, path

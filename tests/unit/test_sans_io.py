@@ -258,6 +258,7 @@ def test_the_rule_covers_the_known_cores() -> None:
         "webtunnel_pt.errors",
         "webtunnel_pt.socks.server",
         "webtunnel_pt.tor.cells",
+        "webtunnel_pt.tor.path",
         "webtunnel_pt.webtunnel.upgrade",
     ):
         assert expected in chosen

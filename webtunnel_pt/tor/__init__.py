@@ -8,7 +8,11 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     kdf.py           KDF-TOR (§5)
     onionskin.py     CREATE_FAST / CREATED_FAST (§5)
     relay_crypto.py  AES-128-CTR + running SHA-1 per hop (§7.2, §7.3)
-    circuit.py       circuit ids, relay streams, BEGIN_DIR, DATA, END, SENDME (§4.5, §8)
+    circuit.py       circuits: CREATE_FAST/CREATE2, EXTEND2, streams, teardown (§4.5, §5-§9)
+    circuit_events.py  what a circuit reports: CircuitOpen, StreamData, CircuitClosed, ...
+    circuit_flow.py  circuit windows per hop and authenticated SENDMEs (§8.4, prop 289)
+    circuit_streams.py  stream ids, stream windows, half-closed streams (§8)
+    relay_msgs.py    CREATE2/EXTEND2/BEGIN/CONNECTED/END/RESOLVED/SENDME bodies (§6-§8)
     directory.py     HTTP/1.0 over a directory stream and the bridge server descriptor (§10)
     netdoc.py        network-document tokenizer: keyword lines, objects, offsets (dir-spec §1.2)
     authorities.py   the built-in v3 directory authorities and DirAuthority lines (dir-spec §3)
@@ -24,7 +28,12 @@ asyncio glue::
 
     inner_tls.py     inner TLS with the relay over the WebTunnel stream: context, random SNI
     channel.py       link handshake driver; the Channel, its one reader task and circuit registry
-    channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch
+    channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch;
+                     LiveCircuit: a multi-hop circuit with its driver task and streams
+    stream_io.py     a stream as an asyncio-style reader/writer, SENDMEs as the application reads
+    circuit_pool.py  3-hop ntor builds, retries, reuse until dirty, isolation, pre-built circuits
+    bridge_link.py   bridge line -> verified channel, descriptor and ntor key; failover
+    client.py        TorClient: bootstrap with progress, open_connection, resolve
 
 Importing this package loads nothing heavy; ``cryptography`` is imported by the modules that
 need it.

@@ -12,6 +12,16 @@ SENDMEs happen as cells are consumed.
 
 Each wait takes what is left of a :class:`~webtunnel_pt.deadlines.Deadline`: one passed in, or
 one of ``timeout_s`` started by the call; a whole fetch shares one budget.
+
+Multi-hop circuits with streams are a :class:`LiveCircuit` (issue 14): a driver task per
+circuit takes its cells and hands the events to the streams
+(:mod:`~webtunnel_pt.tor.stream_io`), so no stream waits on another::
+
+    live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
+    await live.create(NtorHandshake(bridge_id, bridge_key), deadline)          # CREATE2
+    await live.extend(link_specifiers, NtorHandshake(mid_id, mid_key), deadline, "the middle")
+    stream = await live.open_stream("example.com", 443, deadline)              # BEGIN, CONNECTED
+    await live.aclose()
 """
 
 from __future__ import annotations
@@ -115,12 +125,13 @@ class CircuitInbox:
 
     async def get(self, deadline: Deadline | None = None) -> Cell:
         """The next cell; :class:`TimeoutError` at the ``deadline`` (none: no limit)."""
-        async with asyncio.timeout(None if deadline is None else deadline.remaining()):
-            while not self._cells:
-                if self._error is not None:
-                    raise self._error()
-                self._changed.clear()
-                await self._changed.wait()
+        if not self._cells:  # a queued cell is taken without arming a timer
+            async with asyncio.timeout(None if deadline is None else deadline.remaining()):
+                while not self._cells:
+                    if self._error is not None:
+                        raise self._error()
+                    self._changed.clear()
+                    await self._changed.wait()
         return self._cells.popleft()
 
 
@@ -280,7 +291,7 @@ class LiveCircuit:
         self.created_at = created_at
         self._on_close = on_close
         self._streams: dict[int, TorStream] = {}
-        self._connecting: dict[int, asyncio.Future[StreamConnected]] = {}
+        self._connecting: dict[int, tuple[asyncio.Future[StreamConnected], TorStream]] = {}
         self._resolving: dict[int, asyncio.Future[list[ResolvedAnswer]]] = {}
         self._hop_waiter: asyncio.Future[int] | None = None
         self._error: Exception | None = None
@@ -305,7 +316,8 @@ class LiveCircuit:
     @property
     def stream_count(self) -> int:
         """Streams open or opening, and resolves waiting."""
-        return len(self._streams) + len(self._connecting) + len(self._resolving)
+        opening = sum(1 for sid in self._connecting if sid not in self._streams)
+        return len(self._streams) + opening + len(self._resolving)
 
     def allows_port(self, port: int | None) -> bool:
         """Whether the exit's policy summary lets a stream to ``port`` out (None: any)."""
@@ -362,16 +374,22 @@ class LiveCircuit:
         extra: dict[str, Any] | None = None,
     ) -> TorStream:
         """RELAY_BEGIN to the exit, and the stream once CONNECTED. END before it raises
-        :class:`StreamRefused` (the END reason), the deadline :class:`StreamTimeout`."""
+        :class:`StreamRefused` (the END reason), the deadline :class:`StreamTimeout`.
+
+        The stream joins the circuit's streams as the driver takes CONNECTED, so DATA right
+        behind it is not lost."""
         self._check_open()
         stream_id = self.circuit.begin(host, port)
+        info = dict(extra or {})
+        info.update(tor_circuit_id=self.circ_id, tor_path=self.fingerprints())
+        stream = TorStream(self, stream_id, peername=(host, port), extra=info)
         waiter: asyncio.Future[StreamConnected] = asyncio.get_running_loop().create_future()
-        self._connecting[stream_id] = waiter
+        self._connecting[stream_id] = (waiter, stream)
         self._write()
         seconds = deadline.remaining()
         try:
             async with asyncio.timeout(seconds):
-                connected = await waiter
+                await waiter
         except TimeoutError as exc:
             self._abandon(stream_id)
             raise StreamTimeout(f"no CONNECTED from the exit within {seconds:.3g} s") from exc
@@ -380,15 +398,6 @@ class LiveCircuit:
             raise
         finally:
             self._connecting.pop(stream_id, None)
-        info = dict(extra or {})
-        info.update(
-            tor_circuit_id=self.circ_id,
-            tor_path=self.fingerprints(),
-            exit_address=connected.address,
-            exit_ttl=connected.ttl,
-        )
-        stream = TorStream(self, stream_id, peername=(host, port), extra=info)
-        self._streams[stream_id] = stream
         return stream
 
     async def resolve(self, host: str, deadline: Deadline) -> list[ResolvedAnswer]:
@@ -413,6 +422,7 @@ class LiveCircuit:
 
     def _abandon(self, stream_id: int) -> None:
         """A BEGIN we no longer wait for: END it (if the circuit still lives)."""
+        self._streams.pop(stream_id, None)  # CONNECTED may have come with the deadline
         if self._error is None:
             with contextlib.suppress(LocalProtocolError):
                 self.circuit.end_stream(stream_id, EndReason.MISC)
@@ -480,8 +490,11 @@ class LiveCircuit:
             for each in [stream] if stream is not None else list(self._streams.values()):
                 each.wake_writer()
         elif isinstance(event, StreamConnected):
-            waiter = self._connecting.get(event.stream_id)
-            if waiter is not None and not waiter.done():
+            opening = self._connecting.get(event.stream_id)
+            if opening is not None and not opening[0].done():
+                waiter, stream = opening
+                stream.extra.update(exit_address=event.address, exit_ttl=event.ttl)
+                self._streams[event.stream_id] = stream
                 waiter.set_result(event)
         elif isinstance(event, StreamResolved):
             answers = self._resolving.get(event.stream_id)
@@ -494,7 +507,8 @@ class LiveCircuit:
 
     def _stream_closed(self, stream_id: int, reason: int) -> None:
         name = reason_name(EndReason, reason)
-        connecting = self._connecting.get(stream_id)
+        opening = self._connecting.get(stream_id)
+        connecting = opening[0] if opening is not None else None
         resolving = self._resolving.get(stream_id)
         if connecting is not None and not connecting.done():
             connecting.set_exception(StreamRefused(reason, f"the exit refused the stream: {name}"))
@@ -509,7 +523,8 @@ class LiveCircuit:
         if self._error is not None:
             return
         self._error = error
-        waiters: list[asyncio.Future[Any]] = [*self._connecting.values(), *self._resolving.values()]
+        waiters: list[asyncio.Future[Any]] = [w for w, _ in self._connecting.values()]
+        waiters.extend(self._resolving.values())
         if self._hop_waiter is not None:
             waiters.append(self._hop_waiter)
         for waiter in waiters:

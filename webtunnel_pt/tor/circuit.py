@@ -18,18 +18,11 @@ Circuit windows (1000/100) are kept per hop; circuit SENDMEs go out as DATA cell
 the digest we recorded (tor-spec §7.3). Stream SENDMEs (500/50) go out only as the application
 reports consumption, so a slow reader stops the sender (tor-spec §7.4).
 
-Decisions where tor-spec leaves room:
-
-- cells for a stream id we never opened, or one the relay already ended, destroy the circuit
-  (tor drops such DATA, but dropped cells are a known side channel, and tor-spec §6.3 allows
-  treating them as a violation); a stream *we* ended keeps a record so the cells the relay
-  may still send are accepted and dropped, within that stream's windows;
-- recognized relay commands a relay must never send to a client (BEGIN, EXTEND2, ...)
-  destroy the circuit; unknown commands are dropped (tor-spec §6.1);
-- no half-close: tor-spec §6.3's RELAY_FIN is unimplemented in tor, so a stream is open
-  until END, either way;
-- relay cells to any hop but the first go as RELAY_EARLY while the 8 allowed last, as tor
-  does (tor-spec §5.6), so EXTEND2 always can.
+Decisions where tor-spec leaves room (the stream ones are in circuit_streams.py): relay
+commands a relay must never send to a client (BEGIN, EXTEND2, ...) destroy the circuit,
+unknown ones are dropped (tor-spec §6.1); relay cells to any hop but the first go as
+RELAY_EARLY while the 8 allowed last, as tor does (tor-spec §5.6); END always says MISC
+(prop 148).
 
 Sans-I/O.
 """
@@ -116,6 +109,13 @@ __all__ = [
     "allocate_circ_id",
 ]
 
+#: The DESTROY reason we send when the relay broke the protocol. tor as a client sends NONE
+#: for every DESTROY it originates (tor-spec §5.4; circuit_mark_for_close_), so PROTOCOL here
+#: sets us apart; kept because the issue-14 contract asks for it.
+VIOLATION_DESTROY_REASON = DestroyReason.PROTOCOL
+#: The END reason a client puts on the wire, whatever its own (prop 148: exits must not learn
+#: why a client closed, nor tell client platforms apart by it).
+CLIENT_END_REASON = EndReason.MISC
 #: RELAY_EARLY cells a circuit may send (tor-spec §5.6).
 MAX_RELAY_EARLY = 8
 #: Circuit ids with this bit set are ours when we initiated the link (link >= 4, §4.5).
@@ -361,12 +361,15 @@ class Circuit:
 
     def end_stream(self, stream_id: int, reason: int = EndReason.DONE) -> None:
         """Queue END (tor-spec §6.3) unless the stream is already over; a RESOLVE is just
-        abandoned (the exit holds no stream for it)."""
+        abandoned (the exit holds no stream for it). ``reason`` is the caller's; the wire says
+        MISC whatever it is, as every tor client does (prop 148, tor-spec §6.3)."""
+        del reason  # kept in the signature so callers can say why; never sent
         stream = self._streams.streams.get(stream_id)
         if stream is None or self.state is not CircuitState.OPEN:
             return
         if stream.kind is not StreamKind.RESOLVE:
-            self._send_relay(RelayCell(RelayCommand.END, stream_id, bytes([reason])), stream.hop)
+            end = RelayCell(RelayCommand.END, stream_id, bytes([CLIENT_END_REASON]))
+            self._send_relay(end, stream.hop)
         self._streams.end_by_us(stream_id)
 
     # ---- receiving ---------------------------------------------------------------------------
@@ -379,7 +382,7 @@ class Circuit:
         try:
             return self._receive(cell)
         except LinkProtocolError as exc:
-            self.destroy(DestroyReason.PROTOCOL)
+            self.destroy(VIOLATION_DESTROY_REASON)
             return [CircuitClosed(DestroyReason.PROTOCOL, False, str(exc), exc)]
 
     def _receive(self, cell: Cell) -> list[CircuitEvent]:

@@ -248,6 +248,14 @@ class CircuitPool(Generic[C]):
             attempts=self.max_attempts,
         ) from last
 
+    def retire(self, circuit: C) -> None:
+        """No new streams on ``circuit`` (its exit did not answer, say); its streams run on
+        and it is closed once idle, as an expired dirty circuit is."""
+        for entry in self._entries:
+            if entry.circuit is circuit:
+                entry.dirty_since = self._clock() - self.max_dirtiness_s
+        self._wake.set()
+
     def _check_open(self) -> None:
         if self._closed:
             raise TorClientClosed("the circuit pool is closed")
@@ -335,12 +343,28 @@ async def build_circuit(
     timeout_s: float = CIRCUIT_BUILD_TIMEOUT_S,
     step_timeout_s: float = CIRCUIT_TIMEOUT_S,
     clock: Callable[[], float] = time.monotonic,
+    exclude: frozenset[bytes] = frozenset(),
+    on_failed_hop: Callable[[bytes], None] | None = None,
 ) -> LiveCircuit:
     """One 3-hop circuit on ``channel``: the bridge, then a middle and an exit chosen from
-    ``selector``'s view for ``port``. On any failure the circuit is destroyed."""
-    chosen = selector.choose(
-        first_hop=first_hop.hop, port=port, rng=rng, distinct_subnets=distinct_subnets
-    )
+    ``selector``'s view for ``port``. On any failure the circuit is destroyed.
+
+    Relays in ``exclude`` (RSA ids: ones that failed lately) are avoided while a path without
+    them exists; ``on_failed_hop`` hears the RSA id of a middle or exit that did not extend."""
+    try:
+        chosen = selector.choose(
+            first_hop=first_hop.hop,
+            port=port,
+            rng=rng,
+            distinct_subnets=distinct_subnets,
+            exclude=exclude,
+        )
+    except NoPathError:
+        if not exclude:
+            raise
+        chosen = selector.choose(
+            first_hop=first_hop.hop, port=port, rng=rng, distinct_subnets=distinct_subnets
+        )
     emit, accept = sendme_versions(selector.view)
     handle = channel.new_circuit(sendme_emit_version=emit, sendme_accept_version=accept)
     live = LiveCircuit(
@@ -355,12 +379,17 @@ async def build_circuit(
         bridge = NtorHandshake(first_hop.hop.rsa_identity, first_hop.ntor_onion_key)
         await live.create(bridge, budget(step_timeout_s, total))
         for what, relay in (("the middle", chosen.middle), ("the exit", chosen.exit)):
-            await live.extend(
-                _link_specifiers(relay),
-                NtorHandshake(relay.rsa_identity, relay.ntor_onion_key),
-                budget(step_timeout_s, total),
-                what,
-            )
+            try:
+                await live.extend(
+                    _link_specifiers(relay),
+                    NtorHandshake(relay.rsa_identity, relay.ntor_onion_key),
+                    budget(step_timeout_s, total),
+                    what,
+                )
+            except (WebtunnelError, TimeoutError):
+                if on_failed_hop is not None and not live.channel.is_closed:
+                    on_failed_hop(relay.rsa_identity)
+                raise
     except BaseException:
         await live.aclose()
         raise

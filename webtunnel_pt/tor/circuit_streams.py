@@ -14,7 +14,19 @@ record that counts what the relay may still send on it (tor-spec §6.3: "remembe
 cells of which types it would have accepted"); at most :data:`MAX_HALF_CLOSED` are kept, the
 oldest forgotten first. A stream the relay ended is forgotten at once: tor-spec §6.3 lets the
 recipient treat later cells as a violation. Each stream holds counters only; its data is the
-caller's, bounded by the deliver window (500 cells). Sans-I/O.
+caller's, bounded by the deliver window (500 cells).
+
+Decisions where tor-spec leaves room:
+
+- cells for a stream id we never opened, or one the relay already ended, destroy the circuit
+  (tor drops such DATA, but dropped cells are a known side channel, and tor-spec §6.3 allows
+  treating them as a violation); cells on a stream *we* ended are dropped within that
+  stream's windows, beyond them they destroy the circuit;
+- no half-close: tor-spec §6.3's RELAY_FIN is "unimplemented functionality" in tor, so a
+  stream is open both ways until END, sent or received;
+- DATA before CONNECTED breaks the protocol (exits send CONNECTED first).
+
+Sans-I/O.
 """
 
 from __future__ import annotations

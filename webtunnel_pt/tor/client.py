@@ -47,10 +47,12 @@ from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.errors import (
     ChannelClosed,
     CircuitDestroyed,
+    HandshakeTimeout,
     LocalProtocolError,
     ResolveFailed,
     StreamTimeout,
     TorClientClosed,
+    WebtunnelError,
 )
 from webtunnel_pt.tor.authorities import DEFAULT_AUTHORITIES, DirAuthority, parse_dir_authorities
 from webtunnel_pt.tor.bridge_link import BridgeEntry, BridgeLink, connect_bridges, parse_bridge
@@ -83,7 +85,11 @@ STREAM_CONNECT_TIMEOUT_S = 30.0
 MAX_STREAM_ATTEMPTS = 3
 #: Longest host name a BEGIN or RESOLVE carries (a DNS name is at most 253 characters).
 MAX_HOSTNAME_CHARS = 255
-#: After a failed directory refresh, the next try waits this long.
+#: A middle or exit that failed to extend, or whose circuit the relays ended, is left out of
+#: new paths this long (while other paths exist).
+SUSPECT_RELAY_S = 300.0
+#: Directory fetches after the bootstrap are at least this far apart (a failed one is tried
+#: again after it).
 DIRECTORY_RETRY_S = 60.0
 
 
@@ -185,6 +191,7 @@ class TorClient:
             self._build_circuit, prebuilt=prebuilt_circuits
         )
         self._refresh_task: asyncio.Task[None] | None = None
+        self._failed_relays: dict[bytes, float] = {}  # RSA id -> avoided until (monotonic)
         self._ready = False
         self._closed = False
 
@@ -216,6 +223,12 @@ class TorClient:
     def events(self) -> tuple[BootstrapEvent, ...]:
         """The bootstrap events so far."""
         return tuple(self._events)
+
+    @property
+    def circuits(self) -> list[LiveCircuit]:
+        """The circuits in the pool now (open or not yet pruned), e.g. to see their paths
+        (:meth:`LiveCircuit.fingerprints`)."""
+        return self._pool.circuits
 
     @property
     def network_view(self) -> NetworkView | None:
@@ -252,16 +265,27 @@ class TorClient:
 
     # ---- bootstrap ----------------------------------------------------------------------------
 
-    async def bootstrap(self) -> None:
+    async def bootstrap(self, timeout_s: float | None = None) -> None:
         """Link to a bridge, load the verified directory, build the first circuit; returns at
         once when already done. Errors are those of the failed step (bridge, link,
-        directory, circuit)."""
+        directory, circuit); each step has its own deadlines, and ``timeout_s`` bounds the
+        whole (:class:`HandshakeTimeout`)."""
         async with self._bootstrap_lock:
             if self._ready:
                 return
             self._check_open()
             try:
-                await self._bootstrap()
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        await self._bootstrap()
+                except TimeoutError as exc:
+                    if isinstance(exc, WebtunnelError):
+                        raise
+                    last = self._events[-1] if self._events else None
+                    step = f" at {last.percent}% ({last.tag})" if last is not None else ""
+                    raise HandshakeTimeout(
+                        f"bootstrap did not finish within {timeout_s} s{step}"
+                    ) from exc
             except BaseException as exc:
                 self._bootstrap_error = exc
                 self._progress_changed.set()
@@ -301,18 +325,21 @@ class TorClient:
     async def _refresh_directory(self) -> None:
         """Fetch the next consensus after ``fresh-until``, at a random point of the first
         three quarters of the time left to ``valid-until`` (dir-spec §5.1, as a client)."""
+        last_fetch = self._clock()
         while not self._closed:
             view = self._view
             assert view is not None
             span = max(0.0, (view.valid_until - view.fresh_until) * 0.75)
             when = view.fresh_until + self._rng.uniform(0.0, span)
+            # A bridge that only has an old consensus must not be asked again at once.
+            when = max(when, last_fetch + DIRECTORY_RETRY_S)
             await asyncio.sleep(max(0.0, when - self._clock()))
+            last_fetch = self._clock()
             try:
                 link = await self._ensure_link()
                 await self._load_directory(link)
             except Exception as exc:  # the old view stays; tried again later
                 log.warning("directory refresh failed: %s", exc)
-                await asyncio.sleep(DIRECTORY_RETRY_S)
 
     # ---- the bridge link ----------------------------------------------------------------------
 
@@ -352,8 +379,26 @@ class TorClient:
             port=port,
             rng=self._rng,
             distinct_subnets=self.distinct_subnets,
-            on_close=lambda circuit: self._pool.wake(),
+            on_close=self._circuit_closed,
+            exclude=self._suspects(),
+            on_failed_hop=self._suspect,
         )
+
+    def _circuit_closed(self, circuit: LiveCircuit) -> None:
+        """A circuit ended: when the relays ended it (DESTROY, TRUNCATED), its exit is avoided
+        for a while (the likeliest cause: it went away), and the pool tops up."""
+        if isinstance(circuit.error, CircuitDestroyed) and circuit.exit_relay is not None:
+            self._suspect(circuit.exit_relay.rsa_identity)
+        self._pool.wake()
+
+    def _suspect(self, rsa_identity: bytes) -> None:
+        self._failed_relays[rsa_identity] = time.monotonic() + SUSPECT_RELAY_S
+
+    def _suspects(self) -> frozenset[bytes]:
+        now = time.monotonic()
+        for key in [k for k, until in self._failed_relays.items() if until <= now]:
+            del self._failed_relays[key]
+        return frozenset(self._failed_relays)
 
     # ---- streams ------------------------------------------------------------------------------
 
@@ -385,7 +430,7 @@ class TorClient:
                 last = exc
                 log.info("stream attempt failed on circuit %#010x: %s", circuit.circ_id, exc)
                 if isinstance(exc, StreamTimeout):
-                    await circuit.aclose()  # an exit that does not answer: not again
+                    self._pool.retire(circuit)  # an exit that does not answer: not again
                 continue
             return TorStreamReader(stream), TorStreamWriter(stream)
         assert last is not None
@@ -403,6 +448,8 @@ class TorClient:
                 answers = await circuit.resolve(host, Deadline.after(self.stream_timeout_s))
             except (CircuitDestroyed, ChannelClosed, StreamTimeout) as exc:
                 last = exc
+                if isinstance(exc, StreamTimeout):
+                    self._pool.retire(circuit)
                 continue
             addresses = [str(a.value) for a in answers if a.kind in ("ipv4", "ipv6", "hostname")]
             if not addresses:

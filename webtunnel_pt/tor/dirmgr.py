@@ -40,9 +40,8 @@ The cache (dir-spec §5.1 on when a client refetches):
   microdescriptor: once it hashes to a listed digest). A store the disk refuses is reported,
   not raised: the cache only saves work.
 
-Parsing, verifying, decoding and cache file work run in a thread (``asyncio.to_thread``): an
-8,000-relay consensus takes ~0.4 s to parse, and the channel's reader and other circuits keep
-running meanwhile.
+Parsing, verifying, decoding and cache file work run in a thread (``asyncio.to_thread``): the
+channel's reader and other circuits keep running while an 8,000-relay consensus parses (~0.4 s).
 
 Every wait takes what is left of one :class:`~webtunnel_pt.deadlines.Deadline`. Every answer is
 bounded, decoded, by what its document may be: :data:`MAX_CONSENSUS_ANSWER_BYTES` (the live
@@ -158,12 +157,9 @@ class DirectoryReport:
     microdescs_fetched: int = 0  #: microdescriptors fetched and kept
     microdescs_cached: int = 0  #: microdescriptors taken from the cache
     certificates_cached: int = 0  #: key certificates taken from the cache
-    #: A new consensus was needed (the cached one is past fresh-until) but the cached one is
-    #: in use: why (the fetch failed, or the bridge's consensus failed verification or is not
-    #: newer). None otherwise.
+    #: Why a LIVE cached consensus is in use though a new one was fetched for (None otherwise).
     refetch_error: str | None = None
-    #: Cache files (or entries) refused as they were loaded, and stores the disk refused:
-    #: ``"<file>: <reason>"``.
+    #: Cache files (or entries) refused on load, stores the disk refused: "<file>: <reason>".
     cache_problems: tuple[str, ...] = ()
 
     @property

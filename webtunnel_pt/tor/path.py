@@ -35,10 +35,11 @@ What is chosen, and how:
   for these checks, so nothing with its identity is chosen. RSA ids in ``exclude`` never are.
 - **Order**: the exit first, then the middle, as tor does.
 
-Speed: the weighted candidate lists are built once per view (per port for exits) and a draw is
-a bisection; a draw that breaks a distinctness rule is redrawn, which samples exactly the
-restricted distribution, and after :data:`MAX_REDRAWS` misses the allowed candidates are
-listed explicitly (same distribution). Sans-I/O.
+Speed: the weighted candidate lists are built once per view (per port for exits), a relay's
+family and subnet keys when it is first drawn, and a draw is a bisection. A draw that breaks a
+distinctness rule is drawn again, which samples exactly the restricted distribution; after
+:data:`MAX_REDRAWS` misses the allowed candidates are listed explicitly (same distribution).
+Sans-I/O.
 """
 
 from __future__ import annotations
@@ -244,19 +245,34 @@ def _position_weights(view: NetworkView, names: Sequence[str]) -> tuple[int, ...
     return tuple(min(v, scale) for v in values)
 
 
+# Flag names as plain strings: ``Relay.has`` goes through the enum, 8 times per relay.
+_RUNNING, _VALID, _FAST, _STABLE = (
+    Flag.RUNNING.value,
+    Flag.VALID.value,
+    Flag.FAST.value,
+    Flag.STABLE.value,
+)
+_EXIT, _BAD_EXIT, _GUARD, _MIDDLE_ONLY = (
+    Flag.EXIT.value,
+    Flag.BAD_EXIT.value,
+    Flag.GUARD.value,
+    Flag.MIDDLE_ONLY.value,
+)
+
+
 def _flag_index(relay: Relay) -> int:
     """0: Exit and Guard, 1: Guard, 2: Exit, 3: neither; BadExit does not count as Exit."""
-    is_exit = relay.has(Flag.EXIT) and not relay.has(Flag.BAD_EXIT)
-    is_guard = relay.has(Flag.GUARD)
+    is_exit = _EXIT in relay.flags and _BAD_EXIT not in relay.flags
+    is_guard = _GUARD in relay.flags
     return (0 if is_exit else 1) if is_guard else (2 if is_exit else 3)
 
 
 def _usable(relay: Relay) -> bool:
     """Running, Valid, Fast, an ntor key, and the protocols a circuit through it needs."""
     return (
-        relay.has(Flag.RUNNING)
-        and relay.has(Flag.VALID)
-        and relay.has(Flag.FAST)
+        _RUNNING in relay.flags
+        and _VALID in relay.flags
+        and _FAST in relay.flags
         and len(relay.ntor_onion_key) == NTOR_KEY_BYTES
         and (not relay.protocols or all(relay.supports(p, v) for p, v in REQUIRED_PROTOCOLS))
     )
@@ -264,9 +280,9 @@ def _usable(relay: Relay) -> bool:
 
 def _is_exit(relay: Relay) -> bool:
     return (
-        relay.has(Flag.EXIT)
-        and not relay.has(Flag.BAD_EXIT)
-        and not relay.has(Flag.MIDDLE_ONLY)
+        _EXIT in relay.flags
+        and _BAD_EXIT not in relay.flags
+        and _MIDDLE_ONLY not in relay.flags
         and relay.policy.allows_any
     )
 
@@ -280,9 +296,8 @@ class PathSelector:
 
     def __init__(self, view: NetworkView) -> None:
         self.view = view
-        families = _FamilyCache()
-        self._members = {r.rsa_identity: _member(r, families) for r in view.relays}
-        self._families = families
+        self._families = _FamilyCache()
+        self._members: dict[bytes, _Member] = {}  # filled as relays are drawn
         self._use_family_lists = min(max(view.params.get("use-family-lists", 1), 0), 1) == 1
         self._use_family_ids = min(max(view.params.get("use-family-ids", 1), 0), 1) == 1
         usable = [r for r in view.relays if _usable(r)]
@@ -297,7 +312,7 @@ class PathSelector:
         middles = [(r, middle_w[_flag_index(r)] * self._bandwidths[r.rsa_identity]) for r in usable]
         self._middles = {
             False: _Table.of(middles),
-            True: _Table.of((r, w) for r, w in middles if r.has(Flag.STABLE)),
+            True: _Table.of((r, w) for r, w in middles if _STABLE in r.flags),
         }
         self._exit_tables: dict[tuple[int | None, bool], _Table] = {}
 
@@ -313,6 +328,12 @@ class PathSelector:
             out[relay.rsa_identity] = max(bw, 0)
         return out
 
+    def _member(self, relay: Relay) -> _Member:
+        member = self._members.get(relay.rsa_identity)
+        if member is None:
+            member = self._members[relay.rsa_identity] = _member(relay, self._families)
+        return member
+
     def _exit_table(self, port: int | None, stable: bool) -> _Table:
         key = (port, stable)
         table = self._exit_tables.get(key)
@@ -320,7 +341,7 @@ class PathSelector:
             table = _Table.of(
                 (r, w)
                 for r, w in self._exits
-                if (port is None or r.allows_port(port)) and (not stable or r.has(Flag.STABLE))
+                if (port is None or r.allows_port(port)) and (not stable or _STABLE in r.flags)
             )
             if len(self._exit_tables) >= MAX_CACHED_PORTS:
                 self._exit_tables.clear()
@@ -356,12 +377,8 @@ class PathSelector:
                 f"all {len(exits.relays)} exits allowing {_port_text(port)} are excluded, "
                 "are the bridge or share its family or subnet"
             )
-        middles = self._middles[stable]
-        if not middles.relays:
-            raise NoPathError(f"no Running, Valid, Fast{need} relay to use as the middle")
-        middle = self._pick(
-            middles, [bridge, self._members[exit_relay.rsa_identity]], exclude, rules, rng
-        )
+        middles = self._middles[stable]  # never empty: the exit is in it
+        middle = self._pick(middles, [bridge, self._member(exit_relay)], exclude, rules, rng)
         if middle is None:
             raise NoPathError(
                 f"all {len(middles.relays)} middle candidates are excluded, are the bridge or "
@@ -382,7 +399,7 @@ class PathSelector:
         def allowed(relay: Relay) -> bool:
             if relay.rsa_identity in exclude:
                 return False
-            member = self._members[relay.rsa_identity]
+            member = self._member(relay)
             return not any(rules.conflict(member, hop) for hop in hops)
 
         if table.total > 0:

@@ -269,3 +269,54 @@ def test_close_stops_the_task_and_closes_every_circuit() -> None:
             await pool.get(80)
 
     run(main())
+
+
+def test_a_retired_circuit_takes_no_new_stream_and_closes_when_idle() -> None:
+    async def main() -> None:
+        builder, clock = Builder(), Clock()
+        pool = make_pool(builder, clock)
+        first = await pool.get(80)
+        first.stream_count = 1
+        pool.retire(first)  # its exit did not answer a BEGIN
+        second = await pool.get(80)
+        assert second is not first
+        assert not first.closed  # its other stream runs on
+        first.stream_count = 0
+        await pool.prune()
+        assert first.closed
+        await pool.aclose()
+
+    run(main())
+
+
+def test_a_build_avoids_failed_relays_while_another_path_exists() -> None:
+    from webtunnel_pt.tor.circuit_pool import FirstHop, build_circuit
+    from webtunnel_pt.tor.path import PathHop
+
+    class Selector:
+        view = None
+
+        def __init__(self) -> None:
+            self.excluded: list[frozenset[bytes]] = []
+
+        def choose(self, *, exclude: frozenset[bytes] = frozenset(), **kwargs: object) -> None:
+            self.excluded.append(exclude)
+            if exclude:
+                raise NoPathError("only the failed exit allows the port")
+            raise ChannelClosed("stop here: the path is what is under test")
+
+    hop = PathHop(bytes(20), None, "192.0.2.1", None, frozenset(), frozenset())
+    selector = Selector()
+
+    async def main() -> None:
+        with pytest.raises(ChannelClosed):
+            await build_circuit(
+                None,  # type: ignore[arg-type]
+                FirstHop(hop, bytes(32)),
+                selector,  # type: ignore[arg-type]
+                port=80,
+                exclude=frozenset({b"x" * 20}),
+            )
+
+    run(main())
+    assert selector.excluded == [frozenset({b"x" * 20}), frozenset()]
