@@ -91,6 +91,7 @@ IO = frozenset(
         "tor.circuit_pool",
         "tor.client",
         "tor.stream_io",
+        "tor.stream_transport",
         "tor.dircache",
         "tor.dirmgr",
         "tor.inner_tls",

@@ -31,6 +31,7 @@ asyncio glue::
     channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch;
                      LiveCircuit: a multi-hop circuit with its driver task and streams
     stream_io.py     a stream as an asyncio-style reader/writer, SENDMEs as the application reads
+    stream_transport.py  a stream as an asyncio Transport: start_tls to the destination
     circuit_pool.py  3-hop ntor builds, retries, reuse until dirty, isolation, pre-built circuits
     bridge_link.py   bridge line -> verified channel, descriptor and ntor key; failover
     client.py        TorClient: bootstrap with progress, open_connection, resolve

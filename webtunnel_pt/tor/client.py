@@ -25,10 +25,12 @@ refreshes the directory between the consensus' ``fresh-until`` and ``valid-until
 
 Streams: :meth:`TorClient.open_connection` gives an asyncio-style reader/writer pair
 (:mod:`~webtunnel_pt.tor.stream_io`). A stream goes on a circuit of its isolation key whose
-exit allows its port; when the circuit fails before CONNECTED (DESTROY, the channel's end, no
-answer in :data:`STREAM_CONNECT_TIMEOUT_S`), it is retried on another circuit, up to
-:data:`MAX_STREAM_ATTEMPTS` in all, as tor retries; an END from the exit
-(:class:`~webtunnel_pt.errors.StreamRefused`, with its reason) is final.
+exit allows its port; when the circuit fails before CONNECTED (DESTROY, a protocol violation,
+the channel's end, no answer in :data:`STREAM_CONNECT_TIMEOUT_S`), it is retried on another
+circuit, up to :data:`MAX_STREAM_ATTEMPTS` in all, as tor retries; an END from the exit
+(:class:`~webtunnel_pt.errors.StreamRefused`, with its reason) is final. For ``https://``,
+:meth:`TorStreamWriter.start_tls <webtunnel_pt.tor.stream_io.TorStreamWriter.start_tls>` runs
+TLS to the destination over the stream.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.errors import (
     ChannelClosed,
     CircuitDestroyed,
+    DirectoryError,
     HandshakeTimeout,
+    LinkProtocolError,
     LocalProtocolError,
     ResolveFailed,
     StreamTimeout,
@@ -91,6 +95,10 @@ SUSPECT_RELAY_S = 300.0
 #: Directory fetches after the bootstrap are at least this far apart (a failed one is tried
 #: again after it).
 DIRECTORY_RETRY_S = 60.0
+
+
+#: Failures of the circuit, not of the stream: the stream is tried on another circuit.
+_CIRCUIT_FAILURES = (CircuitDestroyed, ChannelClosed, StreamTimeout, LinkProtocolError)
 
 
 @dataclass(frozen=True)
@@ -306,13 +314,27 @@ class TorClient:
         )
 
     async def _load_directory(self, link: BridgeLink) -> None:
-        result = await fetch_network_view(
-            link.channel,
-            self._authorities,
-            now=self._clock,
-            cache=self._cache,
-            timeout_s=self.directory_timeout_s,
-        )
+        try:
+            result = await fetch_network_view(
+                link.channel,
+                self._authorities,
+                now=self._clock,
+                cache=self._cache,
+                timeout_s=self.directory_timeout_s,
+            )
+        except DirectoryError as exc:
+            # A refused request (an HTTP error: the bridge lacks some new microdescriptors it
+            # was asked for alone) is tried once without the cache, asking for everything.
+            # Verification failures are subclasses and are not retried.
+            if self._cache is None or type(exc) is not DirectoryError:
+                raise
+            log.warning("directory fetch with the cache failed (%s); fetching it all", exc)
+            result = await fetch_network_view(
+                link.channel,
+                self._authorities,
+                now=self._clock,
+                timeout_s=self.directory_timeout_s,
+            )
         self._view = result.view
         self._selector = PathSelector(result.view)
         log.info(
@@ -426,7 +448,7 @@ class TorClient:
                 stream = await circuit.open_stream(
                     host, port, Deadline.after(self.stream_timeout_s)
                 )
-            except (CircuitDestroyed, ChannelClosed, StreamTimeout) as exc:
+            except _CIRCUIT_FAILURES as exc:
                 last = exc
                 log.info("stream attempt failed on circuit %#010x: %s", circuit.circ_id, exc)
                 if isinstance(exc, StreamTimeout):
@@ -446,7 +468,7 @@ class TorClient:
             circuit = await self._pool.get(None, isolation)
             try:
                 answers = await circuit.resolve(host, Deadline.after(self.stream_timeout_s))
-            except (CircuitDestroyed, ChannelClosed, StreamTimeout) as exc:
+            except _CIRCUIT_FAILURES as exc:
                 last = exc
                 if isinstance(exc, StreamTimeout):
                     self._pool.retire(circuit)

@@ -36,6 +36,7 @@ sends END once the buffered data is out; the reader then returns what had arrive
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -394,6 +395,33 @@ class TorStreamWriter:
 
     async def wait_closed(self) -> None:
         await self._stream.wait_closed()
+
+    async def start_tls(
+        self,
+        sslcontext: ssl.SSLContext,
+        *,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """TLS with the destination over this stream (``https://`` through the exit): asyncio's
+        own reader and writer over it (:mod:`~webtunnel_pt.tor.stream_transport`), checked
+        against ``sslcontext`` for ``server_hostname`` (default: the host asked for). This
+        pair must not be used afterwards."""
+        from webtunnel_pt.tor.stream_transport import asyncio_streams
+
+        stream = self._stream
+        host = server_hostname
+        if host is None and stream.peername is not None:
+            host = stream.peername[0].strip("[]")
+        reader, writer = await asyncio_streams(stream)
+        try:
+            await writer.start_tls(
+                sslcontext, server_hostname=host, ssl_handshake_timeout=ssl_handshake_timeout
+            )
+        except BaseException:
+            writer.transport.abort()
+            raise
+        return reader, writer
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``peername``: the (host, port) asked for; ``stream_id``; the circuit's details the

@@ -11,6 +11,7 @@ import asyncio
 import random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from webtunnel_pt.errors import (
     BridgeArgsError,
     BridgeUnreachable,
     CircuitDestroyed,
+    ConsensusSignatureError,
+    DirectoryError,
     HandshakeTimeout,
     IdentityMismatch,
     ResolveFailed,
@@ -101,6 +104,8 @@ class World:
 
     link_error: Exception | None = None
     hang: bool = False
+    directory_errors: list[Exception] = field(default_factory=list)
+    directory_calls: list[bool] = field(default_factory=list)  # with a cache?
     outcomes: list[Exception | None] = field(default_factory=list)
     answers: list[ResolvedAnswer] = field(default_factory=list)
     circuits: list[FakeCircuit] = field(default_factory=list)
@@ -138,6 +143,9 @@ class World:
             report = Report()
 
         async def fetch_network_view(*args: Any, **kwargs: Any) -> Result:
+            world.directory_calls.append(kwargs.get("cache") is not None)
+            if world.directory_errors:
+                raise world.directory_errors.pop(0)
             return Result()
 
         async def build_circuit(*args: Any, **kwargs: Any) -> FakeCircuit:
@@ -332,3 +340,33 @@ def test_bootstrap_timeout_names_the_step_it_stopped_at(monkeypatch: pytest.Monk
         assert our_tasks() == []
 
     run(main())
+
+
+def test_a_refused_cached_fetch_is_tried_once_without_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    world = World(directory_errors=[DirectoryError("microdescriptors: HTTP 404 Not found")])
+    world.install(monkeypatch)
+
+    async def main() -> None:
+        async with make_client(state_dir=tmp_path):
+            pass
+
+    run(main())
+    assert world.directory_calls == [True, False]
+
+
+def test_a_verification_failure_is_not_retried(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    refused = ConsensusSignatureError("0 of 3 signed", valid=0, needed=2, failures={})
+    world = World(directory_errors=[refused])
+    world.install(monkeypatch)
+
+    async def main() -> None:
+        with pytest.raises(ConsensusSignatureError):
+            async with make_client(state_dir=tmp_path):
+                pass
+
+    run(main())
+    assert world.directory_calls == [True]
