@@ -6,7 +6,7 @@
         net.foreign_sockets()           # [] unless something left loopback
         net.kill("exit0")               # SIGKILL one relay (a crash) ...
         net.restart("exit0")            # ... and have it back, bootstrapped and accepting
-        net.node_of_socket(("127.0.0.1", port))  # which tor holds that end of a connection
+        net.node_of_socket(peer, server)    # which tor holds that connection
 
 Two exits, so that a test can kill the exit of a circuit and a client still has somewhere to
 exit.  The authorities run with `AssumeReachable 1`, so a killed relay stays Running in the
@@ -234,12 +234,12 @@ class TorNetwork:
     def exits(self) -> list[Node]:
         return [r for r in self.relays if r.is_exit]
 
-    def node_of_socket(self, local: tuple[str, int]) -> Node | None:
-        """The tor server holding an open TCP socket whose local end is `local`: e.g. the
-        exit behind a connection a test server accepted (its peer address)."""
+    def node_of_socket(self, local: tuple[str, int], remote: tuple[str, int]) -> Node | None:
+        """The tor server holding the open TCP connection `local` -> `remote`: e.g. the exit
+        behind a connection a test server accepted (local = its peer, remote = the server)."""
         nodes = {n.nickname: n for n in self.servers}
         pids = {c.pid: nodes[c.name] for c in self.processes.children if c.name in nodes}
-        pid = socket_owner(pids, local)
+        pid = socket_owner(pids, local, remote)
         return None if pid is None else pids[pid]
 
     def tcp_peers(self, nickname: str) -> set[str]:
@@ -251,9 +251,10 @@ class TorNetwork:
             pid: [s for s in inet_sockets([pid]) if s.proto.startswith("tcp") and s.remote[1]]
             for pid in live
         }
-        owner = {s.local: live[pid] for pid, sockets in held.items() for s in sockets}
+        # By both ends: one local port can serve connections of several processes.
+        owner = {(s.local, s.remote): live[pid] for pid, sockets in held.items() for s in sockets}
         mine = [s for pid, sockets in held.items() if live[pid] == nickname for s in sockets]
-        return {owner[s.remote] for s in mine if s.remote in owner} - {nickname}
+        return {owner[s.remote, s.local] for s in mine if (s.remote, s.local) in owner} - {nickname}
 
     def running(self, nickname: str) -> bool:
         try:

@@ -319,13 +319,20 @@ def foreign_sockets(pids: Iterable[int]) -> list[SocketEntry]:
     return [s for s in inet_sockets(pids) if not (_on_loopback(s.local) and _on_loopback(s.remote))]
 
 
-def socket_owner(pids: Iterable[int], local: tuple[str, int]) -> int | None:
-    """The pid among `pids` holding an open TCP socket bound to `local` (address, port).
+def socket_owner(
+    pids: Iterable[int], local: tuple[str, int], remote: tuple[str, int]
+) -> int | None:
+    """The pid among `pids` holding the open TCP connection `local` -> `remote`.
 
-    Sockets in TIME_WAIT belong to nobody any more: ask while the connection is open.
+    Both ends are needed: Linux can give one local port to connections of different
+    processes whose remote ends differ (seen here: an exit's connection to the page server and
+    an authority's elsewhere).  Sockets in TIME_WAIT belong to nobody any more: ask while the
+    connection is open.
     """
-    want = (ipaddress.ip_address(local[0]), local[1])
+    want_local = (ipaddress.ip_address(local[0]), local[1])
+    want_remote = (ipaddress.ip_address(remote[0]), remote[1])
     for pid in pids:
-        if any(s.proto.startswith("tcp") and s.local == want for s in inet_sockets([pid])):
-            return pid
+        for s in inet_sockets([pid]):
+            if s.proto.startswith("tcp") and (s.local, s.remote) == (want_local, want_remote):
+                return pid
     return None

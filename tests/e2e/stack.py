@@ -114,7 +114,7 @@ def _running_stack(base_dir: Path, names: NameServer) -> Iterator[Stack]:
 @dataclass(frozen=True)
 class Visit:
     """One request the page server answered: the path, the peer's (address, port), and what
-    `identify_peer` said about that peer while its connection was open."""
+    `identify_peer` said about that connection while it was open."""
 
     path: str
     peer: tuple[str, int]
@@ -141,13 +141,13 @@ def serving_page(
     size: int = 4096,
     big_size: int = 3 << 20,
     *,
-    identify_peer: Callable[[tuple[str, int]], object] | None = None,
+    identify_peer: Callable[[tuple[str, int], tuple[str, int]], object] | None = None,
 ) -> Iterator[Page]:
     """A thread serving random content on http://127.0.0.1:<port>/ and /big.
 
-    Every request is recorded in `Page.visits`; with `identify_peer` (e.g. the network's
-    `node_of_socket`), the peer is identified before the response is sent, while the
-    connection is certainly open.
+    Every request is recorded in `Page.visits`; with `identify_peer(peer, our_end)` (e.g.
+    the network's `node_of_socket`), the connection's owner is identified before the response
+    is sent, while the connection is certainly open.
     """
     body = secrets.token_hex(size // 2).encode()
     big_body = os.urandom(big_size)
@@ -156,7 +156,9 @@ def serving_page(
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             peer = (str(self.client_address[0]), int(self.client_address[1]))
-            who = identify_peer(peer) if identify_peer is not None else None
+            here = self.connection.getsockname()
+            ours = (str(here[0]), int(here[1]))
+            who = identify_peer(peer, ours) if identify_peer is not None else None
             visits.append(Visit(self.path, peer, who))
             data = big_body if self.path == "/big" else body
             self.send_response(200)
