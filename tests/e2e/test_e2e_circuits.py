@@ -42,6 +42,7 @@ import pytest
 from webtunnel_pt.errors import (
     CircuitDestroyed,
     ResolveFailed,
+    SocksReply,
     StreamEnded,
     StreamRefused,
     WebtunnelError,
@@ -94,7 +95,8 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def exits_restarted_afterwards(e2e_stack: Stack) -> Iterator[None]:
-    """Every exit (killed or not) started afresh and back before the next module's tests."""
+    """Every exit (killed or not) started afresh and back before the session's loopback audit
+    and whatever runs next."""
     yield
     net = e2e_stack.network
     net.restart(*(n.nickname for n in net.exits))
@@ -277,6 +279,7 @@ def test_a_name_nobody_resolves_ends_with_the_exits_reason(
     assert isinstance(refused, StreamRefused), repr(refused)
     assert refused.reason == EndReason.RESOLVEFAILED, refused
     assert "RESOLVEFAILED" in str(refused)
+    assert refused.socks_reply == SocksReply.HOST_UNREACHABLE  # what tor would answer
     assert isinstance(unresolved, ResolveFailed), repr(unresolved)
     asked = [q.lower() for q in e2e_stack.names.queries]
     assert UNRESOLVABLE in asked, "the failure did not come from the exit's resolver"
