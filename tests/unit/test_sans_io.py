@@ -90,6 +90,7 @@ IO = frozenset(
         "tor.channel_circuit",
         "tor.circuit_pool",
         "tor.client",
+        "tor.live_circuit",
         "tor.stream_io",
         "tor.stream_transport",
         "tor.dircache",

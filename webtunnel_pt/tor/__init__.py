@@ -28,8 +28,8 @@ asyncio glue::
 
     inner_tls.py     inner TLS with the relay over the WebTunnel stream: context, random SNI
     channel.py       link handshake driver; the Channel, its one reader task and circuit registry
-    channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch;
-                     LiveCircuit: a multi-hop circuit with its driver task and streams
+    channel_circuit.py  a circuit on a channel: its bounded inbox, events, BEGIN_DIR, dir fetch
+    live_circuit.py  LiveCircuit: a multi-hop circuit with its driver task, streams, resolves
     stream_io.py     a stream as an asyncio-style reader/writer, SENDMEs as the application reads
     stream_transport.py  a stream as an asyncio Transport: start_tls to the destination
     circuit_pool.py  3-hop ntor builds, retries, reuse until dirty, isolation, pre-built circuits

@@ -49,9 +49,10 @@ from webtunnel_pt.errors import (
     WebtunnelError,
 )
 from webtunnel_pt.tor.channel import Channel
-from webtunnel_pt.tor.channel_circuit import LiveCircuit, budget
+from webtunnel_pt.tor.channel_circuit import budget
 from webtunnel_pt.tor.circuit_flow import MAX_SENDME_VERSION
 from webtunnel_pt.tor.linkspec import encode_link_specifiers
+from webtunnel_pt.tor.live_circuit import LiveCircuit
 from webtunnel_pt.tor.netview import NetworkView, Relay
 from webtunnel_pt.tor.ntor import NtorHandshake
 from webtunnel_pt.tor.path import PathHop, PathSelector, hop_of

@@ -60,7 +60,6 @@ from webtunnel_pt.errors import (
 )
 from webtunnel_pt.tor.authorities import DEFAULT_AUTHORITIES, DirAuthority, parse_dir_authorities
 from webtunnel_pt.tor.bridge_link import BridgeEntry, BridgeLink, connect_bridges, parse_bridge
-from webtunnel_pt.tor.channel_circuit import LiveCircuit
 from webtunnel_pt.tor.circuit_pool import (
     DEFAULT_PREBUILT,
     CircuitPool,
@@ -68,6 +67,7 @@ from webtunnel_pt.tor.circuit_pool import (
 )
 from webtunnel_pt.tor.dircache import DirectoryCache
 from webtunnel_pt.tor.dirmgr import DIRECTORY_TIMEOUT_S, fetch_network_view
+from webtunnel_pt.tor.live_circuit import LiveCircuit
 from webtunnel_pt.tor.netview import NetworkView
 from webtunnel_pt.tor.path import PathSelector
 from webtunnel_pt.tor.stream_io import TorStreamReader, TorStreamWriter

@@ -51,8 +51,8 @@ from webtunnel_pt.tor.cells import (
     destroy_cell,
 )
 from webtunnel_pt.tor.channel import Channel
-from webtunnel_pt.tor.channel_circuit import LiveCircuit
 from webtunnel_pt.tor.linkspec import decode_link_specifiers, encode_link_specifiers
+from webtunnel_pt.tor.live_circuit import LiveCircuit
 from webtunnel_pt.tor.stream_io import TorStream, TorStreamReader, TorStreamWriter
 
 

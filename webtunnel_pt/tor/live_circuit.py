@@ -1,0 +1,381 @@
+"""A multi-hop circuit driven by its own task: built hop by hop (CREATE2 with ntor, EXTEND2 in
+RELAY_EARLY), then carrying streams and resolves (tor-link.md §6-§9; issue 14). asyncio glue
+over the sans-I/O :class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's circuit handle
+(:class:`~webtunnel_pt.tor.channel_circuit.ChannelCircuit`: its bounded inbox).
+
+    live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
+    await live.create(NtorHandshake(bridge_id, bridge_key), deadline)          # CREATE2
+    await live.extend(link_specifiers, NtorHandshake(mid_id, mid_key), deadline, "the middle")
+    stream = await live.open_stream("example.com", 443, deadline)              # BEGIN, CONNECTED
+    answers = await live.resolve("example.com", deadline)                      # RESOLVE
+    await live.aclose()
+
+The driver task hands each event to its stream (:mod:`~webtunnel_pt.tor.stream_io`) and never
+waits on one, so a stream nobody reads holds back only itself (its window). Every way a circuit
+ends reaches its streams and waiters as one error carrying the reason: DESTROY
+(:class:`~webtunnel_pt.errors.CircuitDestroyed`), TRUNCATED
+(:class:`~webtunnel_pt.errors.CircuitTruncated`), our DESTROY for a violation (the
+:class:`~webtunnel_pt.errors.CircuitProtocolError` or
+:class:`~webtunnel_pt.errors.CircuitHandshakeError` itself), the channel's end
+(:class:`~webtunnel_pt.errors.ChannelClosed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from webtunnel_pt.deadlines import Deadline
+from webtunnel_pt.errors import (
+    CircuitBuildTimeout,
+    CircuitDestroyed,
+    CircuitTruncated,
+    LinkProtocolError,
+    LocalProtocolError,
+    ResolveFailed,
+    StreamEnded,
+    StreamRefused,
+    StreamTimeout,
+    TorClientClosed,
+)
+from webtunnel_pt.tor.cells import DestroyReason, EndReason, reason_name
+from webtunnel_pt.tor.channel_circuit import ChannelCircuit
+from webtunnel_pt.tor.circuit import (
+    CircuitClosed,
+    CircuitEvent,
+    CircuitExtended,
+    CircuitHandshake,
+    CircuitOpen,
+    ResolvedAnswer,
+    StreamClosed,
+    StreamConnected,
+    StreamData,
+    StreamResolved,
+    StreamWritable,
+)
+from webtunnel_pt.tor.stream_io import TorStream
+
+if TYPE_CHECKING:
+    from webtunnel_pt.tor.netview import Relay
+    from webtunnel_pt.tor.path import PathHop
+
+__all__ = ["LiveCircuit"]
+
+
+class LiveCircuit:
+    """A circuit driven by its own task: built hop by hop (CREATE2, EXTEND2), then carrying
+    streams (:class:`~webtunnel_pt.tor.stream_io.TorStream`) and resolves.
+
+    The driver task takes the inbox's cells one by one, runs them through the sans-I/O circuit,
+    writes what it queues (SENDMEs, DESTROY) and hands each event to its stream; it never waits
+    on a stream, so a stream nobody reads holds back only itself (its window). Everything the
+    circuit queues is written at once through the channel (:meth:`Channel.write_pending`).
+
+    When the circuit ends (DESTROY, TRUNCATED, a protocol violation, the channel's end, or
+    :meth:`aclose`) every stream and every waiter gets the error that ended it, carrying the
+    reason. The task belongs to this object: :meth:`aclose` cancels and awaits it.
+    """
+
+    def __init__(
+        self,
+        handle: ChannelCircuit,
+        *,
+        path: tuple[PathHop, ...] = (),
+        exit_relay: Relay | None = None,
+        on_close: Callable[[LiveCircuit], None] | None = None,
+        created_at: float = 0.0,
+    ) -> None:
+        self.handle = handle
+        self.channel = handle.channel
+        self.circuit = handle.circuit
+        self.path = path
+        self.exit_relay = exit_relay
+        self.created_at = created_at
+        self._on_close = on_close
+        self._streams: dict[int, TorStream] = {}
+        self._connecting: dict[int, tuple[asyncio.Future[StreamConnected], TorStream]] = {}
+        self._resolving: dict[int, asyncio.Future[list[ResolvedAnswer]]] = {}
+        self._hop_waiter: asyncio.Future[int] | None = None
+        self._error: Exception | None = None
+        self._task = asyncio.get_running_loop().create_task(
+            self._drive(), name=f"tor circuit {self.circ_id:#010x}"
+        )
+
+    @property
+    def circ_id(self) -> int:
+        return self.circuit.circ_id
+
+    @property
+    def is_open(self) -> bool:
+        """Usable for new streams: not ended, and its channel is open."""
+        return self._error is None and not self.channel.is_closed
+
+    @property
+    def error(self) -> Exception | None:
+        """What ended the circuit, once it has ended."""
+        return self._error
+
+    @property
+    def stream_count(self) -> int:
+        """Streams open or opening, and resolves waiting."""
+        opening = sum(1 for sid in self._connecting if sid not in self._streams)
+        return len(self._streams) + opening + len(self._resolving)
+
+    def allows_port(self, port: int | None) -> bool:
+        """Whether the exit's policy summary lets a stream to ``port`` out (None: any)."""
+        if port is None:
+            return True
+        return self.exit_relay is not None and self.exit_relay.allows_port(port)
+
+    def fingerprints(self) -> tuple[str, ...]:
+        """The RSA identities of the hops, upper-case hex, bridge first."""
+        return tuple(hop.rsa_identity.hex().upper() for hop in self.path)
+
+    # ---- building ---------------------------------------------------------------------------
+
+    async def create(self, handshake: CircuitHandshake, deadline: Deadline) -> None:
+        """CREATE2 to the first hop; returns once its keys are in (CREATED2 checked)."""
+        self._check_open()
+        waiter = self._expect_hop()
+        self.circuit.create(handshake)
+        self._write()
+        await self._wait_hop(waiter, deadline, "CREATED2 from the bridge")
+
+    async def extend(
+        self, link_specifiers: bytes, handshake: CircuitHandshake, deadline: Deadline, what: str
+    ) -> None:
+        """EXTEND2 (in RELAY_EARLY) to one more hop; returns once EXTENDED2 is checked."""
+        self._check_open()
+        waiter = self._expect_hop()
+        self.circuit.extend(link_specifiers, handshake)
+        self._write()
+        await self._wait_hop(waiter, deadline, f"EXTENDED2 from {what}")
+
+    def _expect_hop(self) -> asyncio.Future[int]:
+        self._hop_waiter = asyncio.get_running_loop().create_future()
+        return self._hop_waiter
+
+    async def _wait_hop(self, waiter: asyncio.Future[int], deadline: Deadline, what: str) -> None:
+        seconds = deadline.remaining()
+        try:
+            async with asyncio.timeout(seconds):
+                await waiter
+        except TimeoutError as exc:
+            raise CircuitBuildTimeout(f"no {what} within {seconds:.3g} s") from exc
+        finally:
+            self._hop_waiter = None
+
+    # ---- streams ----------------------------------------------------------------------------
+
+    async def open_stream(
+        self,
+        host: str,
+        port: int,
+        deadline: Deadline,
+        *,
+        extra: dict[str, Any] | None = None,
+    ) -> TorStream:
+        """RELAY_BEGIN to the exit, and the stream once CONNECTED. END before it raises
+        :class:`StreamRefused` (the END reason), the deadline :class:`StreamTimeout`.
+
+        The stream joins the circuit's streams as the driver takes CONNECTED, so DATA right
+        behind it is not lost."""
+        self._check_open()
+        stream_id = self.circuit.begin(host, port)
+        info = dict(extra or {})
+        info.update(tor_circuit_id=self.circ_id, tor_path=self.fingerprints())
+        stream = TorStream(self, stream_id, peername=(host, port), extra=info)
+        waiter: asyncio.Future[StreamConnected] = asyncio.get_running_loop().create_future()
+        self._connecting[stream_id] = (waiter, stream)
+        self._write()
+        seconds = deadline.remaining()
+        try:
+            async with asyncio.timeout(seconds):
+                await waiter
+        except TimeoutError as exc:
+            self._abandon(stream_id)
+            raise StreamTimeout(f"no CONNECTED from the exit within {seconds:.3g} s") from exc
+        except asyncio.CancelledError:
+            self._abandon(stream_id)
+            raise
+        finally:
+            self._connecting.pop(stream_id, None)
+        return stream
+
+    async def resolve(self, host: str, deadline: Deadline) -> list[ResolvedAnswer]:
+        """RELAY_RESOLVE at the exit; the answers of its RESOLVED."""
+        self._check_open()
+        stream_id = self.circuit.resolve(host)
+        waiter: asyncio.Future[list[ResolvedAnswer]] = asyncio.get_running_loop().create_future()
+        self._resolving[stream_id] = waiter
+        self._write()
+        seconds = deadline.remaining()
+        try:
+            async with asyncio.timeout(seconds):
+                return await waiter
+        except TimeoutError as exc:
+            self._abandon(stream_id)
+            raise StreamTimeout(f"no RESOLVED from the exit within {seconds:.3g} s") from exc
+        except asyncio.CancelledError:
+            self._abandon(stream_id)
+            raise
+        finally:
+            self._resolving.pop(stream_id, None)
+
+    def _abandon(self, stream_id: int) -> None:
+        """A BEGIN we no longer wait for: END it (if the circuit still lives)."""
+        self._streams.pop(stream_id, None)  # CONNECTED may have come with the deadline
+        if self._error is None:
+            with contextlib.suppress(LocalProtocolError):
+                self.circuit.end_stream(stream_id, EndReason.MISC)
+            self._write()
+
+    # ---- the StreamLink the streams use -----------------------------------------------------
+
+    def consumed(self, stream_id: int, nbytes: int) -> None:
+        if self._error is None and stream_id in self._streams:
+            self.circuit.consumed(stream_id, nbytes)
+            self._write()
+
+    def send_data(self, stream_id: int, data: bytes) -> int:
+        if self._error is not None or stream_id not in self._streams:
+            return 0
+        taken = self.circuit.send_data(stream_id, data)
+        self._write()
+        return taken
+
+    def end_stream(self, stream_id: int, reason: int) -> None:
+        if self._streams.pop(stream_id, None) is not None and self._error is None:
+            with contextlib.suppress(LocalProtocolError):
+                self.circuit.end_stream(stream_id, reason)
+            self._write()
+
+    async def drain(self) -> None:
+        if self._error is not None:
+            raise self._error
+        await self.channel.flush(self.circuit)
+
+    # ---- the driver -------------------------------------------------------------------------
+
+    def _write(self) -> None:
+        self.channel.write_pending(self.circuit)
+
+    async def _drive(self) -> None:
+        try:
+            while self._error is None:
+                cell = await self.handle.next_cell()
+                try:
+                    events = self.circuit.receive_cell(cell)
+                except LinkProtocolError as exc:
+                    self.circuit.destroy(DestroyReason.PROTOCOL)
+                    self._write()
+                    self._finish(exc)
+                    return
+                self._write()
+                for event in events:
+                    self._dispatch(event)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the inbox closed (ChannelClosed, ...), or a bug
+            self._finish(exc)
+
+    def _dispatch(self, event: CircuitEvent) -> None:
+        if isinstance(event, (CircuitOpen, CircuitExtended)):
+            if self._hop_waiter is not None and not self._hop_waiter.done():
+                self._hop_waiter.set_result(self.circuit.hops)
+        elif isinstance(event, StreamData):
+            stream = self._streams.get(event.stream_id)
+            if stream is not None:
+                stream.feed_data(event.data)
+        elif isinstance(event, StreamWritable):
+            stream = self._streams.get(event.stream_id)
+            for each in [stream] if stream is not None else list(self._streams.values()):
+                each.wake_writer()
+        elif isinstance(event, StreamConnected):
+            opening = self._connecting.get(event.stream_id)
+            if opening is not None and not opening[0].done():
+                waiter, stream = opening
+                stream.extra.update(exit_address=event.address, exit_ttl=event.ttl)
+                self._streams[event.stream_id] = stream
+                waiter.set_result(event)
+        elif isinstance(event, StreamResolved):
+            answers = self._resolving.get(event.stream_id)
+            if answers is not None and not answers.done():
+                answers.set_result(list(event.answers))
+        elif isinstance(event, StreamClosed):
+            self._stream_closed(event.stream_id, event.reason)
+        elif isinstance(event, CircuitClosed):
+            self._finish(_closed_error(event))
+
+    def _stream_closed(self, stream_id: int, reason: int) -> None:
+        name = reason_name(EndReason, reason)
+        opening = self._connecting.get(stream_id)
+        connecting = opening[0] if opening is not None else None
+        resolving = self._resolving.get(stream_id)
+        if connecting is not None and not connecting.done():
+            connecting.set_exception(StreamRefused(reason, f"the exit refused the stream: {name}"))
+        elif resolving is not None and not resolving.done():
+            resolving.set_exception(ResolveFailed(reason, f"the exit could not resolve: {name}"))
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None:
+            stream.feed_end(reason)
+
+    def _finish(self, error: Exception) -> None:
+        """The circuit has ended with ``error``: wake and fail everything that waits on it."""
+        if self._error is not None:
+            return
+        self._error = error
+        waiters: list[asyncio.Future[Any]] = [w for w, _ in self._connecting.values()]
+        waiters.extend(self._resolving.values())
+        if self._hop_waiter is not None:
+            waiters.append(self._hop_waiter)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_exception(_copy_error(error))
+        for stream in self._streams.values():
+            stream.fail(_copy_error(error))
+        self._streams.clear()
+        self.channel.end_circuit(self.circ_id, lambda: _copy_error(error), discard=True)
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def _check_open(self) -> None:
+        if self._error is not None:
+            raise _copy_error(self._error)
+
+    async def aclose(self) -> None:
+        """DESTROY (reason NONE) unless it already ended; fail its streams; stop the task."""
+        if self._error is None:
+            self.circuit.destroy(DestroyReason.NONE)
+            self._write()
+            self._finish(TorClientClosed("the circuit was closed"))
+        self._task.cancel()
+        await asyncio.wait({self._task})
+
+
+def _closed_error(event: CircuitClosed) -> Exception:
+    """The error a circuit's end is reported as: the violation when we destroyed it (a bad
+    CREATED2/EXTENDED2 AUTH is a CircuitHandshakeError), else the relay's reason."""
+    if event.error is not None:
+        return event.error
+    name = reason_name(DestroyReason, event.reason)
+    if event.truncated:
+        text = event.message or f"a hop truncated the circuit: {name}"
+        return CircuitTruncated(event.reason, text)
+    return CircuitDestroyed(event.reason, event.message or f"relay destroyed the circuit: {name}")
+
+
+def _copy_error(error: Exception) -> Exception:
+    """A fresh exception of the same kind for each waiter (an exception object raised in two
+    tasks would collect both tracebacks); the original is the ``__cause__``."""
+    try:
+        if isinstance(error, (CircuitDestroyed, StreamEnded)):
+            copy: Exception = type(error)(error.reason, str(error))
+        else:
+            copy = type(error)(str(error))
+    except TypeError:  # a class with another signature: hand the original out
+        return error
+    copy.__cause__ = error
+    return copy
