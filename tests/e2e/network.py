@@ -1,9 +1,17 @@
-"""A private Tor network on 127.0.0.1: 3 authorities, relays (one exit), one bridge.
+"""A private Tor network on 127.0.0.1: 3 authorities, relays (two exits), one bridge.
 
     with running_network(tmp_dir) as net:
         net.bridge_line(url)            # "webtunnel 127.0.0.1:9 <FP> url=... ver=0.0.2"
         net.client_torrc(...)           # everything a bridge client needs
         net.foreign_sockets()           # [] unless something left loopback
+        net.kill("exit0")               # SIGKILL one relay (a crash) ...
+        net.restart("exit0")            # ... and have it back, bootstrapped and accepting
+        net.node_of_socket(peer, server)    # which tor holds that connection
+
+Two exits, so that a test can kill the exit of a circuit and a client still has somewhere to
+exit.  The authorities run with `AssumeReachable 1`, so a killed relay stays Running in the
+consensus: a test that kills one restarts it (`restart` waits until it is back) before the
+network is handed to the next test; that costs a few seconds, a second network 30 s or more.
 
 Facts behind the torrc options: the project's private-tor-network notes.  Every torrc,
 including the key-generation runs, names only our local authorities, sets
@@ -21,15 +29,18 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
-from .ports import LOOPBACK, free_port
+from .ports import LOOPBACK, free_port, wait_accepting
 from .procs import (
     ProcessGroup,
     SocketEntry,
     WaitTimeout,
     foreign_sockets,
+    inet_sockets,
     read_text,
+    socket_owner,
     tail,
     wait_until,
 )
@@ -38,6 +49,7 @@ TOR = "tor"
 TOR_GENCERT = "tor-gencert"
 BRING_UP_TIMEOUT_S = 180.0  # bring-up + consensus on this kind of machine: 15-35 s
 KEYGEN_TIMEOUT_S = 60.0
+RESTART_TIMEOUT_S = 60.0  # a relay with its keys and cached consensus: a few seconds
 BOOTSTRAPPED_100 = "Bootstrapped 100%"
 PLACEHOLDER_BRIDGE_ADDRESS = "127.0.0.1:9"  # the PT ignores the Bridge-line address
 
@@ -205,6 +217,88 @@ class TorNetwork:
     def foreign_sockets(self) -> list[SocketEntry]:
         return foreign_sockets(self.processes.pids())
 
+    # ---- nodes and their processes ---------------------------------------------------------
+
+    def node(self, nickname: str) -> Node:
+        for n in self.servers:
+            if n.nickname == nickname:
+                return n
+        raise KeyError(f"no node {nickname!r} in this network")
+
+    def node_by_fingerprint(self, fingerprint: str) -> Node | None:
+        """The node whose RSA identity is `fingerprint` (hex, any case), else None."""
+        want = fingerprint.upper()
+        return next((n for n in self.servers if n.fingerprint == want), None)
+
+    @property
+    def exits(self) -> list[Node]:
+        return [r for r in self.relays if r.is_exit]
+
+    def node_of_socket(self, local: tuple[str, int], remote: tuple[str, int]) -> Node | None:
+        """The tor server holding the open TCP connection `local` -> `remote`: e.g. the exit
+        behind a connection a test server accepted (local = its peer, remote = the server)."""
+        nodes = {n.nickname: n for n in self.servers}
+        pids = {c.pid: nodes[c.name] for c in self.processes.children if c.name in nodes}
+        pid = socket_owner(pids, local, remote)
+        return None if pid is None else pids[pid]
+
+    def tcp_peers(self, nickname: str) -> set[str]:
+        """The servers `nickname` has an open TCP connection with, in either direction (a
+        channel: relays keep them to authorities and to the relays their circuits use)."""
+        nodes = {n.nickname for n in self.servers}
+        live = {c.pid: c.name for c in self.processes.children if c.name in nodes}
+        held = {
+            pid: [s for s in inet_sockets([pid]) if s.proto.startswith("tcp") and s.remote[1]]
+            for pid in live
+        }
+        # By both ends: one local port can serve connections of several processes.
+        owner = {(s.local, s.remote): live[pid] for pid, sockets in held.items() for s in sockets}
+        mine = [s for pid, sockets in held.items() if live[pid] == nickname for s in sockets]
+        return {owner[s.remote, s.local] for s in mine if (s.remote, s.local) in owner} - {nickname}
+
+    def running(self, nickname: str) -> bool:
+        try:
+            return self.processes.find(nickname).running()
+        except KeyError:
+            return False
+
+    def kill(self, *nicknames: str) -> None:
+        """SIGKILL relays (no DESTROY, no goodbye: their peers see the TCP connections die).
+        They stay listed Running (AssumeReachable): restart them before other tests run."""
+        for nickname in nicknames:
+            self.processes.kill(self.processes.find(self.node(nickname).nickname))
+            _log(f"killed {nickname}")
+
+    def restart(self, *nicknames: str, timeout_s: float = RESTART_TIMEOUT_S) -> float:
+        """Start servers again with the same torrc and keys (killing those still running);
+        return once each logged `Bootstrapped 100%` anew and accepts on its ORPort (the
+        seconds it took)."""
+        self.kill(*(n for n in nicknames if self.running(n)))
+        started = []
+        for nickname in nicknames:
+            node = self.node(nickname)
+            already = len(read_text(node.log_path))
+            child = self.processes.start(
+                node.nickname, self.tor_argv(node.torrc), log_path=node.data_dir / "stdout.log"
+            )
+            started.append((node, already, child))
+        t0 = time.monotonic()
+        for node, already, child in started:
+            remaining = max(1.0, timeout_s - (time.monotonic() - t0))
+            try:
+                wait_until(
+                    partial(_logged_since, node.log_path, already, BOOTSTRAPPED_100),
+                    remaining,
+                    f"{node.nickname} to bootstrap after a restart",
+                    alive=child.check_alive,
+                )
+                wait_accepting(node.or_port, remaining, node.nickname, alive=child.check_alive)
+            except WaitTimeout as exc:
+                raise WaitTimeout(f"{exc}; {node.nickname} log:\n{tail(node.log_path)}") from None
+        took = time.monotonic() - t0
+        _log(f"{', '.join(nicknames)} restarted in {took:.1f}s")
+        return took
+
     def stop(self) -> None:
         start = time.monotonic()
         self.processes.stop_all()
@@ -371,6 +465,10 @@ def missing_from_consensus(net: TorNetwork) -> list[str]:
     return missing
 
 
+def _logged_since(path: Path, offset: int, text: str) -> bool:
+    return text in read_text(path)[offset:]
+
+
 def _all_alive(net: TorNetwork) -> None:
     for child in net.processes.children:
         child.check_alive()
@@ -427,9 +525,18 @@ def wait_ready(net: TorNetwork, timeout_s: float) -> None:
 
 
 def start_network(
-    base_dir: Path, *, middles: int = 2, exits: int = 1, timeout_s: float = BRING_UP_TIMEOUT_S
+    base_dir: Path,
+    *,
+    middles: int = 2,
+    exits: int = 2,
+    timeout_s: float = BRING_UP_TIMEOUT_S,
+    nameserver: tuple[str, int] | None = None,
 ) -> TorNetwork:
-    """Generate keys, start every tor, wait until a bridge client could bootstrap."""
+    """Generate keys, start every tor, wait until a bridge client could bootstrap.
+
+    `nameserver` is the (loopback) resolver the relays use; without one, 127.0.0.1:53, where
+    nothing is expected to listen (every exit resolution fails).
+    """
     t0 = time.monotonic()
     base_dir.mkdir(parents=True, exist_ok=True)
 
@@ -443,7 +550,8 @@ def start_network(
     relays += [node(f"middle{i}") for i in range(middles)]
     net = TorNetwork(base_dir, auths, relays, node("bridge"))
     net.empty_defaults.write_text("")
-    net.resolv_conf.write_text(f"nameserver {LOOPBACK}\n")
+    host, port = nameserver or (LOOPBACK, 53)
+    net.resolv_conf.write_text(f"nameserver {host}:{port}\n")
     for n in net.servers:
         n.data_dir.mkdir(mode=0o700, exist_ok=True)
 
@@ -476,9 +584,16 @@ def start_network(
 
 @contextmanager
 def running_network(
-    base_dir: Path, *, middles: int = 2, exits: int = 1, timeout_s: float = BRING_UP_TIMEOUT_S
+    base_dir: Path,
+    *,
+    middles: int = 2,
+    exits: int = 2,
+    timeout_s: float = BRING_UP_TIMEOUT_S,
+    nameserver: tuple[str, int] | None = None,
 ) -> Iterator[TorNetwork]:
-    net = start_network(base_dir, middles=middles, exits=exits, timeout_s=timeout_s)
+    net = start_network(
+        base_dir, middles=middles, exits=exits, timeout_s=timeout_s, nameserver=nameserver
+    )
     try:
         yield net
     finally:

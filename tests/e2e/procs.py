@@ -189,6 +189,19 @@ class ProcessGroup:
         self.children.append(child)
         return child
 
+    def find(self, name: str) -> Child:
+        """The live-or-dead child started last under `name` (KeyError if none)."""
+        for child in reversed(self.children):
+            if child.name == name:
+                return child
+        raise KeyError(f"no process named {name!r} in this group")
+
+    def kill(self, child: Child) -> None:
+        """SIGKILL `child` (a crash, not a shutdown: no goodbye to its peers), reap it and its
+        descendants, and forget it.  Start it again with :meth:`start`."""
+        self._stop([child], TERM_GRACE_S, first=signal.SIGKILL)
+        self.children.remove(child)
+
     def pids(self) -> list[int]:
         """Live PIDs of our children and all their descendants."""
         roots = [c.pid for c in self.children if c.running()]
@@ -202,17 +215,19 @@ class ProcessGroup:
         self._stop(list(self.children), grace_s)
         self.children.clear()
 
-    def _stop(self, children: list[Child], grace_s: float) -> None:
+    def _stop(
+        self, children: list[Child], grace_s: float, first: signal.Signals = signal.SIGTERM
+    ) -> None:
         live = [c for c in children if c.running()]
         kin = [i for i in map(_identity, descendants(c.pid for c in live)) if i is not None]
         for c in live:
-            c.popen.send_signal(signal.SIGTERM)
+            c.popen.send_signal(first)
         deadline = time.monotonic() + grace_s
         for c in live:
             try:
                 c.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _log(f"{c.name} (pid {c.pid}) ignored SIGTERM for {grace_s:.0f}s; SIGKILL")
+                _log(f"{c.name} (pid {c.pid}) ignored {first.name} for {grace_s:.0f}s; SIGKILL")
                 c.popen.kill()
                 c.popen.wait(timeout=10)
         # Descendants (the PT of a client tor) should exit on their own once tor is gone: tor
@@ -302,3 +317,22 @@ def _on_loopback(end: tuple[IPAddress, int]) -> bool:
 def foreign_sockets(pids: Iterable[int]) -> list[SocketEntry]:
     """Sockets of `pids` bound or connected anywhere but 127.0.0.1."""
     return [s for s in inet_sockets(pids) if not (_on_loopback(s.local) and _on_loopback(s.remote))]
+
+
+def socket_owner(
+    pids: Iterable[int], local: tuple[str, int], remote: tuple[str, int]
+) -> int | None:
+    """The pid among `pids` holding the open TCP connection `local` -> `remote`.
+
+    Both ends are needed: Linux can give one local port to connections of different
+    processes whose remote ends differ (seen here: an exit's connection to the page server and
+    an authority's elsewhere).  Sockets in TIME_WAIT belong to nobody any more: ask while the
+    connection is open.
+    """
+    want_local = (ipaddress.ip_address(local[0]), local[1])
+    want_remote = (ipaddress.ip_address(remote[0]), remote[1])
+    for pid in pids:
+        for s in inet_sockets([pid]):
+            if s.proto.startswith("tcp") and (s.local, s.remote) == (want_local, want_remote):
+                return pid
+    return None
