@@ -29,7 +29,7 @@ from tests.support.secrets import record_output, register_secret
 from webtunnel_pt.front.exit_codes import ExitStatus
 
 from .ports import LOOPBACK, free_port
-from .stack import Page, Stack
+from .stack import EXIT_ONLY_NAME, Page, Stack
 from .test_e2e_probe import assert_no_secrets
 
 pytestmark = pytest.mark.e2e
@@ -275,22 +275,16 @@ def test_curl_through_the_socks_front_set_up_by_a_torrc(
 @needs_curl
 def test_a_name_only_the_exit_resolves(e2e_stack: Stack, page: Page, tmp_path: Path) -> None:
     """The host name travels to the exit unresolved (``--socks5-hostname``), and the exit's
-    resolver answers it. The network must give its exits such a name: tests/e2e/network.py
-    would run a small DNS responder on 127.0.0.1 and name it in the exits'
-    ``ServerDNSResolvConfFile`` (``nameserver 127.0.0.1:<port>``: tor's resolver does not read
-    /etc/hosts, so not even ``localhost`` resolves there). Nothing on this side resolves it:
-    curl hands the name to the SOCKS front, which hands it to the exit."""
-    name = getattr(e2e_stack.network, "exit_only_name", None)
-    if not isinstance(name, str):
-        pytest.xfail(
-            "the private network has no name its exits resolve: network.py needs a DNS "
-            "responder named in the exits' resolv.conf (TorNetwork.exit_only_name)"
-        )
+    resolver answers it: only the exits' resolv.conf names the stack's name server
+    (``EXIT_ONLY_NAME``; tor's resolver reads no /etc/hosts). Nothing on this side resolves
+    it: curl hands the name to the SOCKS front, which hands it to the exit."""
+    name = EXIT_ONLY_NAME
     words = [*client_words(e2e_stack, state_dir=tmp_path / "state"), "--listen", f"{LOOPBACK}:0"]
     with socks_front(e2e_stack, tmp_path, words) as front:
         assert front.port is not None
         done = curl(front.port, f"http://{name}:{page.port}/")
         assert (done.returncode, done.stdout) == (0, page.body), done.stderr
+    assert name in [q.lower() for q in e2e_stack.names.queries]  # the exits' name server
 
 
 # ---- failing closed ------------------------------------------------------------------------

@@ -8,13 +8,11 @@ client's reading (`Host` = servername) it would land on the decoy and get 404.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from webtunnel_pt.errors import UpgradeRejected
-from webtunnel_pt.outbound import tls_profiles
 from webtunnel_pt.webtunnel.client import open_tunnel
 from webtunnel_pt.webtunnel.dial import DialOptions
 
@@ -27,21 +25,6 @@ from .stack import Page, Stack
 pytestmark = pytest.mark.e2e
 
 DIAL_TIMEOUT_S = 20.0
-
-
-def _forget_tls_contexts() -> None:
-    for name in dir(tls_profiles):
-        cache = getattr(tls_profiles, name)
-        if name.endswith("_CONTEXTS") and isinstance(cache, dict):
-            cache.clear()
-
-
-@pytest.fixture
-def trust_stack_ca(e2e_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("SSL_CERT_FILE", str(e2e_stack.ca_pem))
-    _forget_tls_contexts()  # contexts read SSL_CERT_FILE when they are made
-    yield
-    _forget_tls_contexts()
 
 
 def _line(stack: Stack, url_host: str, **args: str) -> str:
