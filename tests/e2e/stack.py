@@ -262,3 +262,9 @@ def serving_names(names: Mapping[str, str]) -> Iterator[NameServer]:
         stop.set()
         thread.join(timeout=10)
         sock.close()
+
+
+def probe_exits(stack: Stack) -> str:
+    """The network's exits as probe counts them ("1 exit", "2 exits")."""
+    count = len(stack.network.exits)
+    return f"{count} exit" if count == 1 else f"{count} exits"

@@ -17,7 +17,7 @@ from tests.support.pt_process import pt_command
 from webtunnel_pt.probe.report import EXIT_CODES, EXIT_IDENTITY, EXIT_OK, EXIT_SOME_FAILED
 
 from .ports import free_port
-from .stack import Stack
+from .stack import Stack, probe_exits
 from .test_e2e_probe import directory_args
 
 pytestmark = pytest.mark.e2e
@@ -146,7 +146,7 @@ def test_probe_file_table(e2e_stack: Stack) -> None:
     assert " ok " in rows[2] and "https://127.0.0.1:" in rows[2]
     net = e2e_stack.network
     listed = len(net.authorities) + len(net.relays)
-    assert f"3/3, {listed} relays, 1 exit" in rows[2]  # the CONSENSUS column
+    assert f"3/3, {listed} relays, {probe_exits(e2e_stack)}" in rows[2]  # the CONSENSUS column
     assert "FAILED" in rows[4] and "channel" in rows[4]
     assert "FAILED" in rows[5] and "upgrade" in rows[5] and "404" in rows[5]
     assert "BAD LINE" in rows[6]
