@@ -16,7 +16,8 @@ ends or fails, every waiting circuit gets :class:`ChannelClosed`.
 
 Inboxes are bounded (:data:`MAX_QUEUED_CELLS_PER_CIRCUIT`): SENDMEs go out only as cells are
 taken, so a relay that honours the circuit window cannot fill one; one that does is in
-violation, and the channel destroys that circuit (PROTOCOL) instead of buffering without end.
+violation, and the channel destroys that circuit (a protocol error here; reason NONE on the wire, as tor)
+instead of buffering without end.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from webtunnel_pt.deadlines import (
     Deadline,
 )
 from webtunnel_pt.errors import ChannelClosed, HandshakeTimeout, LinkProtocolError
-from webtunnel_pt.tor.cells import Cell, CellParser, DestroyReason, IPAddress, encode_cell
+from webtunnel_pt.tor.cells import Cell, CellParser, IPAddress, encode_cell
 from webtunnel_pt.tor.certs import RelayIdentity
 from webtunnel_pt.tor.channel_circuit import (
     MAX_QUEUED_CELLS_PER_CIRCUIT,
@@ -43,7 +44,13 @@ from webtunnel_pt.tor.channel_circuit import (
     ErrorFactory,
     budget,
 )
-from webtunnel_pt.tor.circuit import CIRCUIT_WINDOW, Circuit, CircuitOpen, allocate_circ_id
+from webtunnel_pt.tor.circuit import (
+    CIRCUIT_WINDOW,
+    VIOLATION_DESTROY_REASON,
+    Circuit,
+    CircuitOpen,
+    allocate_circ_id,
+)
 from webtunnel_pt.tor.inner_tls import InnerTls, inner_tls_context, random_sni, start_inner_tls
 from webtunnel_pt.tor.link_handshake import ClientHandshake, LinkOpen
 
@@ -311,7 +318,7 @@ class Channel:
             f"{cell.circ_id:#010x} before they were read; its SENDME window allows "
             f"{CIRCUIT_WINDOW}"
         )
-        circuit.destroy(DestroyReason.PROTOCOL)
+        circuit.destroy(VIOLATION_DESTROY_REASON)
         self.end_circuit(cell.circ_id, lambda: LinkProtocolError(message), discard=True)
         if self._closed is None:
             self._write(circuit)  # one DESTROY cell: drained by the next flush or the close

@@ -36,6 +36,7 @@ from webtunnel_pt.tor.cells import Cell, DestroyReason, EndReason, reason_name
 from webtunnel_pt.tor.circuit import (
     CIRCUIT_SENDME_INCREMENT,
     CIRCUIT_WINDOW,
+    VIOLATION_DESTROY_REASON,
     Circuit,
     CircuitClosed,
     CircuitEvent,
@@ -159,7 +160,7 @@ class ChannelCircuit:
             try:
                 self._events.extend(self.circuit.receive_cell(cell))
             except LinkProtocolError as exc:
-                self.circuit.destroy(DestroyReason.PROTOCOL)
+                self.circuit.destroy(VIOLATION_DESTROY_REASON)
                 self.channel.end_circuit(self.circ_id, _same_error(exc))
                 await self.channel.flush_if_open(self.circuit)
                 raise

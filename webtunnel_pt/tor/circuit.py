@@ -109,10 +109,11 @@ __all__ = [
     "allocate_circ_id",
 ]
 
-#: The DESTROY reason we send when the relay broke the protocol. tor as a client sends NONE
-#: for every DESTROY it originates (tor-spec §5.4; circuit_mark_for_close_), so PROTOCOL here
-#: sets us apart; kept because the issue-14 contract asks for it.
-VIOLATION_DESTROY_REASON = DestroyReason.PROTOCOL
+#: The DESTROY reason we put on the wire when the relay broke the protocol: NONE, as tor as a
+#: client sends for every DESTROY it originates (tor-spec §5.4; circuit_mark_for_close_), so
+#: relays learn nothing from it and can't tell us from tor. The reason we report locally
+#: (:class:`CircuitClosed`) is still PROTOCOL.
+VIOLATION_DESTROY_REASON = DestroyReason.NONE
 #: The END reason a client puts on the wire, whatever its own (prop 148: exits must not learn
 #: why a client closed, nor tell client platforms apart by it).
 CLIENT_END_REASON = EndReason.MISC

@@ -43,6 +43,7 @@ from webtunnel_pt.errors import (
 from webtunnel_pt.tor.cells import DestroyReason, EndReason, reason_name
 from webtunnel_pt.tor.channel_circuit import ChannelCircuit
 from webtunnel_pt.tor.circuit import (
+    VIOLATION_DESTROY_REASON,
     CircuitClosed,
     CircuitEvent,
     CircuitExtended,
@@ -282,7 +283,7 @@ class LiveCircuit:
                     try:
                         events = self.circuit.receive_cell(cell)
                     except LinkProtocolError as exc:
-                        self.circuit.destroy(DestroyReason.PROTOCOL)
+                        self.circuit.destroy(VIOLATION_DESTROY_REASON)
                         self._write()
                         self._finish(exc)
                         return

@@ -152,7 +152,7 @@ def test_a_flood_beyond_the_bound_destroys_only_that_circuit(tmp_path: Path) -> 
         assert flooded.circ_id not in channel._inboxes
         cell = await asyncio.wait_for(destroyed.get(), 10)
         assert cell.command == CellCommand.DESTROY and cell.circ_id == flooded.circ_id
-        assert cell.payload[0] == DestroyReason.PROTOCOL
+        assert cell.payload[0] == DestroyReason.NONE  # as tor's client: no reason on the wire
         assert not channel.is_closed  # the other circuit and the channel live on
         assert marker.circ_id in channel._inboxes
 
@@ -281,7 +281,7 @@ def test_a_cell_breaking_the_protocol_destroys_its_circuit(tmp_path: Path) -> No
             await channel.create_fast_circuit(timeout_s=5)
         cell = await asyncio.wait_for(destroyed.get(), 10)
         assert cell.command == CellCommand.DESTROY
-        assert cell.payload[0] == DestroyReason.PROTOCOL
+        assert cell.payload[0] == DestroyReason.NONE  # as tor's client: no reason on the wire
         assert channel._inboxes == {} and channel._circuits == {}
         assert not channel.is_closed
 

@@ -157,13 +157,14 @@ def test_destroy_by_us() -> None:
 
 
 def assert_violation(events: list[CircuitEvent], circuit: Circuit, match: str) -> None:
-    """The circuit destroyed itself: DESTROY (PROTOCOL) queued, CircuitClosed with the error."""
+    """The circuit destroyed itself: DESTROY queued (reason NONE on the wire, as tor's client),
+    CircuitClosed (PROTOCOL) with the error."""
     (closed,) = events
     assert isinstance(closed, CircuitClosed) and closed.reason == DestroyReason.PROTOCOL
     assert not closed.truncated and match in closed.message
     assert isinstance(closed.error, LinkProtocolError) and str(closed.error) == closed.message
     assert circuit.state is CircuitState.DESTROYED
-    assert circuit.cells_to_send()[-1] == destroy_cell(circuit.circ_id, DestroyReason.PROTOCOL)
+    assert circuit.cells_to_send()[-1] == destroy_cell(circuit.circ_id, DestroyReason.NONE)
     assert circuit.receive_cell(destroy_cell(circuit.circ_id, 1)) == []
 
 
