@@ -16,8 +16,8 @@ ends or fails, every waiting circuit gets :class:`ChannelClosed`.
 
 Inboxes are bounded (:data:`MAX_QUEUED_CELLS_PER_CIRCUIT`): SENDMEs go out only as cells are
 taken, so a relay that honours the circuit window cannot fill one; one that does is in
-violation, and the channel destroys that circuit (a protocol error here; reason NONE on the wire, as tor)
-instead of buffering without end.
+violation, and the channel destroys that circuit (a protocol error here; reason NONE on the
+wire, as tor's client sends) instead of buffering without end.
 """
 
 from __future__ import annotations
