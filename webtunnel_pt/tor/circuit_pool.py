@@ -387,7 +387,15 @@ async def build_circuit(
                     budget(step_timeout_s, total),
                     what,
                 )
-            except (WebtunnelError, TimeoutError):
+            except (WebtunnelError, TimeoutError) as exc:
+                log.info(
+                    "extending to %s %s (middle %s, exit %s) failed: %s",
+                    what,
+                    relay.nickname,
+                    chosen.middle.nickname,
+                    chosen.exit.nickname,
+                    exc,
+                )
                 if on_failed_hop is not None and not live.channel.is_closed:
                     on_failed_hop(relay.rsa_identity)
                 raise
