@@ -21,6 +21,7 @@ including the key-generation runs, names only our local authorities, sets
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import subprocess
@@ -465,6 +466,46 @@ def missing_from_consensus(net: TorNetwork) -> list[str]:
     return missing
 
 
+def _microdesc_digests(text: str) -> set[str]:
+    """Unpadded base64 SHA-256 of each microdescriptor in a tor ``cached-microdescs*`` file:
+    from its ``onion-key`` line up to the next annotation (``@``) or microdescriptor."""
+    digests: set[str] = set()
+    current: list[str] = []
+
+    def close() -> None:
+        if current:
+            body = "".join(current).encode()
+            digests.add(base64.b64encode(hashlib.sha256(body).digest()).decode().rstrip("="))
+            current.clear()
+
+    for line in text.splitlines(keepends=True):
+        if line.startswith(("@", "onion-key")):
+            close()
+        if line.startswith("onion-key") or (current and not line.startswith("@")):
+            current.append(line)
+    close()
+    return digests
+
+
+def microdescs_missing(net: TorNetwork) -> list[str]:
+    """Relays whose microdescriptor (per the bridge's consensus ``m`` lines) the bridge does
+    not hold yet, so it could not serve a complete directory to a client."""
+    data = net.bridge.data_dir
+    held = set().union(
+        *(
+            _microdesc_digests(read_text(data / n))
+            for n in ("cached-microdescs", "cached-microdescs.new")
+        )
+    )
+    missing, nickname = [], None
+    for line in read_text(data / "cached-microdesc-consensus").splitlines():
+        if line.startswith("r "):
+            nickname = line.split()[1]
+        elif line.startswith("m ") and nickname is not None and line.split()[1] not in held:
+            missing.append(f"{nickname}'s microdescriptor not on the bridge")
+    return missing
+
+
 def _logged_since(path: Path, offset: int, text: str) -> bool:
     return text in read_text(path)[offset:]
 
@@ -506,9 +547,9 @@ def wait_ready(net: TorNetwork, timeout_s: float) -> None:
             alive=lambda: _all_alive(net),
         )
         net.timings["consensus_complete_s"] = t + wait_until(
-            lambda: not missing_from_consensus(net),
+            lambda: not missing_from_consensus(net) and not microdescs_missing(net),
             max(1.0, deadline - time.monotonic()),
-            "a bridge microdesc consensus listing every relay",
+            "a bridge microdesc consensus listing every relay, with their microdescriptors",
             alive=lambda: _all_alive(net),
         )
     except WaitTimeout as exc:
@@ -516,6 +557,7 @@ def wait_ready(net: TorNetwork, timeout_s: float) -> None:
             [
                 *(f"{n} not bootstrapped" for n in not_bootstrapped(net)),
                 *missing_from_consensus(net),
+                *microdescs_missing(net),
             ]
         )
         raise WaitTimeout(f"{exc} ({detail}); bridge log:\n{tail(net.bridge.log_path)}") from None
