@@ -6,6 +6,7 @@ over the sans-I/O :class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's cir
     live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
     await live.create(NtorHandshake(bridge_id, bridge_key), deadline)          # CREATE2
     await live.extend(link_specifiers, NtorHandshake(mid_id, mid_key), deadline, "the middle")
+    live.enable_congestion_control(sendme_inc, params)     # the exit accepted CC (ntor v3)
     stream = await live.open_stream("example.com", 443, deadline)              # BEGIN, CONNECTED
     answers = await live.resolve("example.com", deadline)                      # RESOLVE
     await live.aclose()
@@ -56,6 +57,7 @@ from webtunnel_pt.tor.circuit import (
     StreamResolved,
     StreamWritable,
 )
+from webtunnel_pt.tor.congestion import CongestionParams, CongestionWindow, overshoot_cap_cells
 from webtunnel_pt.tor.stream_io import TorStream
 
 if TYPE_CHECKING:
@@ -162,6 +164,21 @@ class LiveCircuit:
         self._write()
         await self._wait_hop(waiter, deadline, f"EXTENDED2 from {what}")
 
+    def enable_congestion_control(
+        self, sendme_inc: int, params: CongestionParams | None = None
+    ) -> None:
+        """The last hop accepted congestion control with ``sendme_inc`` (prop 324): Vegas and
+        XON/XOFF for the streams opened from now on; the inbox may then hold what the exit's
+        window allows. A sendme_inc tor would refuse raises CircuitProtocolError."""
+        params = params if params is not None else CongestionParams()
+        self.circuit.enable_congestion_control(-1, sendme_inc, params=params)
+        self.handle.inbox.limit = max(self.handle.inbox.limit, overshoot_cap_cells(params))
+
+    @property
+    def congestion_control(self) -> CongestionWindow | None:
+        """The exit's congestion window (cwnd, inflight, RTTs), None with fixed windows."""
+        return self.circuit.congestion_control(-1)
+
     def _expect_hop(self) -> asyncio.Future[int]:
         self._hop_waiter = asyncio.get_running_loop().create_future()
         return self._hop_waiter
@@ -194,7 +211,11 @@ class LiveCircuit:
         self._check_open()
         stream_id = self.circuit.begin(host, port)
         info = dict(extra or {})
-        info.update(tor_circuit_id=self.circ_id, tor_path=self.fingerprints())
+        info.update(
+            tor_circuit_id=self.circ_id,
+            tor_path=self.fingerprints(),
+            tor_congestion_control=self.congestion_control is not None,
+        )
         stream = TorStream(self, stream_id, peername=(host, port), extra=info)
         waiter: asyncio.Future[StreamConnected] = asyncio.get_running_loop().create_future()
         self._connecting[stream_id] = (waiter, stream)
