@@ -156,7 +156,7 @@ class CongestionWindow:
         self.expected_digests: deque[bytes] = deque()
 
     def now_usec(self) -> int:
-        return int(self.clock() * USEC)
+        return round(self.clock() * USEC)
 
     # ---- receiving ---------------------------------------------------------------------------
 
