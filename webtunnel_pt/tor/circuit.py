@@ -257,6 +257,11 @@ class Circuit:
         windows = self._windows[hop] if self._windows else None
         return windows if isinstance(windows, CongestionWindow) else None
 
+    def stream_flow(self, stream_id: int) -> StreamFlow | None:
+        """An open stream's XON/XOFF state; None without congestion control."""
+        stream = self._streams.streams.get(stream_id)
+        return stream.flow if stream is not None else None
+
     def _flow(self, hop: int) -> StreamFlow | None:
         windows = self._windows[hop]
         return StreamFlow(windows.params) if isinstance(windows, CongestionWindow) else None

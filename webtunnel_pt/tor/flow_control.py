@@ -43,6 +43,9 @@ class StreamFlow:
         self.xon_rate_bytes = p.xon_rate * MAX_RELAY_DATA
         self.xon_change_pct = p.xon_change_pct
         self.xon_ewma_cnt = p.xon_ewma_cnt
+        #: XOFFs and XONs we sent (what a test or a log can look at).
+        self.xoffs_sent = 0
+        self.xons_sent = 0
         # receiving
         self.xoff_sent = False
         self.ewma_drain_rate = 0  # kB/s
@@ -60,6 +63,7 @@ class StreamFlow:
         update) body to send, if any (tor's flow_control_decide_xoff)."""
         if buffered > self.xoff_limit and not self.xoff_sent:
             self.xoff_sent = True
+            self.xoffs_sent += 1
             self.ewma_drain_rate = 0  # the rate so far says nothing about a blocked reader
             return xoff_body()
         if buffered > MAX_EXPECTED_CELL_BURST * MAX_RELAY_DATA:
@@ -125,6 +129,7 @@ class StreamFlow:
     def _xon(self) -> bytes:
         self.ewma_rate_last_sent = self.ewma_drain_rate
         self.xoff_sent = False
+        self.xons_sent += 1
         return xon_body(self.ewma_drain_rate)
 
     # ---- sending ---------------------------------------------------------------------------

@@ -215,6 +215,8 @@ class LiveCircuit:
             tor_circuit_id=self.circ_id,
             tor_path=self.fingerprints(),
             tor_congestion_control=self.congestion_control is not None,
+            tor_congestion_window=self.congestion_control,
+            tor_stream_flow=self.circuit.stream_flow(stream_id),
         )
         stream = TorStream(self, stream_id, peername=(host, port), extra=info)
         waiter: asyncio.Future[StreamConnected] = asyncio.get_running_loop().create_future()

@@ -440,7 +440,11 @@ class TorStreamWriter:
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``peername``: the (host, port) asked for; ``stream_id``; the circuit's details the
-        client adds (``tor_path``, ``tor_circuit_id``, ``exit_address``)."""
+        client adds (``tor_path``, ``tor_circuit_id``, ``exit_address``,
+        ``tor_congestion_control``: whether the exit negotiated it; live state, None without
+        it: ``tor_congestion_window`` (the circuit's
+        :class:`~webtunnel_pt.tor.congestion.CongestionWindow`), ``tor_stream_flow`` (the
+        stream's :class:`~webtunnel_pt.tor.flow_control.StreamFlow`))."""
         if name == "peername":
             return self._stream.peername
         if name == "stream_id":
