@@ -315,7 +315,7 @@ class Channel:
         circuit = self._circuits[cell.circ_id]
         message = (
             f"relay sent more than {inbox.limit} cells on circuit {cell.circ_id:#010x} "
-            "before they were read; its window allows fewer"
+            "before they were read; its SENDME window allows fewer"
         )
         circuit.destroy(VIOLATION_DESTROY_REASON)
         self.end_circuit(cell.circ_id, lambda: LinkProtocolError(message), discard=True)

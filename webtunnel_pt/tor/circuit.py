@@ -84,7 +84,7 @@ from webtunnel_pt.tor.circuit_types import (
     Completes,
     allocate_circ_id,
 )
-from webtunnel_pt.tor.congestion import CongestionParams, CongestionWindow, overshoot_cap_cells
+from webtunnel_pt.tor.congestion import CongestionParams, CongestionWindow
 from webtunnel_pt.tor.flow_control import StreamFlow
 from webtunnel_pt.tor.onionskin import CreateFastHandshake, HopKeys
 from webtunnel_pt.tor.relay_crypto import RelayCrypto
@@ -244,9 +244,8 @@ class Circuit:
         """The hop (0-based; -1: the last) accepted congestion control with ``sendme_inc``
         (its ntor v3 reply): Vegas and XON/XOFF from now on, for streams opened after this.
         An increment tor would refuse raises CircuitProtocolError (destroy the circuit)."""
-        index = hop % max(1, self.hops)
-        if self.state is not CircuitState.OPEN or self.hops == 0:
-            raise LocalProtocolError(f"circuit is {self.state.name}, not OPEN")
+        self._check_idle()
+        index = hop % self.hops
         windows = self._windows[index]
         if not isinstance(windows, HopWindows) or windows.package != CIRCUIT_WINDOW:
             raise LocalProtocolError(f"hop {index + 1} already carried data or uses CC")
@@ -261,10 +260,6 @@ class Circuit:
         """An open stream's XON/XOFF state; None without congestion control."""
         stream = self._streams.streams.get(stream_id)
         return stream.flow if stream is not None else None
-
-    def _flow(self, hop: int) -> StreamFlow | None:
-        windows = self._windows[hop]
-        return StreamFlow(windows.params) if isinstance(windows, CongestionWindow) else None
 
     def _check_idle(self) -> None:
         """Open, and not waiting for EXTENDED2 (the last hop is about to change)."""
@@ -295,7 +290,7 @@ class Circuit:
         self._check_idle()
         hop = self.hops - 1
         stream = self._streams.open(
-            StreamKind.DIR, hop, consume_on_delivery=consume_on_delivery, flow=self._flow(hop)
+            StreamKind.DIR, hop, consume_on_delivery=consume_on_delivery, window=self._windows[hop]
         )
         self._send_relay(RelayCell(RelayCommand.BEGIN_DIR, stream.stream_id), stream.hop)
         return stream.stream_id
@@ -304,7 +299,7 @@ class Circuit:
         """Open a stream to ``host:port`` through the last hop (BEGIN, tor-spec §6.2)."""
         body = begin_body(host, port, flags)
         self._check_idle()
-        stream = self._streams.open(StreamKind.EXIT, self.hops - 1, flow=self._flow(-1))
+        stream = self._streams.open(StreamKind.EXIT, self.hops - 1, window=self._windows[-1])
         self._send_relay(RelayCell(RelayCommand.BEGIN, stream.stream_id, body), stream.hop)
         return stream.stream_id
 
@@ -474,17 +469,10 @@ class Circuit:
             return []
         target.delivered(len(message.data))
         if target.flow is not None:
-            self._check_flow(target)
+            self._send_flow(target, self._streams.flow_delivered(target, self._windows[hop]))
         elif target.consume_on_delivery:
             self._send_stream_sendmes(target)
         return [StreamData(target.stream_id, message.data)]
-
-    def _check_flow(self, stream: Stream) -> None:
-        """XOFF when the stream's unread data passes the limit (the flood check is the table's)."""
-        windows = self._windows[stream.hop]
-        assert isinstance(windows, CongestionWindow)
-        cap = overshoot_cap_cells(windows.params) * MAX_RELAY_DATA
-        self._send_flow(stream, self._streams.flow_delivered(stream, windows.now_usec(), cap))
 
     def _on_sendme(self, hop: int, message: RelayCell) -> list[CircuitEvent]:
         if message.stream_id == 0:

@@ -46,6 +46,8 @@ from webtunnel_pt.tor.circuit_events import (
     StreamResolved,
     StreamWritable,
 )
+from webtunnel_pt.tor.circuit_flow import HopWindows
+from webtunnel_pt.tor.congestion import CongestionWindow, overshoot_cap_cells
 from webtunnel_pt.tor.flow_control import StreamFlow
 from webtunnel_pt.tor.relay_msgs import decode_connected, decode_end_reason, decode_resolved
 
@@ -183,8 +185,11 @@ class StreamTable:
         hop: int,
         *,
         consume_on_delivery: bool = False,
-        flow: StreamFlow | None = None,
+        window: HopWindows | CongestionWindow | None = None,
     ) -> Stream:
+        """A new stream at ``hop``; under flow control (XON/XOFF) if ``window``, the hop's,
+        is a :class:`CongestionWindow`."""
+        flow = StreamFlow(window.params) if isinstance(window, CongestionWindow) else None
         stream = Stream(
             self._allocate(), kind, hop, consume_on_delivery=consume_on_delivery, flow=flow
         )
@@ -280,18 +285,21 @@ class StreamTable:
         self.forget(target.stream_id)
         return [StreamResolved(target.stream_id, answers)]
 
-    def flow_delivered(self, stream: Stream, now_usec: int, cap_bytes: int) -> bytes | None:
-        """After DATA on a stream under flow control: the XOFF (or XON update) to send. Data
-        past the XOFF limits of the hop's streams beyond ``cap_bytes`` is a flood."""
+    def flow_delivered(self, stream: Stream, window: HopWindows | CongestionWindow) -> bytes | None:
+        """After DATA on a stream under flow control (``window``: its hop's
+        :class:`CongestionWindow`): the XOFF (or XON update) to send. Data past the XOFF
+        limits of the hop's streams beyond :func:`overshoot_cap_cells` is a flood."""
         flow = stream.flow
-        assert flow is not None
+        assert flow is not None and isinstance(window, CongestionWindow)
+        if stream.unconsumed <= flow.quiet_bytes:
+            return None  # the common case: a reader that keeps up, nothing to decide
         if flow.over_limit(stream.unconsumed):
             over = sum(s.flow.over_limit(s.unconsumed) for s in self.on_hop(stream.hop) if s.flow)
-            if over > cap_bytes:
+            if over > overshoot_cap_cells(window.params) * MAX_RELAY_DATA:
                 raise CircuitProtocolError(
                     f"hop {stream.hop + 1} sent {over} bytes past our XOFFs (flooding)"
                 )
-        return flow.delivered(stream.unconsumed, now_usec)
+        return flow.delivered(stream.unconsumed, window.now_usec())
 
     def flow_message(self, hop: int, message: RelayCell, hop_open: bool) -> list[CircuitEvent]:
         """XOFF / XON from the hop on a stream we send on (prop 344); an XON that lets a

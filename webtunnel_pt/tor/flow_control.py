@@ -43,6 +43,8 @@ class StreamFlow:
         self.xon_rate_bytes = p.xon_rate * MAX_RELAY_DATA
         self.xon_change_pct = p.xon_change_pct
         self.xon_ewma_cnt = p.xon_ewma_cnt
+        #: Unread bytes up to which :meth:`delivered` has nothing to do.
+        self.quiet_bytes = min(self.xoff_limit, MAX_EXPECTED_CELL_BURST * MAX_RELAY_DATA)
         #: XOFFs and XONs we sent (what a test or a log can look at).
         self.xoffs_sent = 0
         self.xons_sent = 0
