@@ -247,8 +247,9 @@ class Circuit:
         self._check_idle()
         index = hop % self.hops
         windows = self._windows[index]
-        if not isinstance(windows, HopWindows) or windows.package != CIRCUIT_WINDOW:
-            raise LocalProtocolError(f"hop {index + 1} already carried data or uses CC")
+        used = windows.package != CIRCUIT_WINDOW or self._streams.on_hop(index)
+        if not isinstance(windows, HopWindows) or used:
+            raise LocalProtocolError(f"hop {index + 1} already carried streams or uses CC")
         self._windows[index] = CongestionWindow(sendme_inc, params, clock)
 
     def congestion_control(self, hop: int = -1) -> CongestionWindow | None:

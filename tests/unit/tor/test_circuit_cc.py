@@ -62,10 +62,16 @@ def test_an_increment_tor_would_refuse() -> None:
     assert circuit.congestion_control() is None
 
 
-def test_enabling_after_data_is_refused() -> None:
-    circuit, path = build_circuit()
-    upload(circuit, path, open_stream(circuit, path), 1)
-    with pytest.raises(LocalProtocolError, match="already carried data"):
+def test_enabling_after_streams_is_refused() -> None:
+    circuit, _path = build_circuit()
+    circuit.begin("example.com", 443)
+    with pytest.raises(LocalProtocolError, match="already carried streams"):
+        circuit.enable_congestion_control(-1, INC)
+
+
+def test_enabling_twice_is_refused() -> None:
+    circuit, _path, _clock = cc_circuit()
+    with pytest.raises(LocalProtocolError, match="uses CC"):
         circuit.enable_congestion_control(-1, INC)
 
 
