@@ -49,6 +49,8 @@ from webtunnel_pt.errors import (
 )
 from webtunnel_pt.tor.cells import EndReason
 from webtunnel_pt.tor.client import TorClient
+from webtunnel_pt.tor.ntor import HTYPE_NTOR as NTOR
+from webtunnel_pt.tor.ntor_v3 import HTYPE_NTOR_V3 as NTOR_V3
 from webtunnel_pt.tor.stream_io import TorStreamWriter
 
 from .network import Node, TorNetwork
@@ -76,6 +78,7 @@ class Fetched:
     circuit_id: int
     path: tuple[str, ...]  # RSA fingerprints, upper-case hex, bridge first
     exit_address: str | None
+    htypes: tuple[int, ...]  # each hop's CREATE2 / EXTEND2 handshake type, bridge first
 
 
 # ---- fixtures -----------------------------------------------------------------------------
@@ -143,6 +146,7 @@ def _fetched(body: bytes, writer: TorStreamWriter) -> Fetched:
         writer.get_extra_info("tor_circuit_id"),
         tuple(writer.get_extra_info("tor_path")),
         writer.get_extra_info("exit_address"),
+        writer.get_extra_info("tor_hop_htypes"),
     )
 
 
@@ -180,6 +184,13 @@ def _assert_three_distinct_relays(net: TorNetwork, path: tuple[str, ...]) -> lis
     return hops
 
 
+def _assert_ntor_v3_past_the_bridge(fetched: Fetched) -> None:
+    """The bridge is created with ntor (its descriptor is what the client has), the middle
+    and the exit (tor 0.4.9, ``Relay=4``) are extended to with ntor v3: real relays accepted our
+    HTYPE 3 EXTEND2 and its keys carried the stream."""
+    assert fetched.htypes == (NTOR, NTOR_V3, NTOR_V3), f"handshake types {fetched.htypes}"
+
+
 # ---- the tests ----------------------------------------------------------------------------
 
 
@@ -201,6 +212,7 @@ def test_page_through_bridge_middle_exit(
     assert _sha256(big.body) == _sha256(circ_page.big_body) and len(big.body) == BODY_BYTES
     for fetched, visit in zip((small, big), circ_page.visits[-2:], strict=True):
         bridge, middle, exit_ = _assert_three_distinct_relays(net, fetched.path)
+        _assert_ntor_v3_past_the_bridge(fetched)
         assert visit.who == exit_, f"the page server saw {visit.who}, the API says {exit_}"
         peers = net.tcp_peers(middle.nickname)
         assert {bridge.nickname, exit_.nickname} <= peers, f"{middle.nickname} peers: {peers}"
@@ -225,6 +237,7 @@ def test_twenty_concurrent_streams_on_one_circuit(
     assert [_sha256(r.body) for r in results] == [want] * CONCURRENT_STREAMS
     assert len({r.circuit_id for r in results}) == 1, "the streams went on several circuits"
     _assert_three_distinct_relays(e2e_stack.network, results[0].path)
+    _assert_ntor_v3_past_the_bridge(results[0])
     visits = circ_page.visits[visits_before:]
     assert len(visits) == CONCURRENT_STREAMS
     assert {v.who for v in visits} == {_node(e2e_stack.network, results[0].path[2])}
