@@ -47,6 +47,7 @@ from webtunnel_pt.errors import (
     StreamRefused,
     WebtunnelError,
 )
+from webtunnel_pt.tor import circuit_pool
 from webtunnel_pt.tor.cells import EndReason
 from webtunnel_pt.tor.client import TorClient
 from webtunnel_pt.tor.ntor import HTYPE_NTOR as NTOR
@@ -241,6 +242,31 @@ def test_twenty_concurrent_streams_on_one_circuit(
     visits = circ_page.visits[visits_before:]
     assert len(visits) == CONCURRENT_STREAMS
     assert {v.who for v in visits} == {_node(e2e_stack.network, results[0].path[2])}
+
+
+def test_exits_answer_a_congestion_control_request(
+    e2e_stack: Stack, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the request on, tor 0.4.9 exits (FlowCtrl=2, cc_alg at its default) answer the
+    ntor v3 congestion-control request of prop 324 §10.3 with their sendme_inc (31 by
+    default), and it reaches :func:`~webtunnel_pt.tor.circuit_pool.negotiated_cc` for the
+    exit's hop. The circuits carry no stream: the client's side of congestion control is not
+    this test's business."""
+    negotiated: list[tuple[int, int, tuple[int, ...]]] = []
+
+    def record(circuit: Any, hop: int, sendme_inc: int) -> None:
+        negotiated.append((hop, sendme_inc, tuple(circuit.hop_htypes)))
+
+    monkeypatch.setattr(circuit_pool, "REQUEST_CONGESTION_CONTROL", True)
+    monkeypatch.setattr(circuit_pool, "negotiated_cc", record)
+
+    async def test(tor: TorClient) -> int:
+        return len(tor.circuits)
+
+    built = _run(e2e_stack, state_dir, test)
+    assert built >= 1
+    assert negotiated, "no exit answered the congestion-control request"
+    assert all(n == (2, 31, (NTOR, NTOR_V3, NTOR_V3)) for n in negotiated), negotiated
 
 
 def test_isolation_keys_get_their_own_circuits(
