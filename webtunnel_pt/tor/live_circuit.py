@@ -1,6 +1,7 @@
-"""A multi-hop circuit driven by its own task: built hop by hop (CREATE2 with ntor, EXTEND2 in
-RELAY_EARLY), then carrying streams and resolves (tor-link.md §6-§9; issue 14). asyncio glue
-over the sans-I/O :class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's circuit handle
+"""A multi-hop circuit driven by its own task: built hop by hop (CREATE2, EXTEND2 in RELAY_EARLY;
+ntor or ntor v3, each hop's HTYPE kept in ``hop_htypes``), then carrying streams and resolves
+(tor-link.md §6-§9; issue 14). asyncio glue over the sans-I/O
+:class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's circuit handle
 (:class:`~webtunnel_pt.tor.channel_circuit.ChannelCircuit`: its bounded inbox).
 
     live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
