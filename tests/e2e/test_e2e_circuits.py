@@ -47,8 +47,11 @@ from webtunnel_pt.errors import (
     StreamRefused,
     WebtunnelError,
 )
+from webtunnel_pt.tor import circuit_pool
 from webtunnel_pt.tor.cells import EndReason
 from webtunnel_pt.tor.client import TorClient
+from webtunnel_pt.tor.ntor import HTYPE_NTOR as NTOR
+from webtunnel_pt.tor.ntor_v3 import HTYPE_NTOR_V3 as NTOR_V3
 from webtunnel_pt.tor.stream_io import TorStreamWriter
 
 from .network import Node, TorNetwork
@@ -76,6 +79,7 @@ class Fetched:
     circuit_id: int
     path: tuple[str, ...]  # RSA fingerprints, upper-case hex, bridge first
     exit_address: str | None
+    htypes: tuple[int, ...]  # each hop's CREATE2 / EXTEND2 handshake type, bridge first
 
 
 # ---- fixtures -----------------------------------------------------------------------------
@@ -143,6 +147,7 @@ def _fetched(body: bytes, writer: TorStreamWriter) -> Fetched:
         writer.get_extra_info("tor_circuit_id"),
         tuple(writer.get_extra_info("tor_path")),
         writer.get_extra_info("exit_address"),
+        writer.get_extra_info("tor_hop_htypes"),
     )
 
 
@@ -180,6 +185,13 @@ def _assert_three_distinct_relays(net: TorNetwork, path: tuple[str, ...]) -> lis
     return hops
 
 
+def _assert_ntor_v3_past_the_bridge(fetched: Fetched) -> None:
+    """The bridge is created with ntor (its descriptor is what the client has), the middle
+    and the exit (tor 0.4.9, ``Relay=4``) are extended to with ntor v3: real relays accepted our
+    HTYPE 3 EXTEND2 and its keys carried the stream."""
+    assert fetched.htypes == (NTOR, NTOR_V3, NTOR_V3), f"handshake types {fetched.htypes}"
+
+
 # ---- the tests ----------------------------------------------------------------------------
 
 
@@ -201,6 +213,7 @@ def test_page_through_bridge_middle_exit(
     assert _sha256(big.body) == _sha256(circ_page.big_body) and len(big.body) == BODY_BYTES
     for fetched, visit in zip((small, big), circ_page.visits[-2:], strict=True):
         bridge, middle, exit_ = _assert_three_distinct_relays(net, fetched.path)
+        _assert_ntor_v3_past_the_bridge(fetched)
         assert visit.who == exit_, f"the page server saw {visit.who}, the API says {exit_}"
         peers = net.tcp_peers(middle.nickname)
         assert {bridge.nickname, exit_.nickname} <= peers, f"{middle.nickname} peers: {peers}"
@@ -225,9 +238,35 @@ def test_twenty_concurrent_streams_on_one_circuit(
     assert [_sha256(r.body) for r in results] == [want] * CONCURRENT_STREAMS
     assert len({r.circuit_id for r in results}) == 1, "the streams went on several circuits"
     _assert_three_distinct_relays(e2e_stack.network, results[0].path)
+    _assert_ntor_v3_past_the_bridge(results[0])
     visits = circ_page.visits[visits_before:]
     assert len(visits) == CONCURRENT_STREAMS
     assert {v.who for v in visits} == {_node(e2e_stack.network, results[0].path[2])}
+
+
+def test_exits_answer_a_congestion_control_request(
+    e2e_stack: Stack, state_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the request on, tor 0.4.9 exits (FlowCtrl=2, cc_alg at its default) answer the
+    ntor v3 congestion-control request of prop 324 §10.3 with their sendme_inc (31 by
+    default), and it reaches :func:`~webtunnel_pt.tor.circuit_pool.negotiated_cc` for the
+    exit's hop. The circuits carry no stream: the client's side of congestion control is not
+    this test's business."""
+    negotiated: list[tuple[int, int, tuple[int, ...]]] = []
+
+    def record(circuit: Any, hop: int, sendme_inc: int) -> None:
+        negotiated.append((hop, sendme_inc, tuple(circuit.hop_htypes)))
+
+    monkeypatch.setattr(circuit_pool, "REQUEST_CONGESTION_CONTROL", True)
+    monkeypatch.setattr(circuit_pool, "negotiated_cc", record)
+
+    async def test(tor: TorClient) -> int:
+        return len(tor.circuits)
+
+    built = _run(e2e_stack, state_dir, test)
+    assert built >= 1
+    assert negotiated, "no exit answered the congestion-control request"
+    assert all(n == (2, 31, (NTOR, NTOR_V3, NTOR_V3)) for n in negotiated), negotiated
 
 
 def test_isolation_keys_get_their_own_circuits(

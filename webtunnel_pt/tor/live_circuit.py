@@ -1,6 +1,7 @@
-"""A multi-hop circuit driven by its own task: built hop by hop (CREATE2 with ntor, EXTEND2 in
-RELAY_EARLY), then carrying streams and resolves (tor-link.md §6-§9; issue 14). asyncio glue
-over the sans-I/O :class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's circuit handle
+"""A multi-hop circuit driven by its own task: built hop by hop (CREATE2, EXTEND2 in RELAY_EARLY;
+ntor or ntor v3, each hop's HTYPE kept in ``hop_htypes``), then carrying streams and resolves
+(tor-link.md §6-§9; issue 14). asyncio glue over the sans-I/O
+:class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's circuit handle
 (:class:`~webtunnel_pt.tor.channel_circuit.ChannelCircuit`: its bounded inbox).
 
     live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
@@ -102,6 +103,8 @@ class LiveCircuit:
         self.path = path
         self.exit_relay = exit_relay
         self.created_at = created_at
+        #: The CREATE2 / EXTEND2 handshake type of each hop built so far (2 ntor, 3 ntor v3).
+        self.hop_htypes: list[int] = []
         self._on_close = on_close
         self._streams: dict[int, TorStream] = {}
         self._connecting: dict[int, tuple[asyncio.Future[StreamConnected], TorStream]] = {}
@@ -151,6 +154,7 @@ class LiveCircuit:
         self.circuit.create(handshake)
         self._write()
         await self._wait_hop(waiter, deadline, "CREATED2 from the bridge")
+        self.hop_htypes.append(handshake.htype)
 
     async def extend(
         self, link_specifiers: bytes, handshake: CircuitHandshake, deadline: Deadline, what: str
@@ -161,6 +165,7 @@ class LiveCircuit:
         self.circuit.extend(link_specifiers, handshake)
         self._write()
         await self._wait_hop(waiter, deadline, f"EXTENDED2 from {what}")
+        self.hop_htypes.append(handshake.htype)
 
     def _expect_hop(self) -> asyncio.Future[int]:
         self._hop_waiter = asyncio.get_running_loop().create_future()
@@ -194,7 +199,11 @@ class LiveCircuit:
         self._check_open()
         stream_id = self.circuit.begin(host, port)
         info = dict(extra or {})
-        info.update(tor_circuit_id=self.circ_id, tor_path=self.fingerprints())
+        info.update(
+            tor_circuit_id=self.circ_id,
+            tor_path=self.fingerprints(),
+            tor_hop_htypes=tuple(self.hop_htypes),
+        )
         stream = TorStream(self, stream_id, peername=(host, port), extra=info)
         waiter: asyncio.Future[StreamConnected] = asyncio.get_running_loop().create_future()
         self._connecting[stream_id] = (waiter, stream)

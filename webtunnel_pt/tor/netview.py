@@ -56,6 +56,9 @@ PARAM_BOUNDS: Mapping[str, tuple[int, int, int]] = {
     "cbtdisabled": (0, 0, 1),
     "CircuitPriorityHalflifeMsec": (30000, 1, INT32_MAX),
     "ExtendByEd25519ID": (0, 0, 1),
+    # congestion control (prop 324 §6.5; tor's congestion_control_common.c)
+    "cc_alg": (2, 0, 3),  # 0 = fixed windows (SENDME), 2 = Vegas
+    "cc_sendme_inc": (31, 1, 254),  # cells per circuit SENDME, as negotiated with an exit
 }
 
 
