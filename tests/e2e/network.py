@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
+import os
 import subprocess
 import sys
 import time
@@ -309,6 +310,16 @@ class TorNetwork:
 # ---- torrc for servers ---------------------------------------------------------------------
 
 
+def _debug_log_lines(node: Node) -> list[str]:
+    """With ``E2E_TOR_LOG=<severity>`` (say ``info``) in the environment, each relay also
+    logs its circuit, channel and OR-connection events at that severity to ``debug.log``
+    next to its notice log: what a flaky e2e test needs to say which hop refused what."""
+    severity = os.environ.get("E2E_TOR_LOG", "")
+    if not severity:
+        return []
+    return [f"Log [circ,or,channel,net,protocol,edge]{severity} file {node.data_dir / 'debug.log'}"]
+
+
 def _server_lines(net: TorNetwork, node: Node) -> list[str]:
     return [
         *common_torrc_lines(node.data_dir, net.dir_authority_lines),
@@ -318,6 +329,7 @@ def _server_lines(net: TorNetwork, node: Node) -> list[str]:
         *([f"DirPort {LOOPBACK}:{node.dir_port}"] if node.dir_port else []),
         "SocksPort 0",
         f"Log notice file {node.log_path}",
+        *_debug_log_lines(node),
         "ContactInfo e2e@bridge.test",
         "AssumeReachable 1",
         f"ServerDNSResolvConfFile {net.resolv_conf}",
