@@ -44,10 +44,11 @@ import struct
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from webtunnel_pt.errors import CircuitHandshakeError, LocalProtocolError
+from webtunnel_pt.tor.ntor import x25519_shared
 from webtunnel_pt.tor.onionskin import HOP_KEY_MATERIAL_LEN, HopKeys
 
 __all__ = [
@@ -112,17 +113,6 @@ def aes256_ctr(key: bytes, data: bytes) -> bytes:
     return encryptor.update(data) + encryptor.finalize()
 
 
-def x25519_shared(secret: X25519PrivateKey, public: bytes, what: str) -> bytes:
-    """X25519, refusing the all-zero result of a low-order point (prop 332 "Security notes")."""
-    try:
-        shared = secret.exchange(X25519PublicKey.from_public_bytes(public))
-    except ValueError as exc:  # cryptography refuses an all-zero shared secret
-        raise CircuitHandshakeError(f"ntor v3: {what} gives an all-zero shared secret") from exc
-    if not any(shared):  # belt and braces: never rely on the library for this
-        raise CircuitHandshakeError(f"ntor v3: {what} gives an all-zero shared secret")
-    return shared
-
-
 class NtorV3Handshake:
     """One client ntor v3 handshake with one relay. :meth:`complete` keeps no state but the
     ephemeral key and phase-1 values, so a failed reply does not spoil a later good one."""
@@ -157,7 +147,7 @@ class NtorV3Handshake:
         self._ver = encap(bytes(verification))
         self._x = X25519PrivateKey.from_private_bytes(secret)
         self._x_pub = self._x.public_key().public_bytes(*_RAW)
-        self._bx = x25519_shared(self._x, self._b, "the relay's ntor onion key")
+        self._bx = x25519_shared(self._x, self._b, "the relay's ntor onion key", protocol="ntor v3")
         phase1 = self._bx + self._id + self._x_pub + self._b + PROTOID + self._ver
         keys = kdf3(phase1, T_MSGKDF, ENC_KEY_LEN + MAC_KEY_LEN)
         encrypted = aes256_ctr(keys[:ENC_KEY_LEN], bytes(message))
@@ -195,7 +185,7 @@ class NtorV3Handshake:
             )
         reply = bytes(reply)
         y, auth, encrypted = reply[:KEY_LEN], reply[KEY_LEN:REPLY_MIN_LEN], reply[REPLY_MIN_LEN:]
-        yx = x25519_shared(self._x, y, "the server's Y")
+        yx = x25519_shared(self._x, y, "the server's Y", protocol="ntor v3")
         secret_input = yx + self._bx + self._id + self._b + self._x_pub + y + PROTOID + self._ver
         verify = h3(secret_input, T_VERIFY)
         auth_input = (
