@@ -46,7 +46,7 @@ stress:
 	$(PYTHON) -m pytest -q -s -m stress tests/stress
 
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS = args socks upgrade bridge env proxy_uri proxy cells relay_msgs circuit certs directory netdoc keycert consensus microdesc linkspec
+FUZZ_TARGETS = args socks upgrade bridge env proxy_uri proxy cells relay_msgs circuit certs directory netdoc keycert consensus microdesc linkspec ntor_v3
 fuzz:
 	$(PIP) install -q atheris
 	@mkdir -p build/fuzz; for t in $(FUZZ_TARGETS); do \

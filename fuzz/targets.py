@@ -29,11 +29,13 @@ with atheris.instrument_imports():
         consensus,
         descriptor_sig,
         directory,
+        handshake_ext,
         keycert,
         linkspec,
         microdesc,
         netdoc,
         ntor,
+        ntor_v3,
         relay_msgs,
     )
     from webtunnel_pt.tor.circuit import Circuit, CircuitClosed, StreamData
@@ -261,6 +263,33 @@ def fuzz_linkspec(data: bytes) -> None:
         pass
 
 
+#: A fixed client ntor v3 handshake (prop 332's test-vector keys) asking for congestion control.
+_NTOR_V3 = ntor_v3.NtorV3Handshake(
+    bytes.fromhex("9fad2af287ef942632833d21f946c6260c33fae6172b60006e86e4a6911753a2"),
+    bytes.fromhex("f8307a2bc1870b00b828bb74dbb8fd88e632a6375ab3bcd1ae706aaa8b6cdd1d"),
+    handshake_ext.cc_request(),
+    private_key=b"x" * 32,
+)
+
+
+def fuzz_ntor_v3(data: bytes) -> None:
+    """The bytes as an ntor v3 server reply (fails cleanly: nobody forges AUTH by fuzzing) and
+    as the extension list of a server message, which re-encodes to the bytes it came from."""
+    try:
+        _NTOR_V3.complete(data)
+    except WebtunnelError:
+        pass
+    try:
+        exts = handshake_ext.decode_extensions(data)
+    except WebtunnelError:
+        return
+    assert handshake_ext.encode_extensions(exts) == data
+    try:
+        handshake_ext.parse_cc_response(data)
+    except WebtunnelError:
+        pass
+
+
 def fuzz_relay_msgs(data: bytes) -> None:
     """Every relay message decoder on one message body (at most 498 bytes on the wire)."""
     body = data[: cells.MAX_RELAY_DATA]
@@ -340,6 +369,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "consensus": fuzz_consensus,
     "microdesc": fuzz_microdesc,
     "linkspec": fuzz_linkspec,
+    "ntor_v3": fuzz_ntor_v3,
     "args": fuzz_args,
     "socks": fuzz_socks,
     "upgrade": fuzz_upgrade,

@@ -25,7 +25,7 @@ severities.
     │        │  ├─ BadCertificateSignature  a signature does not verify
     │        │  ├─ LinkCertMismatch         type-5 cert does not certify the TLS leaf we saw
     │        │  └─ IdentityMismatch         relay identity is not the bridge line's fingerprint
-    │        ├─ CircuitHandshakeError       CREATED_FAST key hash or ntor AUTH wrong (§5, §6)
+    │        ├─ CircuitHandshakeError       CREATED_FAST key hash or ntor / ntor v3 AUTH wrong
     │        ├─ LinkSpecifierError          a link specifier list does not parse (§7.4)
     │        ├─ CircuitProtocolError        bad relay cell, window or SENDME: circuit destroyed
     │        └─ DirectoryError              bad HTTP answer or server descriptor (§10)
@@ -273,8 +273,8 @@ class IdentityMismatch(CertificateError):
 
 
 class CircuitHandshakeError(LinkProtocolError):
-    """The circuit handshake reply does not match what we sent (CREATED_FAST KH, ntor AUTH), or
-    the ntor Diffie-Hellman gave the all-zero secret of a low-order point."""
+    """The circuit handshake reply does not match what we sent (CREATED_FAST KH, ntor or ntor v3
+    AUTH), is too short, or the Diffie-Hellman gave the all-zero secret of a low-order point."""
 
 
 class LinkSpecifierError(LinkProtocolError):
@@ -290,7 +290,8 @@ DIRECTORY_REQUESTS_ATTRIBUTE = "directory_requests"
 class CircuitProtocolError(LinkProtocolError):
     """A relay on a circuit sent something the circuit protocol forbids: a malformed or
     unrecognized relay cell, DATA past a window, a SENDME that does not authenticate or would
-    overfill a window, a cell for a stream that does not exist. The circuit is destroyed; the
+    overfill a window, a cell for a stream that does not exist, an ntor v3 message whose
+    extension list is malformed or answers what was not asked. The circuit is destroyed; the
     channel and its other circuits live on."""
 
 

@@ -25,6 +25,12 @@ The pool's rules, each as tor has them:
   CIRCUIT_TIMEOUT_S`, the whole within :data:`CIRCUIT_BUILD_TIMEOUT_S`. A failed build is
   retried on a fresh path, up to ``max_attempts``; then :class:`CircuitBuildFailed` with the
   last error as its cause. A :class:`NoPathError` is not retried: no fresh path would fit.
+- **Handshakes.** A middle or exit whose consensus ``pr`` lists ``Relay=4`` and that has an
+  Ed25519 identity is extended to with ntor v3 (HTYPE 3, :func:`hop_handshake`), as tor 0.4.9
+  does; the others with ntor. The exit's ntor v3 message asks for congestion control (prop
+  324 §10) when :data:`REQUEST_CONGESTION_CONTROL` is on, it lists ``FlowCtrl=2`` and the
+  consensus ``cc_alg`` is not 0; its answer goes to :func:`negotiated_cc`. Every other ntor v3
+  message is the empty extension list, which tor requires.
 
 The pool is generic over the circuit (:class:`PoolCircuit`) and its builder, and takes a clock,
 so its rules are tested without a network.
@@ -44,6 +50,8 @@ from typing import Generic, Protocol, TypeVar
 from webtunnel_pt.deadlines import CIRCUIT_TIMEOUT_S, Deadline
 from webtunnel_pt.errors import (
     CircuitBuildFailed,
+    CircuitProtocolError,
+    LocalProtocolError,
     NoPathError,
     TorClientClosed,
     WebtunnelError,
@@ -51,21 +59,33 @@ from webtunnel_pt.errors import (
 from webtunnel_pt.tor.channel import Channel
 from webtunnel_pt.tor.channel_circuit import budget
 from webtunnel_pt.tor.circuit_flow import MAX_SENDME_VERSION
+from webtunnel_pt.tor.congestion import CongestionParams
+from webtunnel_pt.tor.handshake_ext import (
+    NO_EXTENSIONS,
+    cc_request,
+    check_sendme_inc,
+    parse_cc_response,
+)
 from webtunnel_pt.tor.linkspec import encode_link_specifiers
 from webtunnel_pt.tor.live_circuit import LiveCircuit
 from webtunnel_pt.tor.netview import NetworkView, Relay
 from webtunnel_pt.tor.ntor import NtorHandshake
+from webtunnel_pt.tor.ntor_v3 import NtorV3Handshake
 from webtunnel_pt.tor.path import PathHop, PathSelector, hop_of
 
 __all__ = [
     "CIRCUIT_BUILD_TIMEOUT_S",
     "MAX_BUILD_ATTEMPTS",
     "MAX_CIRCUIT_DIRTINESS_S",
+    "REQUEST_CONGESTION_CONTROL",
     "CircuitPool",
     "FirstHop",
     "PoolCircuit",
     "build_circuit",
+    "hop_handshake",
+    "negotiated_cc",
     "sendme_versions",
+    "wants_congestion_control",
 ]
 
 log = logging.getLogger("webtunnel_pt.tor.circuit_pool")
@@ -88,6 +108,9 @@ MAINTENANCE_INTERVAL_S = 30.0
 #: After a failed pre-build, the next one waits this long, doubling up to the maximum.
 PREBUILD_BACKOFF_S = 1.0
 MAX_PREBUILD_BACKOFF_S = 60.0
+#: Ask exits for congestion control (prop 324) in the ntor v3 handshake, as tor 0.4.9's
+#: client does; an exit that agrees gets Vegas and XON/XOFF (:func:`negotiated_cc`).
+REQUEST_CONGESTION_CONTROL = True
 
 
 class PoolCircuit(Protocol):
@@ -374,19 +397,22 @@ async def build_circuit(
         exit_relay=chosen.exit,
         on_close=on_close,
         created_at=clock(),
+        cc_params=CongestionParams.from_consensus(selector.view.param),
     )
     total = Deadline.after(timeout_s)
     try:
         bridge = NtorHandshake(first_hop.hop.rsa_identity, first_hop.ntor_onion_key)
         await live.create(bridge, budget(step_timeout_s, total))
-        for what, relay in (("the middle", chosen.middle), ("the exit", chosen.exit)):
+        hops = (("the middle", chosen.middle, False), ("the exit", chosen.exit, True))
+        for what, relay, is_exit in hops:
+            cc = is_exit and wants_congestion_control(relay, selector.view)
+            handshake = hop_handshake(relay, request_cc=cc)
             try:
                 await live.extend(
-                    _link_specifiers(relay),
-                    NtorHandshake(relay.rsa_identity, relay.ntor_onion_key),
-                    budget(step_timeout_s, total),
-                    what,
+                    _link_specifiers(relay), handshake, budget(step_timeout_s, total), what
                 )
+                if isinstance(handshake, NtorV3Handshake):
+                    _circuit_params(live, handshake, requested_cc=cc, view=selector.view)
             except (WebtunnelError, TimeoutError) as exc:
                 log.info(
                     "extending to %s %s (middle %s, exit %s) failed: %s",
@@ -403,6 +429,60 @@ async def build_circuit(
         await live.aclose()
         raise
     return live
+
+
+def wants_congestion_control(relay: Relay, view: NetworkView) -> bool:
+    """Whether to ask ``relay`` (an exit) for congestion control: :data:`REQUEST_CONGESTION_
+    CONTROL` is on, it speaks ntor v3 and ``FlowCtrl=2``, and the consensus ``cc_alg`` is not 0
+    (prop 324 §10.1)."""
+    return (
+        REQUEST_CONGESTION_CONTROL
+        and _speaks_ntor_v3(relay)
+        and relay.supports("FlowCtrl", 2)
+        and view.param("cc_alg") != 0
+    )
+
+
+def hop_handshake(relay: Relay, *, request_cc: bool = False) -> NtorHandshake | NtorV3Handshake:
+    """The handshake to extend to ``relay`` with: ntor v3 if its ``pr`` lists ``Relay=4`` and
+    it has an Ed25519 identity (its message :func:`~webtunnel_pt.tor.handshake_ext.cc_request`
+    when ``request_cc``, else the empty extension list), ntor otherwise."""
+    ed25519_id = relay.ed25519_identity
+    if ed25519_id is not None and relay.supports("Relay", 4):
+        message = cc_request() if request_cc else NO_EXTENSIONS
+        return NtorV3Handshake(ed25519_id, relay.ntor_onion_key, message)
+    if request_cc:
+        raise LocalProtocolError("congestion control needs the ntor v3 handshake")
+    return NtorHandshake(relay.rsa_identity, relay.ntor_onion_key)
+
+
+def _speaks_ntor_v3(relay: Relay) -> bool:
+    return relay.ed25519_identity is not None and relay.supports("Relay", 4)
+
+
+def negotiated_cc(circuit: LiveCircuit, hop: int, sendme_inc: int) -> None:
+    """Turn congestion control on for ``hop`` (0-based; only the last, the exit, can have it)
+    of ``circuit`` with the exit's ``sendme_inc``: Vegas with the consensus parameters the
+    circuit was built with, XON/XOFF on its streams."""
+    if hop != len(circuit.hop_htypes) - 1:
+        raise LocalProtocolError(f"congestion control on hop {hop + 1}, not the last one")
+    circuit.enable_congestion_control(sendme_inc)
+
+
+def _circuit_params(
+    live: LiveCircuit, handshake: NtorV3Handshake, *, requested_cc: bool, view: NetworkView
+) -> None:
+    """What the relay's ntor v3 message says about the new hop (prop 324 §10.5): a
+    congestion-control response we did not ask for, or a sendme_inc too far from the
+    consensus, is a :class:`CircuitProtocolError`; an accepted request goes to
+    :func:`negotiated_cc`."""
+    sendme_inc = parse_cc_response(handshake.server_message)
+    if sendme_inc is None:
+        return
+    if not requested_cc:
+        raise CircuitProtocolError("a congestion-control response we did not ask for")
+    check_sendme_inc(sendme_inc, view.param("cc_sendme_inc"))
+    negotiated_cc(live, len(live.hop_htypes) - 1, sendme_inc)
 
 
 def _link_specifiers(relay: Relay) -> bytes:

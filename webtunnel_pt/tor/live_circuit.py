@@ -1,6 +1,7 @@
-"""A multi-hop circuit driven by its own task: built hop by hop (CREATE2 with ntor, EXTEND2 in
-RELAY_EARLY), then carrying streams and resolves (tor-link.md §6-§9; issue 14). asyncio glue
-over the sans-I/O :class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's circuit handle
+"""A multi-hop circuit driven by its own task: built hop by hop (CREATE2, EXTEND2 in RELAY_EARLY;
+ntor or ntor v3, each hop's HTYPE kept in ``hop_htypes``), then carrying streams and resolves
+(tor-link.md §6-§9; issue 14). asyncio glue over the sans-I/O
+:class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's circuit handle
 (:class:`~webtunnel_pt.tor.channel_circuit.ChannelCircuit`: its bounded inbox).
 
     live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
@@ -97,6 +98,7 @@ class LiveCircuit:
         exit_relay: Relay | None = None,
         on_close: Callable[[LiveCircuit], None] | None = None,
         created_at: float = 0.0,
+        cc_params: CongestionParams | None = None,
     ) -> None:
         self.handle = handle
         self.channel = handle.channel
@@ -104,6 +106,10 @@ class LiveCircuit:
         self.path = path
         self.exit_relay = exit_relay
         self.created_at = created_at
+        #: The consensus's congestion-control parameters, for when the exit accepts CC.
+        self.cc_params = cc_params if cc_params is not None else CongestionParams()
+        #: The CREATE2 / EXTEND2 handshake type of each hop built so far (2 ntor, 3 ntor v3).
+        self.hop_htypes: list[int] = []
         self._on_close = on_close
         self._streams: dict[int, TorStream] = {}
         self._connecting: dict[int, tuple[asyncio.Future[StreamConnected], TorStream]] = {}
@@ -153,6 +159,7 @@ class LiveCircuit:
         self.circuit.create(handshake)
         self._write()
         await self._wait_hop(waiter, deadline, "CREATED2 from the bridge")
+        self.hop_htypes.append(handshake.htype)
 
     async def extend(
         self, link_specifiers: bytes, handshake: CircuitHandshake, deadline: Deadline, what: str
@@ -163,6 +170,7 @@ class LiveCircuit:
         self.circuit.extend(link_specifiers, handshake)
         self._write()
         await self._wait_hop(waiter, deadline, f"EXTENDED2 from {what}")
+        self.hop_htypes.append(handshake.htype)
 
     def enable_congestion_control(
         self, sendme_inc: int, params: CongestionParams | None = None
@@ -170,7 +178,7 @@ class LiveCircuit:
         """The last hop accepted congestion control with ``sendme_inc`` (prop 324): Vegas and
         XON/XOFF for the streams opened from now on; the inbox may then hold what the exit's
         window allows. A sendme_inc tor would refuse raises CircuitProtocolError."""
-        params = params if params is not None else CongestionParams()
+        params = params if params is not None else self.cc_params
         self.circuit.enable_congestion_control(-1, sendme_inc, params=params)
         self.handle.inbox.limit = max(self.handle.inbox.limit, overshoot_cap_cells(params))
 
@@ -217,6 +225,7 @@ class LiveCircuit:
             tor_congestion_control=self.congestion_control is not None,
             tor_congestion_window=self.congestion_control,
             tor_stream_flow=self.circuit.stream_flow(stream_id),
+            tor_hop_htypes=tuple(self.hop_htypes),
         )
         stream = TorStream(self, stream_id, peername=(host, port), extra=info)
         waiter: asyncio.Future[StreamConnected] = asyncio.get_running_loop().create_future()

@@ -58,8 +58,8 @@ PARAM_BOUNDS: Mapping[str, tuple[int, int, int]] = {
     "ExtendByEd25519ID": (0, 0, 1),
     # Congestion control (prop 324) as tor 0.4.8+ reads it (congestion_control_common.c,
     # congestion_control_vegas.c for exit circuits): cells unless named otherwise.
-    "cc_alg": (2, 0, 2),  # 0: fixed windows, 2: Vegas
-    "cc_sendme_inc": (31, 1, 254),
+    "cc_alg": (2, 0, 3),  # 0: fixed windows, 2: Vegas (NUM_CC_ALGS - 1 is 3)
+    "cc_sendme_inc": (31, 1, 254),  # cells per circuit SENDME, as negotiated with an exit
     "cc_cwnd_init": (124, 31, 10000),
     "cc_cwnd_min": (124, 31, 1000),
     "cc_cwnd_max": (INT32_MAX, 500, INT32_MAX),

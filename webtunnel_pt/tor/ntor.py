@@ -68,14 +68,17 @@ def _public_bytes(key: X25519PublicKey) -> bytes:
     return key.public_bytes(*_RAW)
 
 
-def _exchange(secret: X25519PrivateKey, public: bytes, what: str) -> bytes:
-    """X25519, refusing the all-zero result of a low-order point (tor-spec §5.1.4)."""
+def x25519_shared(
+    secret: X25519PrivateKey, public: bytes, what: str, *, protocol: str = "ntor"
+) -> bytes:
+    """X25519, refusing the all-zero result of a low-order point (tor-spec §5.1.4; prop 332
+    "Security notes" for ntor v3, whose errors name ``protocol``)."""
     try:
         shared = secret.exchange(X25519PublicKey.from_public_bytes(public))
     except ValueError as exc:  # cryptography refuses an all-zero shared secret
-        raise CircuitHandshakeError(f"ntor: {what} gives an all-zero shared secret") from exc
+        raise CircuitHandshakeError(f"{protocol}: {what} gives an all-zero shared secret") from exc
     if not any(shared):  # belt and braces: never rely on the library for this
-        raise CircuitHandshakeError(f"ntor: {what} gives an all-zero shared secret")
+        raise CircuitHandshakeError(f"{protocol}: {what} gives an all-zero shared secret")
     return shared
 
 
@@ -127,8 +130,8 @@ class NtorHandshake:
                 f"ntor: server reply is {len(reply)} bytes, expected {REPLY_LEN}"
             )
         y, auth = bytes(reply[:KEY_LEN]), bytes(reply[KEY_LEN:REPLY_LEN])
-        xy = _exchange(self._x, y, "the server's Y")
-        xb = _exchange(self._x, self._b, "the relay's ntor onion key")
+        xy = x25519_shared(self._x, y, "the server's Y")
+        xb = x25519_shared(self._x, self._b, "the relay's ntor onion key")
         secret_input = xy + xb + self._id + self._b + self._x_pub + y + PROTOID
         verify = _h(secret_input, T_VERIFY)
         auth_input = verify + self._id + self._b + y + self._x_pub + PROTOID + b"Server"

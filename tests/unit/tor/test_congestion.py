@@ -89,7 +89,7 @@ def test_tor_defaults() -> None:
     )  # fmt: skip
     assert (p.sscap_exit, p.ss_max, p.cwnd_full_gap, p.cwnd_full_minpct) == (600, 5000, 4, 25)
     assert (p.xoff_client, p.xon_rate, p.xon_change_pct, p.xon_ewma_cnt) == (500, 500, 25, 2)
-    assert PARAM_BOUNDS["cc_alg"] == (2, 0, 2)
+    assert PARAM_BOUNDS["cc_alg"] == (2, 0, 3)
     assert overshoot_cap_cells(p) == 10_000
 
 
