@@ -396,12 +396,12 @@ download through the three hops, and the client's CPU time during it; RSS after 
 bootstrap (tor + PT: both processes, for CPU and RSS). These
 are figures, not test assertions: on loopback the network costs nothing, so they compare the
 clients' own work. tor's bootstrap includes starting the PT (a Python process) and its
-own waits. The built-in client has no congestion control: a stream carries at most its fixed
-window of 500 cells (about 244 KiB) per round trip through the three relays, so its download
-is bound by how soon its stream SENDMEs go out (its driver hands data to the reader every few
-cells) more than by its CPU (60-70 % of one core during the download), while tor may
-negotiate congestion control with the exit (prop 324) and grow its window. The machine is
-shared with other jobs: figures move by some 10 % between runs. Last run {when} ({machine()}):
+own waits. Both clients negotiate congestion control with the exit (prop 324: the exit's
+Vegas window follows the round-trip times it measures, from the circuit's minimum, taken while
+the TTFB requests left it idle, to the RTT under load) and flow control per stream (prop 344,
+XON/XOFF); the built-in client's round trips include its own per-cell work in Python. The
+machine is shared with other jobs: figures move by some 10 % between runs, more when other
+jobs load both cores. Last run {when} ({machine()}):
 
 {result}
 """
