@@ -396,12 +396,14 @@ download through the three hops, and the client's CPU time during it; RSS after 
 bootstrap (tor + PT: both processes, for CPU and RSS). These
 are figures, not test assertions: on loopback the network costs nothing, so they compare the
 clients' own work. tor's bootstrap includes starting the PT (a Python process) and its
-own waits. Both clients negotiate congestion control with the exit (prop 324: the exit's
-Vegas window follows the round-trip times it measures, from the circuit's minimum, taken while
-the TTFB requests left it idle, to the RTT under load) and flow control per stream (prop 344,
-XON/XOFF); the built-in client's round trips include its own per-cell work in Python. The
-machine is shared with other jobs: figures move by some 10 % between runs, more when other
-jobs load both cores. Last run {when} ({machine()}):
+own waits. Both clients negotiate congestion control with the exit (prop 324) and flow
+control per stream (prop 344, XON/XOFF). The exit's Vegas window follows the round trips it
+measures: against the circuit's minimum (about 2 ms, taken while the TTFB requests left it
+idle), the built-in client's round trips under load (20-100 ms in the exit's info log: they
+include its own per-cell work in Python) read as a queue, so the exit holds its window near
+200 cells and the built-in download swings between runs (1.7 to 7.2 MiB/s seen; 5-6 MiB/s
+with fixed windows on the same day). The machine is shared with other jobs: figures move by
+some 10 % between runs, more when other jobs load both cores. Last run {when} ({machine()}):
 
 {result}
 """
