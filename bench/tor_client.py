@@ -396,12 +396,14 @@ download through the three hops, and the client's CPU time during it; RSS after 
 bootstrap (tor + PT: both processes, for CPU and RSS). These
 are figures, not test assertions: on loopback the network costs nothing, so they compare the
 clients' own work. tor's bootstrap includes starting the PT (a Python process) and its
-own waits. The built-in client has no congestion control: a stream carries at most its fixed
-window of 500 cells (about 244 KiB) per round trip through the three relays, so its download
-is bound by how soon its stream SENDMEs go out (its driver hands data to the reader every few
-cells) more than by its CPU (60-70 % of one core during the download), while tor may
-negotiate congestion control with the exit (prop 324) and grow its window. The machine is
-shared with other jobs: figures move by some 10 % between runs. Last run {when} ({machine()}):
+own waits. Both clients negotiate congestion control with the exit (prop 324) and flow
+control per stream (prop 344, XON/XOFF). The exit's Vegas window follows the round trips it
+measures: against the circuit's minimum (about 2 ms, taken while the TTFB requests left it
+idle), the built-in client's round trips under load (20-100 ms in the exit's info log: they
+include its own per-cell work in Python) read as a queue, so the exit holds its window near
+200 cells and the built-in download swings between runs (1.7 to 7.2 MiB/s seen; 5-6 MiB/s
+with fixed windows on the same day). The machine is shared with other jobs: figures move by
+some 10 % between runs, more when other jobs load both cores. Last run {when} ({machine()}):
 
 {result}
 """

@@ -300,6 +300,8 @@ def fuzz_relay_msgs(data: bytes) -> None:
         relay_msgs.decode_end_reason,
         relay_msgs.decode_resolved,
         relay_msgs.decode_sendme,
+        relay_msgs.decode_xoff,
+        relay_msgs.decode_xon,
     ):
         try:
             decode(body)
@@ -327,8 +329,12 @@ def _one_hop_circuit() -> tuple[Circuit, RelayCrypto]:
 def fuzz_circuit(data: bytes) -> None:
     """Relay messages from a hostile first hop, validly encrypted, to a circuit with a BEGIN_DIR,
     a BEGIN and a RESOLVE open: ``command [1] | stream [1] | length [1] | data`` each. The
-    circuit must never raise, and must stop at its own CircuitClosed."""
+    circuit must never raise, and must stop at its own CircuitClosed. An odd first byte puts the
+    hop under congestion control first (Vegas, XON/XOFF)."""
     circuit, relay = _one_hop_circuit()
+    if data[:1] and data[0] & 1:
+        circuit.enable_congestion_control(0, 31, clock=lambda: 1.0)
+        data = data[1:]
     circuit.begin_dir(consume_on_delivery=False)
     circuit.begin("example.com", 80)
     circuit.resolve("example.com")

@@ -10,6 +10,7 @@ fetch through tor (`serving_page`).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import shutil
@@ -166,6 +167,17 @@ def serving_page(
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            """The SHA-256 (hex) of the request body: uploads checked end to end."""
+            length = int(self.headers.get("Content-Length", "0"))
+            digest = hashlib.sha256(self.rfile.read(length)).hexdigest().encode()
+            visits.append(Visit(self.path, (str(self.client_address[0]), 0), None))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(digest)))
+            self.end_headers()
+            self.wfile.write(digest)
 
         def log_message(self, format: str, *args: object) -> None:
             pass

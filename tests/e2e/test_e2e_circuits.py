@@ -80,6 +80,7 @@ class Fetched:
     circuit_id: int
     path: tuple[str, ...]  # RSA fingerprints, upper-case hex, bridge first
     exit_address: str | None
+    congestion_control: bool  # the exit negotiated it (prop 324)
     htypes: tuple[int, ...]  # each hop's CREATE2 / EXTEND2 handshake type, bridge first
 
 
@@ -148,6 +149,7 @@ def _fetched(body: bytes, writer: TorStreamWriter) -> Fetched:
         writer.get_extra_info("tor_circuit_id"),
         tuple(writer.get_extra_info("tor_path")),
         writer.get_extra_info("exit_address"),
+        writer.get_extra_info("tor_congestion_control"),
         writer.get_extra_info("tor_hop_htypes"),
     )
 
@@ -219,6 +221,7 @@ def test_page_through_bridge_middle_exit(
         peers = net.tcp_peers(middle.nickname)
         assert {bridge.nickname, exit_.nickname} <= peers, f"{middle.nickname} peers: {peers}"
         assert fetched.exit_address == LOOPBACK
+        assert fetched.congestion_control, "tor 0.4.9's exit did not negotiate CC"
 
 
 def test_twenty_concurrent_streams_on_one_circuit(
@@ -238,11 +241,66 @@ def test_twenty_concurrent_streams_on_one_circuit(
     want = _sha256(circ_page.big_body)
     assert [_sha256(r.body) for r in results] == [want] * CONCURRENT_STREAMS
     assert len({r.circuit_id for r in results}) == 1, "the streams went on several circuits"
+    assert all(r.congestion_control for r in results), "no congestion control on the circuit"
     _assert_three_distinct_relays(e2e_stack.network, results[0].path)
     _assert_ntor_v3_past_the_bridge(results[0])
     visits = circ_page.visits[visits_before:]
     assert len(visits) == CONCURRENT_STREAMS
     assert {v.who for v in visits} == {_node(e2e_stack.network, results[0].path[2])}
+
+
+def test_upload_through_the_congestion_window(
+    e2e_stack: Stack, circ_page: Page, state_dir: Path
+) -> None:
+    """4 MiB up through the exit's SENDMEs (each checked against the digest we recorded): the
+    Vegas window grows past its 124 initial cells and the page server hashes what arrived."""
+    payload = circ_page.big_body * 4
+
+    async def test(tor: TorClient) -> tuple[bytes, int, bool]:
+        async with asyncio.timeout(STREAM_TIMEOUT_S):
+            reader, writer = await tor.open_connection(LOOPBACK, circ_page.port)
+            head = (
+                f"POST /upload HTTP/1.0\r\nHost: {LOOPBACK}:{circ_page.port}\r\n"
+                f"Content-Length: {len(payload)}\r\n\r\n"
+            )
+            writer.write(head.encode() + payload)
+            await writer.drain()
+            response = await reader.read()
+            window = writer.get_extra_info("tor_congestion_window")
+            writer.close()
+            await writer.wait_closed()
+        assert window is not None, "tor 0.4.9's exit did not negotiate CC"
+        return response, window.cwnd, window.in_slow_start
+
+    response, cwnd, _in_slow_start = _run(e2e_stack, state_dir, test)
+    assert _body_of(response) == _sha256(payload).encode()
+    assert cwnd > 124, f"the congestion window never grew (cwnd {cwnd})"
+
+
+def test_a_slow_reader_pauses_the_exit_and_resumes_it(
+    e2e_stack: Stack, circ_page: Page, state_dir: Path
+) -> None:
+    """A reader that reads nothing until 500 cells wait unread makes us send XOFF (the exit
+    stops reading from the page server); reading them sends XON and the rest arrives intact.
+    A lost XON would hang the read (the timeout); a malformed XOFF would end the circuit."""
+
+    async def test(tor: TorClient) -> tuple[bytes, int, int]:
+        async with asyncio.timeout(STREAM_TIMEOUT_S):
+            reader, writer = await tor.open_connection(LOOPBACK, circ_page.port)
+            flow = writer.get_extra_info("tor_stream_flow")
+            assert flow is not None, "tor 0.4.9's exit did not negotiate CC"
+            writer.write(_request(LOOPBACK, circ_page.port, "/big"))
+            await writer.drain()
+            while flow.xoffs_sent == 0:  # the exit fills our buffer past cc_xoff_client
+                await asyncio.sleep(0.05)
+            response = await reader.read()
+            writer.close()
+            await writer.wait_closed()
+        return response, flow.xoffs_sent, flow.xons_sent
+
+    response, xoffs, xons = _run(e2e_stack, state_dir, test)
+    assert _sha256(_body_of(response)) == _sha256(circ_page.big_body)
+    assert xoffs >= 1 and xons >= 1, f"XOFFs {xoffs}, XONs {xons}"
 
 
 def test_exits_answer_a_congestion_control_request(

@@ -97,6 +97,8 @@ class RelayCommand(IntEnum):
     BEGIN_DIR = 13
     EXTEND2 = 14
     EXTENDED2 = 15
+    XOFF = 43  # flow control (prop 344; tor-spec "Flow control")
+    XON = 44
 
 
 class EndReason(IntEnum):

@@ -14,10 +14,11 @@ crypto, windows and SENDMEs run as cells are consumed, not as they arrive. PADDI
 and cells for unknown circuits are dropped; DESTROY ends the circuit it names. When the link
 ends or fails, every waiting circuit gets :class:`ChannelClosed`.
 
-Inboxes are bounded (:data:`MAX_QUEUED_CELLS_PER_CIRCUIT`): SENDMEs go out only as cells are
-taken, so a relay that honours the circuit window cannot fill one; one that does is in
-violation, and the channel destroys that circuit (a protocol error here; reason NONE on the
-wire, as tor's client sends) instead of buffering without end.
+Inboxes are bounded (:data:`MAX_QUEUED_CELLS_PER_CIRCUIT`; with congestion control, twice the
+exit's slow-start ceiling): SENDMEs go out only as cells are taken, so a relay that honours its
+window cannot fill one; one that does is in violation, and the channel destroys that circuit
+(a protocol error here; reason NONE on the wire, as tor's client sends) instead of buffering
+without end.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from webtunnel_pt.tor.channel_circuit import (
     budget,
 )
 from webtunnel_pt.tor.circuit import (
-    CIRCUIT_WINDOW,
     VIOLATION_DESTROY_REASON,
     Circuit,
     CircuitOpen,
@@ -314,9 +314,8 @@ class Channel:
             return
         circuit = self._circuits[cell.circ_id]
         message = (
-            f"relay sent more than {MAX_QUEUED_CELLS_PER_CIRCUIT} cells on circuit "
-            f"{cell.circ_id:#010x} before they were read; its SENDME window allows "
-            f"{CIRCUIT_WINDOW}"
+            f"relay sent more than {inbox.limit} cells on circuit {cell.circ_id:#010x} "
+            "before they were read; its SENDME window allows fewer"
         )
         circuit.destroy(VIOLATION_DESTROY_REASON)
         self.end_circuit(cell.circ_id, lambda: LinkProtocolError(message), discard=True)

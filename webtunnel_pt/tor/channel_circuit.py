@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 #: Cells waiting in one circuit's inbox. SENDMEs go out as cells are taken, so a relay honouring
 #: the circuit window has at most this many queued; the margin is for CONNECTED, END and SENDMEs.
+#: A circuit with congestion control raises its inbox's ``limit`` (the exit's window can grow).
 MAX_QUEUED_CELLS_PER_CIRCUIT = CIRCUIT_WINDOW + CIRCUIT_SENDME_INCREMENT
 
 #: Makes the error a closed inbox raises: a fresh exception for each waiter.
@@ -69,9 +70,11 @@ def budget(timeout_s: float, deadline: Deadline | None) -> Deadline:
 
 class CircuitInbox:
     """One circuit's cells, from the channel's reader to the circuit's owner: at most
-    :data:`MAX_QUEUED_CELLS_PER_CIRCUIT`, and closable with an error that waits then raise."""
+    :data:`MAX_QUEUED_CELLS_PER_CIRCUIT` (or ``limit``), and closable with an error that
+    waits then raise."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_QUEUED_CELLS_PER_CIRCUIT) -> None:
+        self.limit = limit
         self._cells: deque[Cell] = deque()
         self._error: ErrorFactory | None = None
         self._changed = asyncio.Event()
@@ -85,7 +88,7 @@ class CircuitInbox:
 
     def offer(self, cell: Cell) -> bool:
         """Queue ``cell``; ``False`` when the inbox is full or closed."""
-        if self._error is not None or len(self._cells) >= MAX_QUEUED_CELLS_PER_CIRCUIT:
+        if self._error is not None or len(self._cells) >= self.limit:
             return False
         self._cells.append(cell)
         self._changed.set()

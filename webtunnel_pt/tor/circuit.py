@@ -9,6 +9,7 @@ teardown (tor-link.md §4.5-§9; tor-spec §5, §6, §7).
     sid = circ.begin("example.com", 443)    # or begin_dir(), resolve(host)
     taken = circ.send_data(sid, data)       # as much as both package windows allow
     circ.consumed(sid, n)                   # the application took n bytes: stream SENDMEs
+    circ.enable_congestion_control(hop, sendme_inc, params=...)   # the exit accepted CC
     cells = circ.cells_to_send()
 
 Hostile input never raises out of :meth:`Circuit.receive_cell`: a relay that breaks the
@@ -16,7 +17,10 @@ protocol gets DESTROY (PROTOCOL) and the caller a :class:`CircuitClosed` carryin
 Circuit windows (1000/100) are kept per hop; circuit SENDMEs go out as DATA cells are received
 (authenticated, version 1 unless ``sendme_emit_version`` is 0) and received ones must carry
 the digest we recorded (tor-spec §7.3). Stream SENDMEs (500/50) go out only as the application
-reports consumption, so a slow reader stops the sender (tor-spec §7.4).
+reports consumption, so a slow reader stops the sender (tor-spec §7.4). A hop that negotiated
+congestion control (prop 324) gets a :class:`~webtunnel_pt.tor.congestion.CongestionWindow`
+instead (Vegas; a SENDME per ``sendme_inc`` cells) and its streams XON/XOFF
+(:mod:`~webtunnel_pt.tor.flow_control`) instead of stream windows.
 
 Decisions where tor-spec leaves room (the stream ones are in circuit_streams.py): relay
 commands a relay must never send to a client (BEGIN, EXTEND2, ...) destroy the circuit,
@@ -30,9 +34,8 @@ Sans-I/O.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Container
-from enum import Enum, auto
-from typing import Protocol
+import time
+from collections.abc import Callable
 
 from webtunnel_pt.errors import CircuitProtocolError, LinkProtocolError, LocalProtocolError
 from webtunnel_pt.tor.cells import (
@@ -74,6 +77,15 @@ from webtunnel_pt.tor.circuit_streams import (
     StreamKind,
     StreamTable,
 )
+from webtunnel_pt.tor.circuit_types import (
+    CIRC_ID_HIGH_BIT,
+    CircuitHandshake,
+    CircuitState,
+    Completes,
+    allocate_circ_id,
+)
+from webtunnel_pt.tor.congestion import CongestionParams, CongestionWindow
+from webtunnel_pt.tor.flow_control import StreamFlow
 from webtunnel_pt.tor.onionskin import CreateFastHandshake, HopKeys
 from webtunnel_pt.tor.relay_crypto import RelayCrypto
 from webtunnel_pt.tor.relay_msgs import (
@@ -91,6 +103,7 @@ from webtunnel_pt.tor.relay_msgs import (
 __all__ = [
     "CIRCUIT_SENDME_INCREMENT",
     "CIRCUIT_WINDOW",
+    "CIRC_ID_HIGH_BIT",
     "STREAM_SENDME_INCREMENT",
     "STREAM_WINDOW",
     "Circuit",
@@ -119,10 +132,6 @@ VIOLATION_DESTROY_REASON = DestroyReason.NONE
 CLIENT_END_REASON = EndReason.MISC
 #: RELAY_EARLY cells a circuit may send (tor-spec §5.6).
 MAX_RELAY_EARLY = 8
-#: Circuit ids with this bit set are ours when we initiated the link (link >= 4, §4.5).
-CIRC_ID_HIGH_BIT = 0x80000000
-#: Attempts at a free random circuit id before giving up (tor stops after 64 too).
-MAX_CIRC_ID_ATTEMPTS = 64
 #: Relay commands only a client sends; a relay sending one breaks the protocol. EXTENDED (TAP)
 #: answers an EXTEND we never send.
 _FORWARD_ONLY = frozenset(
@@ -136,46 +145,6 @@ _FORWARD_ONLY = frozenset(
         RelayCommand.EXTEND2,
     }
 )
-
-
-def allocate_circ_id(
-    used: Container[int],
-    link_version: int,
-    randbits: Callable[[int], int] = secrets.randbits,
-) -> int:
-    """A random unused non-zero circuit id; high bit set from link 4 on (§4.5)."""
-    for _ in range(MAX_CIRC_ID_ATTEMPTS):
-        if link_version >= 4:
-            circ_id = CIRC_ID_HIGH_BIT | randbits(31)
-        else:
-            circ_id = randbits(16)
-        if circ_id != 0 and circ_id not in used:
-            return circ_id
-    raise LocalProtocolError("no free circuit id")
-
-
-class CircuitHandshake(Protocol):
-    """A CREATE2/EXTEND2 handshake (``NtorHandshake``): type, client data, and the check of the
-    server's reply that yields the hop's keys (or raises CircuitHandshakeError)."""
-
-    @property
-    def htype(self) -> int: ...
-
-    @property
-    def onionskin(self) -> bytes: ...
-
-    def complete(self, reply: bytes) -> HopKeys: ...
-
-
-class _Completes(Protocol):
-    def complete(self, reply: bytes) -> HopKeys: ...
-
-
-class CircuitState(Enum):
-    NEW = auto()
-    CREATING = auto()
-    OPEN = auto()
-    DESTROYED = auto()
 
 
 class Circuit:
@@ -205,8 +174,8 @@ class Circuit:
         self.crypto = RelayCrypto()
         #: The DESTROY reason sent or received, or the TRUNCATED reason.
         self.destroy_reason: int | None = None
-        self._pending: tuple[CellCommand | RelayCommand, _Completes] | None = None
-        self._windows: list[HopWindows] = []
+        self._pending: tuple[CellCommand | RelayCommand, Completes] | None = None
+        self._windows: list[HopWindows | CongestionWindow] = []
         self._streams = StreamTable()
         self._outgoing: list[Cell] = []
         self._relay_early_left = MAX_RELAY_EARLY
@@ -238,7 +207,7 @@ class Circuit:
         payload = create2_payload(handshake.htype, handshake.onionskin)
         self._start(CellCommand.CREATED2, handshake, CellCommand.CREATE2, payload)
 
-    def _start(self, expect: CellCommand, hs: _Completes, command: int, payload: bytes) -> None:
+    def _start(self, expect: CellCommand, hs: Completes, command: int, payload: bytes) -> None:
         if self.state is not CircuitState.NEW:
             raise LocalProtocolError("circuit already created")
         self._pending = (expect, hs)
@@ -263,6 +232,35 @@ class Circuit:
         self.state = CircuitState.DESTROYED
         self.destroy_reason = reason
         self._pending = None
+
+    def enable_congestion_control(
+        self,
+        hop: int,
+        sendme_inc: int,
+        *,
+        params: CongestionParams | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """The hop (0-based; -1: the last) accepted congestion control with ``sendme_inc``
+        (its ntor v3 reply): Vegas and XON/XOFF from now on, for streams opened after this.
+        An increment tor would refuse raises CircuitProtocolError (destroy the circuit)."""
+        self._check_idle()
+        index = hop % self.hops
+        windows = self._windows[index]
+        used = windows.package != CIRCUIT_WINDOW or self._streams.on_hop(index)
+        if not isinstance(windows, HopWindows) or used:
+            raise LocalProtocolError(f"hop {index + 1} already carried streams or uses CC")
+        self._windows[index] = CongestionWindow(sendme_inc, params, clock)
+
+    def congestion_control(self, hop: int = -1) -> CongestionWindow | None:
+        """The hop's congestion window, None when it uses the fixed windows."""
+        windows = self._windows[hop] if self._windows else None
+        return windows if isinstance(windows, CongestionWindow) else None
+
+    def stream_flow(self, stream_id: int) -> StreamFlow | None:
+        """An open stream's XON/XOFF state; None without congestion control."""
+        stream = self._streams.streams.get(stream_id)
+        return stream.flow if stream is not None else None
 
     def _check_idle(self) -> None:
         """Open, and not waiting for EXTENDED2 (the last hop is about to change)."""
@@ -291,8 +289,9 @@ class Circuit:
         """Open a directory stream at the last hop (BEGIN_DIR, tor-spec §6.2.1). By default its
         data counts as consumed when delivered (the reader buffers a bounded response)."""
         self._check_idle()
+        hop = self.hops - 1
         stream = self._streams.open(
-            StreamKind.DIR, self.hops - 1, consume_on_delivery=consume_on_delivery
+            StreamKind.DIR, hop, consume_on_delivery=consume_on_delivery, window=self._windows[hop]
         )
         self._send_relay(RelayCell(RelayCommand.BEGIN_DIR, stream.stream_id), stream.hop)
         return stream.stream_id
@@ -301,7 +300,7 @@ class Circuit:
         """Open a stream to ``host:port`` through the last hop (BEGIN, tor-spec §6.2)."""
         body = begin_body(host, port, flags)
         self._check_idle()
-        stream = self._streams.open(StreamKind.EXIT, self.hops - 1)
+        stream = self._streams.open(StreamKind.EXIT, self.hops - 1, window=self._windows[-1])
         self._send_relay(RelayCell(RelayCommand.BEGIN, stream.stream_id, body), stream.hop)
         return stream.stream_id
 
@@ -322,7 +321,7 @@ class Circuit:
             or self.state is not CircuitState.OPEN
         ):
             return 0
-        return min(stream.package_window, self._windows[stream.hop].package) * MAX_RELAY_DATA
+        return min(stream.package_room(), self._windows[stream.hop].package) * MAX_RELAY_DATA
 
     def send_data(self, stream_id: int, data: bytes) -> int:
         """Queue DATA cells of up to 498 bytes as far as the stream's and the hop's package
@@ -336,7 +335,7 @@ class Circuit:
         for start in range(0, taken, MAX_RELAY_DATA):
             chunk = data[start : min(start + MAX_RELAY_DATA, taken)]
             self._send_relay(RelayCell(RelayCommand.DATA, stream_id, chunk), stream.hop)
-            stream.package_window -= 1
+            stream.packaged()
             windows.packaged(self.crypto.hops[stream.hop].forward_digest.digest)
         return taken
 
@@ -353,7 +352,17 @@ class Circuit:
                 f"stream {stream_id}: consumed {nbytes} bytes, only {stream.unconsumed} delivered"
             )
         stream.unconsumed -= nbytes
-        self._send_stream_sendmes(stream)
+        if stream.flow is None:
+            self._send_stream_sendmes(stream)
+            return
+        now = self._windows[stream.hop].now_usec()  # type: ignore[union-attr]
+        self._send_flow(stream, stream.flow.drained(nbytes, stream.unconsumed, now))
+
+    def _send_flow(self, stream: Stream, body: bytes | None) -> None:
+        """XOFF (body of one byte) or XON (five) to the stream's hop, if flow control says."""
+        if body is not None:
+            command = RelayCommand.XOFF if len(body) == 1 else RelayCommand.XON
+            self._send_relay(RelayCell(command, stream.stream_id, body), stream.hop)
 
     def _send_stream_sendmes(self, stream: Stream) -> None:
         for _ in range(stream.sendmes_due()):
@@ -436,6 +445,9 @@ class Circuit:
             return self._on_sendme(hop, message)
         if command in (RelayCommand.CONNECTED, RelayCommand.END, RelayCommand.RESOLVED):
             return self._streams.reply(hop, message)
+        windows = self._windows[hop]
+        if command in (RelayCommand.XOFF, RelayCommand.XON) and windows.flow_control:
+            return self._streams.flow_message(hop, message, windows.package > 0)
         if command == RelayCommand.EXTENDED2:
             return self._on_extended2(hop, message)
         if command == RelayCommand.TRUNCATED:
@@ -457,7 +469,9 @@ class Circuit:
             target.delivered()
             return []
         target.delivered(len(message.data))
-        if target.consume_on_delivery:
+        if target.flow is not None:
+            self._send_flow(target, self._streams.flow_delivered(target, self._windows[hop]))
+        elif target.consume_on_delivery:
             self._send_stream_sendmes(target)
         return [StreamData(target.stream_id, message.data)]
 
@@ -469,7 +483,7 @@ class Circuit:
             return [
                 StreamWritable(s.stream_id)
                 for s in self._streams.on_hop(hop)
-                if s.package_window > 0 and s.kind is not StreamKind.RESOLVE
+                if s.package_room() > 0 and s.kind is not StreamKind.RESOLVE
             ]
         target = self._streams.target(hop, message)
         if isinstance(target, HalfClosed):

@@ -38,6 +38,8 @@ class HopWindows:
     deliver: int = CIRCUIT_WINDOW
     package: int = CIRCUIT_WINDOW
     expected_digests: deque[bytes] = field(default_factory=deque)
+    #: Streams at this hop use XON/XOFF (only with congestion control).
+    flow_control = False
 
     def delivered(self, hop: int) -> bool:
         """Count one received DATA cell; True when a SENDME is due now (the window is then

@@ -59,6 +59,7 @@ from webtunnel_pt.errors import (
 from webtunnel_pt.tor.channel import Channel
 from webtunnel_pt.tor.channel_circuit import budget
 from webtunnel_pt.tor.circuit_flow import MAX_SENDME_VERSION
+from webtunnel_pt.tor.congestion import CongestionParams
 from webtunnel_pt.tor.handshake_ext import (
     NO_EXTENSIONS,
     cc_request,
@@ -107,10 +108,9 @@ MAINTENANCE_INTERVAL_S = 30.0
 #: After a failed pre-build, the next one waits this long, doubling up to the maximum.
 PREBUILD_BACKOFF_S = 1.0
 MAX_PREBUILD_BACKOFF_S = 60.0
-#: Ask exits for congestion control (prop 324) in the ntor v3 handshake. Off until the
-#: circuit's congestion-controlled windows exist (helper ``cc`` turns it on with
-#: :func:`negotiated_cc`).
-REQUEST_CONGESTION_CONTROL = False
+#: Ask exits for congestion control (prop 324) in the ntor v3 handshake, as tor 0.4.9's
+#: client does; an exit that agrees gets Vegas and XON/XOFF (:func:`negotiated_cc`).
+REQUEST_CONGESTION_CONTROL = True
 
 
 class PoolCircuit(Protocol):
@@ -397,6 +397,7 @@ async def build_circuit(
         exit_relay=chosen.exit,
         on_close=on_close,
         created_at=clock(),
+        cc_params=CongestionParams.from_consensus(selector.view.param),
     )
     total = Deadline.after(timeout_s)
     try:
@@ -460,13 +461,12 @@ def _speaks_ntor_v3(relay: Relay) -> bool:
 
 
 def negotiated_cc(circuit: LiveCircuit, hop: int, sendme_inc: int) -> None:
-    """Turn congestion control on for ``hop`` of ``circuit`` with the exit's ``sendme_inc``.
-
-    Not reachable while :data:`REQUEST_CONGESTION_CONTROL` is off: helper ``cc`` fills it in
-    (``circuit.enable_congestion_control``) when it turns the request on."""
-    raise LocalProtocolError(
-        f"congestion control negotiated on hop {hop} (sendme_inc {sendme_inc}) but not built in"
-    )
+    """Turn congestion control on for ``hop`` (0-based; only the last, the exit, can have it)
+    of ``circuit`` with the exit's ``sendme_inc``: Vegas with the consensus parameters the
+    circuit was built with, XON/XOFF on its streams."""
+    if hop != len(circuit.hop_htypes) - 1:
+        raise LocalProtocolError(f"congestion control on hop {hop + 1}, not the last one")
+    circuit.enable_congestion_control(sendme_inc)
 
 
 def _circuit_params(

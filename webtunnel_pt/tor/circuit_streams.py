@@ -14,7 +14,9 @@ record that counts what the relay may still send on it (tor-spec §6.3: "remembe
 cells of which types it would have accepted"); at most :data:`MAX_HALF_CLOSED` are kept, the
 oldest forgotten first. A stream the relay ended is forgotten at once: tor-spec §6.3 lets the
 recipient treat later cells as a violation. Each stream holds counters only; its data is the
-caller's, bounded by the deliver window (500 cells).
+caller's, bounded by the deliver window (500 cells); on a hop with congestion control a stream
+has no windows but a :class:`~webtunnel_pt.tor.flow_control.StreamFlow` (XON/XOFF), and a stream
+SENDME on it breaks the protocol (tor closes such circuits too).
 
 Decisions where tor-spec leaves room:
 
@@ -42,7 +44,11 @@ from webtunnel_pt.tor.circuit_events import (
     StreamClosed,
     StreamConnected,
     StreamResolved,
+    StreamWritable,
 )
+from webtunnel_pt.tor.circuit_flow import HopWindows
+from webtunnel_pt.tor.congestion import CongestionWindow, overshoot_cap_cells
+from webtunnel_pt.tor.flow_control import StreamFlow
 from webtunnel_pt.tor.relay_msgs import decode_connected, decode_end_reason, decode_resolved
 
 #: Stream-level windows (tor-spec §7.4): start, SENDME increment.
@@ -55,6 +61,11 @@ SENDME_MAX_UNCONSUMED = 10 * MAX_RELAY_DATA
 MAX_STREAM_ID = 0xFFFF
 #: Half-closed stream records kept per circuit.
 MAX_HALF_CLOSED = 256
+#: What a stream without windows (flow control) may still bring after our END, in cells: tor
+#: accepts any amount there; we allow what the exit's slow start can have in flight.
+HALF_CLOSED_FLOW_CELLS = 10_000
+#: ``package_room`` of a stream under flow control that was not told XOFF.
+UNLIMITED = 1 << 30
 
 
 class StreamKind(Enum):
@@ -77,12 +88,25 @@ class Stream:
     unconsumed: int = 0
     #: BEGIN_DIR streams read by channel_circuit: delivered data counts as consumed at once.
     consume_on_delivery: bool = False
+    #: XON/XOFF state on a hop with congestion control (then the windows are not used).
+    flow: StreamFlow | None = None
+
+    def package_room(self) -> int:
+        """DATA cells the stream itself lets us send now (the hop's window aside)."""
+        if self.flow is not None:
+            return 0 if self.flow.xoff_received else UNLIMITED
+        return self.package_window
+
+    def packaged(self) -> None:
+        if self.flow is None:
+            self.package_window -= 1
 
     def delivered(self, nbytes: int) -> None:
         """Count one DATA cell of ``nbytes`` against the deliver window (tor-spec §7.4)."""
         if self.kind is StreamKind.RESOLVE or not self.connected:
             raise CircuitProtocolError(f"DATA on stream {self.stream_id} before CONNECTED")
-        self.deliver_window -= 1
+        if self.flow is None:
+            self.deliver_window -= 1
         if self.deliver_window < 0:
             raise CircuitProtocolError(
                 f"relay overran the deliver window of stream {self.stream_id}"
@@ -93,6 +117,10 @@ class Stream:
     def sendme_received(self) -> bool:
         """A stream SENDME; True if it reopened a closed package window. One that would lift
         the window above 500 breaks the protocol, as in tor."""
+        if self.flow is not None:
+            raise CircuitProtocolError(
+                f"stream SENDME on stream {self.stream_id}, which uses congestion control"
+            )
         if (
             self.kind is StreamKind.RESOLVE
             or self.package_window + STREAM_SENDME_INCREMENT > STREAM_WINDOW
@@ -106,8 +134,9 @@ class Stream:
 
     def sendmes_due(self) -> int:
         """Stream SENDMEs to send now (and add to the deliver window): while the window is at
-        most 450 and the application has consumed all but a little (tor-spec §7.4)."""
-        if self.unconsumed >= SENDME_MAX_UNCONSUMED:
+        most 450 and the application has consumed all but a little (tor-spec §7.4); never
+        under flow control."""
+        if self.unconsumed >= SENDME_MAX_UNCONSUMED or self.flow is not None:
             return 0
         due = 0
         while self.deliver_window + due * STREAM_SENDME_INCREMENT <= (
@@ -150,8 +179,20 @@ class StreamTable:
     def __len__(self) -> int:
         return len(self.streams)
 
-    def open(self, kind: StreamKind, hop: int, *, consume_on_delivery: bool = False) -> Stream:
-        stream = Stream(self._allocate(), kind, hop, consume_on_delivery=consume_on_delivery)
+    def open(
+        self,
+        kind: StreamKind,
+        hop: int,
+        *,
+        consume_on_delivery: bool = False,
+        window: HopWindows | CongestionWindow | None = None,
+    ) -> Stream:
+        """A new stream at ``hop``; under flow control (XON/XOFF) if ``window``, the hop's,
+        is a :class:`CongestionWindow`."""
+        flow = StreamFlow(window.params) if isinstance(window, CongestionWindow) else None
+        stream = Stream(
+            self._allocate(), kind, hop, consume_on_delivery=consume_on_delivery, flow=flow
+        )
         self.streams[stream.stream_id] = stream
         return stream
 
@@ -183,10 +224,13 @@ class StreamTable:
         if stream is None:
             return None
         sendmes = (STREAM_WINDOW - stream.package_window) // STREAM_SENDME_INCREMENT
+        data_left = stream.deliver_window
+        if stream.flow is not None:
+            sendmes, data_left = 0, HALF_CLOSED_FLOW_CELLS
         self.half_closed[stream_id] = HalfClosed(
             stream_id,
             stream.hop,
-            data_left=stream.deliver_window,
+            data_left=data_left,
             sendmes_left=sendmes,
             connected_pending=stream.kind is not StreamKind.RESOLVE and not stream.connected,
             resolved_pending=stream.kind is StreamKind.RESOLVE,
@@ -240,6 +284,36 @@ class StreamTable:
         answers = decode_resolved(message.data)
         self.forget(target.stream_id)
         return [StreamResolved(target.stream_id, answers)]
+
+    def flow_delivered(self, stream: Stream, window: HopWindows | CongestionWindow) -> bytes | None:
+        """After DATA on a stream under flow control (``window``: its hop's
+        :class:`CongestionWindow`): the XOFF (or XON update) to send. Data past the XOFF
+        limits of the hop's streams beyond :func:`overshoot_cap_cells` is a flood."""
+        flow = stream.flow
+        assert flow is not None and isinstance(window, CongestionWindow)
+        if stream.unconsumed <= flow.quiet_bytes:
+            return None  # the common case: a reader that keeps up, nothing to decide
+        if flow.over_limit(stream.unconsumed):
+            over = sum(s.flow.over_limit(s.unconsumed) for s in self.on_hop(stream.hop) if s.flow)
+            if over > overshoot_cap_cells(window.params) * MAX_RELAY_DATA:
+                raise CircuitProtocolError(
+                    f"hop {stream.hop + 1} sent {over} bytes past our XOFFs (flooding)"
+                )
+        return flow.delivered(stream.unconsumed, window.now_usec())
+
+    def flow_message(self, hop: int, message: RelayCell, hop_open: bool) -> list[CircuitEvent]:
+        """XOFF / XON from the hop on a stream we send on (prop 344); an XON that lets a
+        stopped stream go on (and the hop's window is open) makes it writable. Unknown
+        streams break the protocol, as for every stream-level cell."""
+        target = self.target(hop, message)
+        if isinstance(target, HalfClosed) or target.flow is None:
+            return []  # tor ignores them on streams it ended and without congestion control
+        if message.command == RelayCommand.XOFF:
+            target.flow.on_xoff(message.data, target.stream_id)
+            return []
+        if target.flow.on_xon(message.data) and hop_open:
+            return [StreamWritable(target.stream_id)]
+        return []
 
     def on_hop(self, hop: int) -> list[Stream]:
         return [s for s in self.streams.values() if s.hop == hop]

@@ -7,6 +7,7 @@ ntor or ntor v3, each hop's HTYPE kept in ``hop_htypes``), then carrying streams
     live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
     await live.create(NtorHandshake(bridge_id, bridge_key), deadline)          # CREATE2
     await live.extend(link_specifiers, NtorHandshake(mid_id, mid_key), deadline, "the middle")
+    live.enable_congestion_control(sendme_inc, params)     # the exit accepted CC (ntor v3)
     stream = await live.open_stream("example.com", 443, deadline)              # BEGIN, CONNECTED
     answers = await live.resolve("example.com", deadline)                      # RESOLVE
     await live.aclose()
@@ -57,6 +58,7 @@ from webtunnel_pt.tor.circuit import (
     StreamResolved,
     StreamWritable,
 )
+from webtunnel_pt.tor.congestion import CongestionParams, CongestionWindow, overshoot_cap_cells
 from webtunnel_pt.tor.stream_io import TorStream
 
 if TYPE_CHECKING:
@@ -96,6 +98,7 @@ class LiveCircuit:
         exit_relay: Relay | None = None,
         on_close: Callable[[LiveCircuit], None] | None = None,
         created_at: float = 0.0,
+        cc_params: CongestionParams | None = None,
     ) -> None:
         self.handle = handle
         self.channel = handle.channel
@@ -103,6 +106,8 @@ class LiveCircuit:
         self.path = path
         self.exit_relay = exit_relay
         self.created_at = created_at
+        #: The consensus's congestion-control parameters, for when the exit accepts CC.
+        self.cc_params = cc_params if cc_params is not None else CongestionParams()
         #: The CREATE2 / EXTEND2 handshake type of each hop built so far (2 ntor, 3 ntor v3).
         self.hop_htypes: list[int] = []
         self._on_close = on_close
@@ -167,6 +172,21 @@ class LiveCircuit:
         await self._wait_hop(waiter, deadline, f"EXTENDED2 from {what}")
         self.hop_htypes.append(handshake.htype)
 
+    def enable_congestion_control(
+        self, sendme_inc: int, params: CongestionParams | None = None
+    ) -> None:
+        """The last hop accepted congestion control with ``sendme_inc`` (prop 324): Vegas and
+        XON/XOFF for the streams opened from now on; the inbox may then hold what the exit's
+        window allows. A sendme_inc tor would refuse raises CircuitProtocolError."""
+        params = params if params is not None else self.cc_params
+        self.circuit.enable_congestion_control(-1, sendme_inc, params=params)
+        self.handle.inbox.limit = max(self.handle.inbox.limit, overshoot_cap_cells(params))
+
+    @property
+    def congestion_control(self) -> CongestionWindow | None:
+        """The exit's congestion window (cwnd, inflight, RTTs), None with fixed windows."""
+        return self.circuit.congestion_control(-1)
+
     def _expect_hop(self) -> asyncio.Future[int]:
         self._hop_waiter = asyncio.get_running_loop().create_future()
         return self._hop_waiter
@@ -202,6 +222,9 @@ class LiveCircuit:
         info.update(
             tor_circuit_id=self.circ_id,
             tor_path=self.fingerprints(),
+            tor_congestion_control=self.congestion_control is not None,
+            tor_congestion_window=self.congestion_control,
+            tor_stream_flow=self.circuit.stream_flow(stream_id),
             tor_hop_htypes=tuple(self.hop_htypes),
         )
         stream = TorStream(self, stream_id, peername=(host, port), extra=info)

@@ -56,9 +56,34 @@ PARAM_BOUNDS: Mapping[str, tuple[int, int, int]] = {
     "cbtdisabled": (0, 0, 1),
     "CircuitPriorityHalflifeMsec": (30000, 1, INT32_MAX),
     "ExtendByEd25519ID": (0, 0, 1),
-    # congestion control (prop 324 §6.5; tor's congestion_control_common.c)
-    "cc_alg": (2, 0, 3),  # 0 = fixed windows (SENDME), 2 = Vegas
+    # Congestion control (prop 324) as tor 0.4.8+ reads it (congestion_control_common.c,
+    # congestion_control_vegas.c for exit circuits): cells unless named otherwise.
+    "cc_alg": (2, 0, 3),  # 0: fixed windows, 2: Vegas (NUM_CC_ALGS - 1 is 3)
     "cc_sendme_inc": (31, 1, 254),  # cells per circuit SENDME, as negotiated with an exit
+    "cc_cwnd_init": (124, 31, 10000),
+    "cc_cwnd_min": (124, 31, 1000),
+    "cc_cwnd_max": (INT32_MAX, 500, INT32_MAX),
+    "cc_cwnd_inc": (1, 1, 1000),
+    "cc_cwnd_inc_pct_ss": (100, 1, 500),  # percent
+    "cc_cwnd_inc_rate": (31, 1, 250),
+    "cc_ewma_cwnd_pct": (50, 1, 255),  # percent
+    "cc_ewma_max": (10, 2, INT32_MAX),
+    "cc_ewma_ss": (2, 2, INT32_MAX),
+    "cc_rtt_reset_pct": (100, 0, 100),  # percent
+    "cc_vegas_alpha_exit": (186, 0, 1000),
+    "cc_vegas_beta_exit": (248, 0, 1000),
+    "cc_vegas_gamma_exit": (186, 0, 1000),
+    "cc_vegas_delta_exit": (310, 0, INT32_MAX),
+    "cc_sscap_exit": (600, 100, INT32_MAX),
+    "cc_ss_max": (5000, 500, INT32_MAX),
+    "cc_cwnd_full_gap": (4, 0, 0x7FFF),  # sendme_incs
+    "cc_cwnd_full_minpct": (25, 0, 100),  # percent
+    "cc_cwnd_full_per_cwnd": (1, 0, 1),
+    # Flow control (prop 344; congestion_control_flow.c): cells of 498 bytes.
+    "cc_xoff_client": (500, 1, 10000),
+    "cc_xon_rate": (500, 1, 5000),
+    "cc_xon_change_pct": (25, 1, 99),  # percent
+    "cc_xon_ewma_cnt": (2, 2, 100),
 }
 
 

@@ -8,6 +8,8 @@
     decode_connected(data)                        -> Connected(address, ttl)
     decode_resolved(data)                         -> [ResolvedAnswer(kind, value, ttl), ...]
     sendme_body(version, digest) / decode_sendme  circuit SENDME v0 / v1
+    xoff_body() / xon_body(kbps)                  XOFF: 00; XON: 00 | KBPS_EWMA [4] (prop 344)
+    decode_xoff(data) / decode_xon(data) -> kbps
 
 Every decoder is bounded by its input (a relay message is at most 498 bytes) and raises
 :class:`~webtunnel_pt.errors.CircuitProtocolError` on anything malformed; the encoders raise
@@ -247,3 +249,44 @@ def decode_sendme(data: bytes) -> Sendme:
     if data_len < SENDME_DIGEST_LEN:
         raise CircuitProtocolError("SENDME v1 digest shorter than 20 bytes")
     return Sendme(1, data[3 : 3 + SENDME_DIGEST_LEN])
+
+
+# ---- XOFF / XON (prop 344; tor-spec "Flow control") -------------------------------------------
+
+#: The only XON/XOFF version there is.
+FLOW_CONTROL_VERSION = 0
+#: XON's advisory rate is a u32 in kB/s (1000 bytes/s); 0 means "no advice".
+MAX_XON_KBPS = 0xFFFFFFFF
+
+
+def xoff_body() -> bytes:
+    """XOFF: ``VERSION [1]`` = 0."""
+    return bytes([FLOW_CONTROL_VERSION])
+
+
+def xon_body(kbps_ewma: int) -> bytes:
+    """XON: ``VERSION [1]`` = 0, ``KBPS_EWMA [4]`` (the reader's drain rate, 0: no advice)."""
+    if not 0 <= kbps_ewma <= MAX_XON_KBPS:
+        raise LocalProtocolError(f"XON rate {kbps_ewma} does not fit 32 bits")
+    return struct.pack(">BI", FLOW_CONTROL_VERSION, kbps_ewma)
+
+
+def _flow_version(data: bytes, what: str) -> None:
+    if not data:
+        raise CircuitProtocolError(f"{what} body is empty")
+    if data[0] != FLOW_CONTROL_VERSION:
+        raise CircuitProtocolError(f"{what} version {data[0]} is not understood")
+
+
+def decode_xoff(data: bytes) -> None:
+    """Check an XOFF body: version 0; trailing bytes are ignored, as tor's parser does."""
+    _flow_version(data, "XOFF")
+
+
+def decode_xon(data: bytes) -> int:
+    """The advisory rate (kB/s, 0: none) of an XON body: version 0, then a u32."""
+    _flow_version(data, "XON")
+    if len(data) < 5:
+        raise CircuitProtocolError(f"XON body of {len(data)} bytes is truncated")
+    (kbps,) = struct.unpack_from(">I", data, 1)
+    return int(kbps)

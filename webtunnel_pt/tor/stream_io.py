@@ -16,10 +16,13 @@ Flow control follows the application, not the network:
 - **Receiving.** Data waits in the stream's buffer until the application reads it; only then is
   it reported to the circuit (:meth:`StreamLink.consumed`), which sends the stream SENDMEs. A
   reader that stops reading holds the exit back after one stream window (500 cells, about
-  244 KiB), so the buffer is bounded by the window.
+  244 KiB), so the buffer is bounded by the window. On a circuit with congestion control the
+  same reports drive XON/XOFF instead (:mod:`~webtunnel_pt.tor.flow_control`): past
+  ``cc_xoff_client`` cells unread the exit is told to stop, once drained to go on.
 - **Sending.** :meth:`TorStreamWriter.write` hands the circuit what its package windows allow
   and keeps the rest; :meth:`~TorStreamWriter.drain` waits until at most
-  :data:`WRITE_HIGH_WATER_BYTES` is left, woken as SENDMEs reopen the windows.
+  :data:`WRITE_HIGH_WATER_BYTES` is left, woken as SENDMEs reopen the windows (or the exit's
+  XON lifts its XOFF).
 
 How a stream ends: the exit's END with reason DONE is the end of the data (``read()`` returns
 ``b""``); any other END reason raises :class:`~webtunnel_pt.errors.StreamEnded` (carrying the
@@ -437,7 +440,11 @@ class TorStreamWriter:
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``peername``: the (host, port) asked for; ``stream_id``; the circuit's details the
-        client adds (``tor_path``, ``tor_circuit_id``, ``exit_address``)."""
+        client adds (``tor_path``, ``tor_circuit_id``, ``exit_address``,
+        ``tor_congestion_control``: whether the exit negotiated it; live state, None without
+        it: ``tor_congestion_window`` (the circuit's
+        :class:`~webtunnel_pt.tor.congestion.CongestionWindow`), ``tor_stream_flow`` (the
+        stream's :class:`~webtunnel_pt.tor.flow_control.StreamFlow`))."""
         if name == "peername":
             return self._stream.peername
         if name == "stream_id":

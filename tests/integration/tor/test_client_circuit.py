@@ -4,7 +4,8 @@ EXTEND2s, a stream whose SENDMEs follow the application's reads (a reader that d
 lets only circuit SENDMEs out), and the hostile cases: a bad CREATED2 AUTH, DESTROY and
 TRUNCATED mid-stream, a cell no hop recognizes, DATA for a stream never opened, the link's
 end; each reaches the stream as the error carrying its reason, and no task is left behind; stream
-SENDMEs go out as the reader reads even while more cells wait in the inbox.
+SENDMEs go out as the reader reads even while more cells wait in the inbox; with congestion
+control, circuit SENDMEs every 31 cells and XOFF / XON for an idle, then busy reader.
 """
 
 from __future__ import annotations
@@ -390,5 +391,59 @@ def test_stream_sendmes_go_out_as_the_reader_reads_while_more_cells_wait(tmp_pat
             received += chunk
         assert len(received) == cells * MAX_RELAY_DATA
         assert received[-1] == (cells - 1) % 256
+
+    scenario(tmp_path, relay, client)
+
+
+def test_congestion_control_xoff_while_unread_xon_once_read(tmp_path: Path) -> None:
+    """With CC on the exit hop, 1500 cells at once (past the fixed-window inbox bound of 1100):
+    circuit SENDMEs every 31 cells as the driver takes them, no stream SENDME, XOFF once 500
+    cells wait unread, XON once the reader has taken them all."""
+    cells = 1500
+    xoff_seen = asyncio.Event()  # an XOFF is outstanding
+    resumed = asyncio.Event()  # an XON came after it
+
+    async def relay(end: RelayEnd) -> None:
+        await end.build()
+        sid = await end.accept_begin()
+        assert end.path is not None
+        path = end.path
+        data = [
+            RelayCell(RelayCommand.DATA, sid, bytes([n % 256]) * MAX_RELAY_DATA)
+            for n in range(cells)
+        ]
+        send(end.writer, *(path.send(2, message) for message in data))
+        sendmes = 0
+        while sendmes < cells // 31 or xoff_seen.is_set() or not resumed.is_set():
+            message = (await end.relay()).message
+            if message.command == RelayCommand.SENDME:
+                assert message.stream_id == 0 and len(message.data) == 23  # v1, circuit
+                sendmes += 1
+            elif message.command == RelayCommand.XOFF:
+                assert message == RelayCell(RelayCommand.XOFF, sid, b"\x00")
+                assert not xoff_seen.is_set(), "two XOFFs without an XON"
+                xoff_seen.set()
+            else:  # XON: the reader emptied the buffer, or its rate changed (advice only)
+                assert message.command == RelayCommand.XON and message.stream_id == sid
+                assert len(message.data) == 5
+                if xoff_seen.is_set():
+                    xoff_seen.clear()
+                    resumed.set()
+        end.reply(RelayCell(RelayCommand.END, sid, bytes([EndReason.DONE])))
+        await end.rest()
+
+    async def client(channel: Channel, live: LiveCircuit) -> None:
+        await build(live)
+        live.enable_congestion_control(31)
+        assert live.handle.inbox.limit == 10_000 and live.congestion_control is not None
+        _, reader, writer = await open_stream(live)
+        assert writer.get_extra_info("tor_congestion_control") is True
+        await xoff_seen.wait()  # nothing read yet: 500 cells unread made us send XOFF
+        received = bytearray()
+        while chunk := await reader.read(65536):
+            received += chunk
+        assert len(received) == cells * MAX_RELAY_DATA
+        assert received[-1] == (cells - 1) % 256
+        assert resumed.is_set()
 
     scenario(tmp_path, relay, client)

@@ -76,8 +76,13 @@ def test_others_get_ntor(target: Relay) -> None:
         hop_handshake(target, request_cc=True)
 
 
-def test_no_cc_request_while_the_switch_is_off() -> None:
-    assert circuit_pool.REQUEST_CONGESTION_CONTROL is False
+def test_the_cc_request_is_on_as_in_tor() -> None:
+    assert circuit_pool.REQUEST_CONGESTION_CONTROL is True
+    assert wants_congestion_control(relay(), view())
+
+
+def test_no_cc_request_while_the_switch_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(circuit_pool, "REQUEST_CONGESTION_CONTROL", False)
     assert not wants_congestion_control(relay(), view())
 
 
@@ -105,6 +110,10 @@ def test_cc_request_conditions(
 @dataclass
 class FakeLive:
     hop_htypes: list[int] = field(default_factory=lambda: [2, 3, 3])
+    enabled: list[int] = field(default_factory=list)
+
+    def enable_congestion_control(self, sendme_inc: int) -> None:
+        self.enabled.append(sendme_inc)
 
 
 def completed(server_message: bytes, *, request_cc: bool) -> NtorV3Handshake:
@@ -155,6 +164,12 @@ def test_accepted_cc_goes_to_negotiated_cc(monkeypatch: pytest.MonkeyPatch) -> N
     assert calls == [(2, 32)]
 
 
-def test_negotiated_cc_is_not_built_in_yet() -> None:
-    with pytest.raises(LocalProtocolError, match="not built in"):
-        negotiated_cc(FakeLive(), 2, 31)  # type: ignore[arg-type]
+def test_negotiated_cc_enables_it_on_the_exit() -> None:
+    live = FakeLive()
+    negotiated_cc(live, 2, 31)  # type: ignore[arg-type]
+    assert live.enabled == [31]
+
+
+def test_negotiated_cc_only_on_the_last_hop() -> None:
+    with pytest.raises(LocalProtocolError, match="hop 2, not the last"):
+        negotiated_cc(FakeLive(), 1, 31)  # type: ignore[arg-type]
