@@ -15,7 +15,8 @@ with our close_notify).
 Why (``docs/performance.md``, issue 16): asyncio's TLS runs OpenSSL on memory BIOs, so every
 byte is copied between the socket and the BIOs and each record becomes a ``bytes`` object on
 the way; here OpenSSL reads and writes the file descriptor itself, and the transport reads
-plaintext into one reused buffer.
+plaintext into one buffer per thread, shared by every connection (copied out once per read:
+a protocol may keep what it gets), so an idle tunnel holds no read buffer of its own.
 
 How: one thread, the loop's. ``add_reader`` / ``add_writer`` wake the transport; a read can
 need the socket writable (a TLS 1.3 key update to answer) and a write readable, which
@@ -31,12 +32,13 @@ import asyncio
 import errno
 import socket
 import ssl
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from webtunnel_pt.outbound.tls_direct_state import Interest, WriteQueue
 
-#: Plaintext read per readable event, at most: up to 16 records.
+#: Plaintext read per readable event, at most: up to 16 records, into one buffer per thread.
 READ_BUFFER_BYTES = 256 * 1024
 
 _RETRY_ERRORS = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
@@ -51,7 +53,6 @@ class SslSocketTransport(asyncio.Transport):
         sslsock: ssl.SSLSocket,
         protocol: asyncio.BaseProtocol,
         context: ssl.SSLContext,
-        buffer: bytearray | None = None,
     ) -> None:
         super().__init__()
         self._loop = loop
@@ -74,8 +75,6 @@ class SslSocketTransport(asyncio.Transport):
             lambda n, view: sslsock.recv_into(view, n)
         )
         self._ssl_write: Callable[[Any], int] = getattr(sslobj, "write", None) or sslsock.write
-        self._buffer = buffer if buffer is not None else bytearray(READ_BUFFER_BYTES)
-        self._view = memoryview(self._buffer)
         self._queue = WriteQueue()
         self._interest = Interest()
         self._registered = (False, False)  # (reader, writer) registered with the loop
@@ -196,7 +195,7 @@ class SslSocketTransport(asyncio.Transport):
 
     def _read(self) -> None:
         read = self._ssl_read
-        view = self._view
+        view = _read_buffer()
         size = len(view)
         got = 0
         eof = False
@@ -216,11 +215,11 @@ class SslSocketTransport(asyncio.Transport):
             self._update()
         except (ssl.SSLError, OSError) as exc:
             if got:
-                self._deliver(got)
+                self._deliver(view, got)
             self._fatal(exc)
             return
         if got:
-            self._deliver(got)
+            self._deliver(view, got)
             if self._closed:
                 return
         if eof:
@@ -228,11 +227,11 @@ class SslSocketTransport(asyncio.Transport):
         elif got >= size:
             self._schedule_pending_read()
 
-    def _deliver(self, count: int) -> None:
-        protocol = self._protocol
-        if isinstance(protocol, asyncio.BufferedProtocol):  # pragma: no cover - not used here
-            raise RuntimeError("SslSocketTransport delivers to asyncio.Protocol only")
-        protocol.data_received(bytes(self._view[:count]))  # type: ignore[attr-defined]
+    def _deliver(self, view: memoryview, count: int) -> None:
+        # Copied out before the protocol runs: the buffer is the thread's, shared by every
+        # connection, and a protocol may keep what it is given.
+        data = bytes(view[:count])
+        self._protocol.data_received(data)  # type: ignore[attr-defined]
 
     def _schedule_pending_read(self) -> None:
         """Plaintext OpenSSL holds does not make the fd readable: read it on the next turn."""
@@ -339,6 +338,18 @@ class SslSocketTransport(asyncio.Transport):
         self._update()
         self._protocol.connection_made(self)
         self._schedule_pending_read()
+
+
+_buffers = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """The thread's read buffer, made on first use: one per thread, not per connection (a
+    zero-filled buffer is resident memory, and idle tunnels must stay small)."""
+    view: memoryview | None = getattr(_buffers, "view", None)
+    if view is None or len(view) != READ_BUFFER_BYTES:
+        view = _buffers.view = memoryview(bytearray(READ_BUFFER_BYTES))
+    return view
 
 
 def _address(getter: Any) -> Any:
