@@ -332,3 +332,41 @@ def test_handshake_deadline_closes_the_socket(pki: Pki) -> None:
                 release.set()
 
     run(scenario())
+
+
+def test_a_failing_protocol_aborts_the_connection(pki: Pki) -> None:
+    """As with asyncio's transports: the loop's exception handler hears of it, the connection
+    is aborted, and ``connection_lost`` carries the protocol's exception."""
+    done = threading.Event()
+
+    def talk(conn: socket.socket) -> None:
+        tls = pki.server_context.wrap_socket(conn, server_side=True)
+        tls.sendall(b"boom")
+        done.wait(DEADLINE_S)
+
+    class Failing(Recorder):
+        def data_received(self, data: bytes) -> None:
+            raise ValueError("protocol bug")
+
+    async def scenario() -> tuple[list[Any], list[dict[str, Any]]]:
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: reported.append(context))
+        with RawServer(talk) as server:
+            _reader, writer = await dial(pki, server.port)
+            recorder = Failing(writer.transport.get_protocol())
+            writer.transport.set_protocol(recorder)
+            try:
+                await writer.wait_closed()
+            except ValueError:
+                pass
+            finally:
+                done.set()
+            return recorder.events, reported
+
+    events, reported = run(scenario())
+    assert len(events) == 1 and events[0][0] == "lost"
+    assert isinstance(events[0][1], ValueError)
+    assert [c["message"] for c in reported] == [
+        "Fatal error: protocol.data_received() call failed."
+    ]

@@ -231,7 +231,12 @@ class SslSocketTransport(asyncio.Transport):
         # Copied out before the protocol runs: the buffer is the thread's, shared by every
         # connection, and a protocol may keep what it is given.
         data = bytes(view[:count])
-        self._protocol.data_received(data)  # type: ignore[attr-defined]
+        try:
+            self._protocol.data_received(data)  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._protocol_failed(exc, "data_received")
 
     def _schedule_pending_read(self) -> None:
         """Plaintext OpenSSL holds does not make the fd readable: read it on the next turn."""
@@ -253,8 +258,12 @@ class SslSocketTransport(asyncio.Transport):
         self._update()
         try:
             self._call_protocol("eof_received")
-        finally:
-            self.close()  # TLS cannot stay half-open: answer with close_notify and close
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._protocol_failed(exc, "eof_received")
+            return
+        self.close()  # TLS cannot stay half-open: answer with close_notify and close
 
     def _flush(self) -> None:
         write = self._ssl_write
@@ -309,6 +318,18 @@ class SslSocketTransport(asyncio.Transport):
 
     def _call_connection_lost(self, exc: Exception | None) -> None:
         self._protocol.connection_lost(exc)
+
+    def _protocol_failed(self, exc: BaseException, method: str) -> None:
+        """As asyncio's transports do: report to the loop's exception handler, then abort."""
+        self._loop.call_exception_handler(
+            {
+                "message": f"Fatal error: protocol.{method}() call failed.",
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            }
+        )
+        self._fatal(exc)
 
     def _call_protocol(self, method: str) -> Any:
         return getattr(self._protocol, method)()
