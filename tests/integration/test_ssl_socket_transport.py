@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.certs import Pki
+from tests.support.clienthello import NeedMoreData, handshake_bytes, parse_client_hello
 from tests.support.raw_server import RawServer
 from webtunnel_pt.outbound import ssl_socket_transport, tls_profiles
 from webtunnel_pt.outbound.ssl_socket_transport import (
@@ -370,3 +371,62 @@ def test_a_failing_protocol_aborts_the_connection(pki: Pki) -> None:
     assert [c["message"] for c in reported] == [
         "Fatal error: protocol.data_received() call failed."
     ]
+
+
+def test_the_hello_is_the_one_asyncios_tls_sends(pki: Pki) -> None:
+    """The default profile's ClientHello is the one asyncio's TLS sent with that context before
+    (which had no ``OP_IGNORE_UNEXPECTED_EOF``, a local option): every field the parser knows (cipher suites,
+    extensions in order, groups, key shares, signature algorithms, ALPN, SNI, padding) and the
+    length are those of asyncio's memory-BIO TLS; only per-connection random values differ
+    (the random, the session id, the X25519 key share): no other byte differs."""
+    hellos: list[bytes] = []
+
+    def record_hello(conn: socket.socket) -> None:
+        data = b""
+        while True:
+            try:
+                handshake_bytes(data)
+                break
+            except NeedMoreData:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        hellos.append(data)
+        conn.close()
+
+    context = client_context(pki)
+    # asyncio's path as it was before the SSLSocket transport: without the EOF option.
+    tls_profiles._STDLIB_CONTEXTS.clear()
+    before = tls_profiles.stdlib_context(pinned=False)
+    before.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+    assert context is not before
+
+    async def scenario() -> None:
+        with RawServer(record_hello) as server:
+            for direct in (True, False):
+                sock = socket.create_connection(("127.0.0.1", server.port))
+                sock.setblocking(False)
+                with pytest.raises((ConnectionError, ssl.SSLError)):
+                    if direct:
+                        await open_ssl_socket_connection(
+                            sock, context, "bridge.test", limit=1024, handshake_timeout_s=5
+                        )
+                    else:
+                        await asyncio.open_connection(
+                            sock=sock, ssl=before, server_hostname="bridge.test"
+                        )
+                sock.close()
+
+    run(scenario())
+    ours, asyncios = (parse_client_hello(h) for h in hellos)
+    assert ours == asyncios
+    assert ours.server_name == "bridge.test" and ours.alpn == ["http/1.1"]
+    assert len(hellos[0]) == len(hellos[1])
+    differing = [i for i, (a, b) in enumerate(zip(*hellos, strict=True)) if a != b]
+    # Record header 5, handshake header 4, legacy version 2: the random is bytes 11-42, the
+    # session id (after its length byte) 44-75.
+    key = min(i for i in differing if i >= 76)  # the X25519 key share's 32 bytes
+    assert hellos[0][key - 4 : key] == hellos[1][key - 4 : key] == b"\x00\x1d\x00\x20"
+    random_values = {*range(11, 43), *range(44, 76), *range(key, key + 32)}
+    assert set(differing) <= random_values
