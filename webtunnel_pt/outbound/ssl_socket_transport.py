@@ -41,8 +41,6 @@ from webtunnel_pt.outbound.tls_direct_state import Interest, WriteQueue
 #: Plaintext read per readable event, at most: up to 16 records, into one buffer per thread.
 READ_BUFFER_BYTES = 256 * 1024
 
-_RETRY_ERRORS = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
-
 
 class SslSocketTransport(asyncio.Transport):
     """An asyncio transport over a connected, handshaken, non-blocking ``SSLSocket``."""
