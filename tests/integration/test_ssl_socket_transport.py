@@ -375,10 +375,10 @@ def test_a_failing_protocol_aborts_the_connection(pki: Pki) -> None:
 
 def test_the_hello_is_the_one_asyncios_tls_sends(pki: Pki) -> None:
     """The default profile's ClientHello is the one asyncio's TLS sent with that context before
-    (which had no ``OP_IGNORE_UNEXPECTED_EOF``, a local option): every field the parser knows (cipher suites,
-    extensions in order, groups, key shares, signature algorithms, ALPN, SNI, padding) and the
-    length are those of asyncio's memory-BIO TLS; only per-connection random values differ
-    (the random, the session id, the X25519 key share): no other byte differs."""
+    (which had no ``OP_IGNORE_UNEXPECTED_EOF``, a local option): every field the parser knows
+    (cipher suites, extensions in order, groups, key shares, signature algorithms, ALPN, SNI,
+    padding) and the length are equal; only per-connection random values differ (the random,
+    the session id, the X25519 key share): no other byte."""
     hellos: list[bytes] = []
 
     def record_hello(conn: socket.socket) -> None:
