@@ -430,3 +430,31 @@ def test_the_hello_is_the_one_asyncios_tls_sends(pki: Pki) -> None:
     assert hellos[0][key - 4 : key] == hellos[1][key - 4 : key] == b"\x00\x1d\x00\x20"
     random_values = {*range(11, 43), *range(44, 76), *range(key, key + 32)}
     assert set(differing) <= random_values
+
+
+def test_tls_inside_start_tls(pki: Pki) -> None:
+    """The built-in client runs the relay's TLS inside the tunnel with ``start_tls`` (asyncio's
+    ``SSLProtocol``, a ``BufferedProtocol``, over this transport): a round trip in TLS in TLS,
+    then EOF when the server closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await writer.start_tls(pki.server_context)
+        writer.write(await reader.readexactly(5) * 1000)
+        await writer.drain()
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=pki.server_context)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            reader, writer = await dial(pki, port)
+            outer = writer.transport
+            await writer.start_tls(client_context(pki), server_hostname="bridge.test")
+            assert writer.transport is not outer
+            assert writer.get_extra_info("ssl_object").version() == "TLSv1.3"
+            writer.write(b"inner")
+            assert await reader.readexactly(5000) == b"inner" * 1000
+            assert await reader.read() == b""
+            writer.close()
+
+    run(scenario())

@@ -10,7 +10,8 @@ or ``ConnectionError``; the writer's ``get_extra_info("ssl_object")`` is the ``S
 (``version()``, ``cipher()``, ``getpeercert()``); ``"peercert"`` is the certificate decoded once
 after the handshake. TLS cannot half-close: ``can_write_eof()`` is false, and a peer's
 close_notify or a TCP FIN is EOF for the protocol and then closes the connection (answering
-with our close_notify).
+with our close_notify). ``writer.start_tls()`` works on it (the built-in client's inner TLS:
+asyncio's TLS in this one).
 
 Why (``docs/performance.md``, issue 16): asyncio's TLS runs OpenSSL on memory BIOs, so every
 byte is copied between the socket and the BIOs and each record becomes a ``bytes`` object on
@@ -44,6 +45,10 @@ READ_BUFFER_BYTES = 256 * 1024
 
 class SslSocketTransport(asyncio.Transport):
     """An asyncio transport over a connected, handshaken, non-blocking ``SSLSocket``."""
+
+    #: ``loop.start_tls()`` may layer asyncio's TLS on it (the built-in client's inner TLS);
+    #: that protocol is a ``BufferedProtocol``, which :meth:`_deliver` serves too.
+    _start_tls_compatible = True
 
     def __init__(
         self,
@@ -229,8 +234,12 @@ class SslSocketTransport(asyncio.Transport):
         # Copied out before the protocol runs: the buffer is the thread's, shared by every
         # connection, and a protocol may keep what it is given.
         data = bytes(view[:count])
+        protocol = self._protocol
         try:
-            self._protocol.data_received(data)  # type: ignore[attr-defined]
+            if isinstance(protocol, asyncio.BufferedProtocol):
+                _feed_buffered(protocol, data)
+            else:
+                protocol.data_received(data)  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -357,6 +366,19 @@ class SslSocketTransport(asyncio.Transport):
         self._update()
         self._protocol.connection_made(self)
         self._schedule_pending_read()
+
+
+def _feed_buffered(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
+    """Hand ``data`` to a buffered protocol through as many of its buffers as it takes."""
+    rest = memoryview(data)
+    while rest:
+        buffer = memoryview(protocol.get_buffer(len(rest))).cast("B")
+        if not buffer:
+            raise RuntimeError("get_buffer() returned an empty buffer")
+        n = min(len(buffer), len(rest))
+        buffer[:n] = rest[:n]
+        protocol.buffer_updated(n)
+        rest = rest[n:]
 
 
 _buffers = threading.local()
