@@ -458,3 +458,14 @@ def test_tls_inside_start_tls(pki: Pki) -> None:
             writer.close()
 
     run(scenario())
+
+
+def test_only_loops_that_watch_file_descriptors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows' proactor loop has no ``add_reader``: the dial keeps asyncio's TLS there."""
+    loop = asyncio.new_event_loop()
+    try:
+        assert ssl_socket_transport.loop_supported(loop)
+        monkeypatch.setattr(asyncio, "ProactorEventLoop", type(loop), raising=False)
+        assert not ssl_socket_transport.loop_supported(loop)
+    finally:
+        loop.close()

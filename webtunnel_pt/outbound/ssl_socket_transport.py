@@ -435,6 +435,13 @@ async def _handshake(loop: asyncio.AbstractEventLoop, sslsock: ssl.SSLSocket) ->
             raise ConnectionResetError(errno.ECONNRESET, "connection closed") from exc
 
 
+def loop_supported(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``loop`` watches file descriptors (``add_reader``): every selector loop and
+    uvloop do; Windows' default proactor loop does not, and keeps asyncio's TLS."""
+    proactor = getattr(asyncio, "ProactorEventLoop", None)
+    return proactor is None or not isinstance(loop, proactor)
+
+
 async def open_ssl_socket_connection(
     sock: socket.socket,
     context: ssl.SSLContext,
@@ -464,4 +471,9 @@ async def open_ssl_socket_connection(
     return reader, writer
 
 
-__all__ = ["READ_BUFFER_BYTES", "SslSocketTransport", "open_ssl_socket_connection"]
+__all__ = [
+    "READ_BUFFER_BYTES",
+    "SslSocketTransport",
+    "loop_supported",
+    "open_ssl_socket_connection",
+]
