@@ -56,6 +56,7 @@ def test_tls_handshake_gets_what_is_left_of_the_dial(
 ) -> None:
     given: list[float] = []
     plain_open, openssl_open = asyncio.open_connection, outer_tls.open_tls_connection
+    socket_open = outer_tls.open_ssl_socket_connection
 
     async def recording_open_connection(*args: Any, **kwargs: Any) -> Any:
         given.append(kwargs["ssl_handshake_timeout"])
@@ -65,8 +66,13 @@ def test_tls_handshake_gets_what_is_left_of_the_dial(
         given.append(kwargs["handshake_timeout_s"])
         return await openssl_open(*args, **kwargs)
 
+    async def recording_open_ssl_socket(*args: Any, **kwargs: Any) -> Any:
+        given.append(kwargs["handshake_timeout_s"])
+        return await socket_open(*args, **kwargs)
+
     monkeypatch.setattr(asyncio, "open_connection", recording_open_connection)
     monkeypatch.setattr(outer_tls, "open_tls_connection", recording_open_tls)
+    monkeypatch.setattr(outer_tls, "open_ssl_socket_connection", recording_open_ssl_socket)
     lookups: list[str] = []
     bridge = {
         "url": f"https://bridge.test{secret_path()}",

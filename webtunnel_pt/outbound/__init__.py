@@ -9,4 +9,6 @@ resolver.py           DNS lookups that never hold up a stop
 proxy_dial.py         the TCP leg through an upstream proxy (no local DNS for the bridge)
 tls_profiles.py       the outer TLS contexts: curl-like default, browser profiles
 tls_transport.py      pyOpenSSL memory-BIO transport for the browser profiles
+ssl_socket_transport.py  the default profile's TLS on a non-blocking SSLSocket (issue 16)
+tls_direct_state.py (S)  its readiness bookkeeping and write queue
 """

@@ -20,9 +20,16 @@ from typing import Any, NamedTuple
 from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.errors import TlsError
 from webtunnel_pt.outbound.certnames import check_certificate_name
+from webtunnel_pt.outbound.ssl_socket_transport import loop_supported, open_ssl_socket_connection
 from webtunnel_pt.outbound.tls_profiles import OpenSSLContext, tls_context
 from webtunnel_pt.outbound.tls_transport import open_tls_connection
 from webtunnel_pt.webtunnel.bridge import BridgeConfig
+
+#: The stdlib profile's TLS runs on the socket itself
+#: (:mod:`webtunnel_pt.outbound.ssl_socket_transport`); False: on asyncio's TLS transport, as
+#: before issue 16, kept so that ``docs/performance.md``'s comparison can be repeated. Loops
+#: without ``add_reader`` (Windows' proactor) keep asyncio's TLS.
+SSL_SOCKET_TRANSPORT = True
 
 #: StreamReader limit: bounds one head line and, with flow control, the buffered bytes.
 STREAM_LIMIT_BYTES = 64 * 1024
@@ -109,6 +116,18 @@ async def open_stream(
                 limit=STREAM_LIMIT_BYTES,
                 handshake_timeout_s=handshake_timeout,
                 check_hostname=check_hostname,
+            )
+        if (
+            ssl_ctx is not None
+            and SSL_SOCKET_TRANSPORT
+            and loop_supported(asyncio.get_running_loop())
+        ):
+            return await open_ssl_socket_connection(
+                sock,
+                ssl_ctx,
+                name,
+                limit=STREAM_LIMIT_BYTES,
+                handshake_timeout_s=handshake_timeout,
             )
         return await asyncio.open_connection(
             sock=sock,
