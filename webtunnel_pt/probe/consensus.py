@@ -41,7 +41,7 @@ from webtunnel_pt.errors import (
 
 if TYPE_CHECKING:
     from webtunnel_pt.tor.authorities import DirAuthority
-    from webtunnel_pt.tor.dirmgr import DirectoryReport
+    from webtunnel_pt.tor.dirreport import DirectoryReport
     from webtunnel_pt.tor.netview import NetworkView
 
 #: The checks a consensus layer can fail, by the error that says so (most specific first).

@@ -72,7 +72,8 @@ from webtunnel_pt.tor.directory import (
     check_descriptor_identity,
     parse_server_descriptor,
 )
-from webtunnel_pt.tor.dirmgr import DirectoryResult, fetch_network_view
+from webtunnel_pt.tor.dirmgr import fetch_network_view
+from webtunnel_pt.tor.dirreport import DirectoryResult
 from webtunnel_pt.webtunnel.bridge import BridgeConfig, BridgeLine
 from webtunnel_pt.webtunnel.dial import DialOptions, DialReport, Tunnel, dial_bridge
 

@@ -33,6 +33,7 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
 asyncio glue, and file I/O::
 
     dirmgr.py        fetch and verify the directory through the bridge (BEGIN_DIR only)
+    dirreport.py     what a fetch yields: the view and its report (sans-I/O)
     dircache.py      the directory cache in the state directory, re-verified on every load
     inner_tls.py     inner TLS with the relay over the WebTunnel stream: context, random SNI
     channel.py       link handshake driver; the Channel, its one reader task and circuit registry

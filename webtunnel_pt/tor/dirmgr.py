@@ -63,7 +63,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from webtunnel_pt.deadlines import CIRCUIT_TIMEOUT_S, Deadline
@@ -92,6 +91,7 @@ from webtunnel_pt.tor.directory import (
     dir_request,
     parse_dir_response,
 )
+from webtunnel_pt.tor.dirreport import ConsensusSource, DirectoryReport, DirectoryResult
 from webtunnel_pt.tor.keycert import (
     MAX_KEY_CERTIFICATES_BYTES,
     KeyCertificate,
@@ -99,7 +99,7 @@ from webtunnel_pt.tor.keycert import (
     verify_key_certificate,
 )
 from webtunnel_pt.tor.microdesc import Microdescriptor, parse_microdescs
-from webtunnel_pt.tor.netview import Flag, NetworkView, build_network_view
+from webtunnel_pt.tor.netview import Flag, build_network_view
 
 if TYPE_CHECKING:
     from webtunnel_pt.tor.channel import Channel
@@ -140,52 +140,6 @@ MAX_REASON_CHARS = 64
 MISSING_MICRODESC_STATUSES = frozenset({404, 503})
 #: Errors of a consensus refetch after which a still-live cached consensus is used instead.
 REFETCH_ERRORS = (DirectoryError, HandshakeTimeout, ChannelClosed, CircuitDestroyed, StreamEnded)
-
-
-class ConsensusSource(StrEnum):
-    """Where the consensus in use came from."""
-
-    NETWORK = "network"  # fetched through the bridge in this call
-    CACHE = "cache"  # the state directory's, re-verified as it was loaded
-
-
-@dataclass(frozen=True)
-class DirectoryReport:
-    """What the fetch did, for the probe's ``consensus`` layer to show."""
-
-    timings: tuple[tuple[str, float], ...]  #: (step, seconds): cache, consensus, ...
-    requests: int  #: directory requests made (BEGIN_DIR streams); 0: all from the cache
-    signatures_valid: int  #: configured authorities whose signature verified
-    authorities: int  #: configured authorities
-    certificates_fetched: int  #: key certificates fetched and accepted
-    consensus_relays: int  #: entries in the consensus
-    relays: int  #: entries with their microdescriptor (usable)
-    exits: int  #: usable relays with the Exit flag and without BadExit
-    microdescs: int  #: microdescriptors kept (fetched + from the cache)
-    discarded_microdescs: int  #: received but not listed by the consensus, or malformed
-    consensus_source: ConsensusSource = ConsensusSource.NETWORK
-    microdescs_fetched: int = 0  #: microdescriptors fetched and kept
-    microdescs_cached: int = 0  #: microdescriptors taken from the cache
-    certificates_cached: int = 0  #: key certificates taken from the cache
-    #: Why a LIVE cached consensus is in use though a new one was fetched for (None otherwise).
-    refetch_error: str | None = None
-    #: Cache files (or entries) refused on load, stores the disk refused: "<file>: <reason>".
-    cache_problems: tuple[str, ...] = ()
-    #: Listed by the consensus but neither cached nor received (a batch answered 404 or 503,
-    #: or left out of an answer): those relays are unusable until a later fetch.
-    microdescs_missing: int = 0
-
-    @property
-    def signatures(self) -> str:
-        """``3/3``: valid signatures of configured authorities / configured authorities."""
-        return f"{self.signatures_valid}/{self.authorities}"
-
-
-@dataclass(frozen=True)
-class DirectoryResult:
-    view: NetworkView
-    report: DirectoryReport
-    certificates: tuple[KeyCertificate, ...]  #: every certificate used (given, cached, fetched)
 
 
 def microdesc_paths(

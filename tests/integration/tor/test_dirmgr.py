@@ -26,12 +26,8 @@ from webtunnel_pt.errors import (
 from webtunnel_pt.tor import dirmgr
 from webtunnel_pt.tor.authorities import DirAuthority, parse_dir_authorities
 from webtunnel_pt.tor.directory import MAX_DIR_RESPONSE_BYTES
-from webtunnel_pt.tor.dirmgr import (
-    MICRODESCS_PER_REQUEST,
-    DirectoryResult,
-    fetch_network_view,
-    microdesc_paths,
-)
+from webtunnel_pt.tor.dirmgr import MICRODESCS_PER_REQUEST, fetch_network_view, microdesc_paths
+from webtunnel_pt.tor.dirreport import DirectoryResult
 from webtunnel_pt.tor.netview import Flag
 
 

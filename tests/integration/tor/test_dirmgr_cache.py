@@ -27,7 +27,8 @@ from webtunnel_pt.tor.dircache import (
     DirectoryCache,
     split_microdesc_bytes,
 )
-from webtunnel_pt.tor.dirmgr import ConsensusSource, DirectoryResult, fetch_network_view
+from webtunnel_pt.tor.dirmgr import fetch_network_view
+from webtunnel_pt.tor.dirreport import ConsensusSource, DirectoryResult
 
 RELAYS = 20
 MICRO = "/tor/micro/d/"

@@ -43,7 +43,7 @@ from webtunnel_pt.probe.output import format_layer, format_verdict, to_json
 from webtunnel_pt.probe.report import EXIT_CODES, LayerFailed, LayerResult, ProbeReport
 from webtunnel_pt.probe.table import bridge_row, consensus_cell, format_live, format_table
 from webtunnel_pt.tor.authorities import DEFAULT_AUTHORITIES, parse_dir_authority
-from webtunnel_pt.tor.dirmgr import DirectoryReport
+from webtunnel_pt.tor.dirreport import DirectoryReport
 from webtunnel_pt.tor.options import directory_options, parse_authority_options
 from webtunnel_pt.webtunnel.bridge import bridge_config_from_args, parse_bridge_line
 
