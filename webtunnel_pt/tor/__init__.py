@@ -29,11 +29,11 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     netview.py       the network view path selection reads: relays, weights, params
     path.py          middle and exit by consensus bandwidth weights; family, subnet, policy
     options.py       --dir-authority and --state-dir as every front end reads them
+    dirreport.py     what a directory fetch yields: the view and its report
 
 asyncio glue, and file I/O::
 
     dirmgr.py        fetch and verify the directory through the bridge (BEGIN_DIR only)
-    dirreport.py     what a fetch yields: the view and its report (sans-I/O)
     dircache.py      the directory cache in the state directory, re-verified on every load
     inner_tls.py     inner TLS with the relay over the WebTunnel stream: context, random SNI
     channel.py       link handshake driver; the Channel, its one reader task and circuit registry
