@@ -289,10 +289,11 @@ def test_a_slow_reader_pauses_the_exit_and_resumes_it(
             reader, writer = await tor.open_connection(LOOPBACK, circ_page.port)
             flow = writer.get_extra_info("tor_stream_flow")
             assert flow is not None, "tor 0.4.9's exit did not negotiate CC"
+            xoff = asyncio.Event()
+            flow.on_xoff_sent = xoff.set
             writer.write(_request(LOOPBACK, circ_page.port, "/big"))
             await writer.drain()
-            while flow.xoffs_sent == 0:  # the exit fills our buffer past cc_xoff_client
-                await asyncio.sleep(0.05)
+            await xoff.wait()  # the exit filled our buffer past cc_xoff_client
             response = await reader.read()
             writer.close()
             await writer.wait_closed()

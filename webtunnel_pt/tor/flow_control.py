@@ -20,6 +20,8 @@ never send faster than the windows allow anyway). Sans-I/O.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from webtunnel_pt.errors import CircuitProtocolError
 from webtunnel_pt.tor.cells import MAX_RELAY_DATA
 from webtunnel_pt.tor.congestion import CongestionParams, n_count_ewma
@@ -48,6 +50,8 @@ class StreamFlow:
         #: XOFFs and XONs we sent (what a test or a log can look at).
         self.xoffs_sent = 0
         self.xons_sent = 0
+        #: Called when an XOFF is decided (its body about to be sent), for whoever waits for it.
+        self.on_xoff_sent: Callable[[], None] | None = None
         # receiving
         self.xoff_sent = False
         self.ewma_drain_rate = 0  # kB/s
@@ -67,6 +71,8 @@ class StreamFlow:
             self.xoff_sent = True
             self.xoffs_sent += 1
             self.ewma_drain_rate = 0  # the rate so far says nothing about a blocked reader
+            if self.on_xoff_sent is not None:
+                self.on_xoff_sent()
             return xoff_body()
         if buffered > MAX_EXPECTED_CELL_BURST * MAX_RELAY_DATA:
             return self.drained(0, buffered, now_usec)

@@ -67,6 +67,18 @@ def test_xoff_once_past_the_limit() -> None:
     assert flow.over_limit(LIMIT + 499) == 499
 
 
+def test_the_xoff_hook_hears_each_xoff_once() -> None:
+    flow = StreamFlow()
+    heard: list[int] = []
+    flow.on_xoff_sent = lambda: heard.append(flow.xoffs_sent)
+    for buffered in range(498, LIMIT + 1, 498):
+        flow.delivered(buffered, 0)
+    assert heard == []
+    flow.delivered(LIMIT + 1, 0)
+    flow.delivered(LIMIT + 499, 0)
+    assert heard == [1]  # counted before the hook runs; no second XOFF while paused
+
+
 def test_xoff_limit_is_the_consensus_param() -> None:
     flow = StreamFlow(CongestionParams(xoff_client=10))
     assert flow.delivered(4980, 0) is None
