@@ -60,18 +60,28 @@ class HopWindows:
 
     def sendme_received(self, sendme: Sendme, accept_version: int, hop: int) -> bool:
         """Check a circuit SENDME and refill the package window; True if it was closed."""
-        if sendme.version < accept_version:
-            raise CircuitProtocolError(
-                f"SENDME version {sendme.version} from hop {hop + 1}; "
-                f"the consensus wants at least {accept_version}"
-            )
-        if not self.expected_digests:
-            raise CircuitProtocolError(f"hop {hop + 1} sent a SENDME for DATA we never sent")
-        expected = self.expected_digests.popleft()
-        if sendme.digest is not None and not hmac.compare_digest(sendme.digest, expected):
-            raise CircuitProtocolError(f"hop {hop + 1} sent a SENDME v1 with the wrong digest")
+        check_circuit_sendme(sendme, accept_version, self.expected_digests, hop)
         if self.package + CIRCUIT_SENDME_INCREMENT > CIRCUIT_WINDOW:  # pragma: no cover
             raise CircuitProtocolError("circuit SENDME would overfill the package window")
         reopened = self.package == 0
         self.package += CIRCUIT_SENDME_INCREMENT
         return reopened
+
+
+def check_circuit_sendme(
+    sendme: Sendme, accept_version: int, expected_digests: deque[bytes], hop: int
+) -> None:
+    """A circuit SENDME from ``hop`` must be of an accepted version, acknowledge DATA we sent,
+    and (v1) carry the digest recorded for it, which is taken off ``expected_digests``; any
+    other is a :class:`CircuitProtocolError` (tor's sendme.c). Shared by the fixed windows and
+    congestion control."""
+    if sendme.version < accept_version:
+        raise CircuitProtocolError(
+            f"SENDME version {sendme.version} from hop {hop + 1}; "
+            f"the consensus wants at least {accept_version}"
+        )
+    if not expected_digests:
+        raise CircuitProtocolError(f"hop {hop + 1} sent a SENDME for DATA we never sent")
+    expected = expected_digests.popleft()
+    if sendme.digest is not None and not hmac.compare_digest(sendme.digest, expected):
+        raise CircuitProtocolError(f"hop {hop + 1} sent a SENDME v1 with the wrong digest")

@@ -23,13 +23,13 @@ injected. Sans-I/O.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 from webtunnel_pt.errors import CircuitProtocolError
+from webtunnel_pt.tor.circuit_flow import check_circuit_sendme
 from webtunnel_pt.tor.relay_msgs import Sendme
 
 __all__ = [
@@ -189,16 +189,7 @@ class CongestionWindow:
     def sendme_received(self, sendme: Sendme, accept_version: int, hop: int) -> bool:
         """Check a circuit SENDME (version, digest), run Vegas and take ``sendme_inc`` cells
         off inflight; True if the window was closed and is open now."""
-        if sendme.version < accept_version:
-            raise CircuitProtocolError(
-                f"SENDME version {sendme.version} from hop {hop + 1}; "
-                f"the consensus wants at least {accept_version}"
-            )
-        if not self.expected_digests:
-            raise CircuitProtocolError(f"hop {hop + 1} sent a SENDME for DATA we never sent")
-        expected = self.expected_digests.popleft()
-        if sendme.digest is not None and not hmac.compare_digest(sendme.digest, expected):
-            raise CircuitProtocolError(f"hop {hop + 1} sent a SENDME v1 with the wrong digest")
+        check_circuit_sendme(sendme, accept_version, self.expected_digests, hop)
         was_closed = self.package == 0
         self._on_ack(self._sent_at.popleft())
         self.cwnd = min(self.cwnd, self.params.cwnd_max)
