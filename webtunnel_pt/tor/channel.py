@@ -330,6 +330,9 @@ class Channel:
                     self._route(cell)
                 if self._touched:
                     self._write_touched()
+                    # The streams' readers take this read's data before the next read (their
+                    # stream SENDMEs, XON): a read from a full buffer would not yield.
+                    await asyncio.sleep(0)
                 self._parser.receive_data(await _read_some(self._reader))
         except ChannelClosed as exc:
             self._fail(str(exc), exc)
