@@ -38,12 +38,7 @@ from webtunnel_pt.deadlines import (
     LINK_HANDSHAKE_TIMEOUT_S,
     Deadline,
 )
-from webtunnel_pt.errors import (
-    ChannelClosed,
-    HandshakeTimeout,
-    LinkProtocolError,
-    LocalProtocolError,
-)
+from webtunnel_pt.errors import ChannelClosed, HandshakeTimeout, LinkProtocolError
 from webtunnel_pt.tor.cells import Cell, CellParser, IPAddress, encode_cell
 from webtunnel_pt.tor.certs import RelayIdentity
 from webtunnel_pt.tor.channel_circuit import (
@@ -263,13 +258,10 @@ class Channel:
             raise LinkProtocolError(f"unexpected {type(event).__name__} while creating")
         return handle
 
-    def receive_inline(self, circ_id: int, receiver: InlineReceiver) -> None:
+    def receive_inline(self, circ_id: int, inbox: CircuitInbox, receiver: InlineReceiver) -> None:
         """Hand the cells of ``circ_id`` to ``receiver`` in the reader, as they arrive
-        (:meth:`ChannelCircuit.receive_inline`): first what its inbox holds; a circuit that
-        has ended (or a closed channel) is reported to the receiver at once."""
-        inbox = self._inboxes.get(circ_id)
-        if inbox is None:
-            raise LocalProtocolError(f"circuit {circ_id:#010x} is not on this channel")
+        (:meth:`ChannelCircuit.receive_inline`): first what its ``inbox`` holds; a circuit
+        that has ended (or a closed channel) is reported to the receiver at once."""
         for cell in inbox.take_all():
             receiver.take_cell(cell)
         error = inbox.error()

@@ -169,7 +169,7 @@ class ChannelCircuit:
         """From now on the channel's reader hands this circuit's cells to ``receiver`` as they
         arrive, and writes what they made the circuit queue (SENDMEs) once per read: no inbox,
         no task switch per cell. What the inbox held is handed over first."""
-        self.channel.receive_inline(self.circ_id, receiver)
+        self.channel.receive_inline(self.circ_id, self.inbox, receiver)
 
     async def next_cell(self, deadline: Deadline | None = None) -> Cell:
         """The next cell the relay sent on this circuit, as it arrived (not decrypted).
