@@ -71,8 +71,12 @@ __all__ = [
     "start_inner_tls",
 ]
 
-#: One read from the stream: bounds what a single read can pull into memory.
-READ_CHUNK_BYTES = 64 * 1024
+#: One read from the stream: bounds what a single read can pull into memory, and how many
+#: cells (about 32) the reader runs through the inline circuits before it writes their SENDMEs
+#: and lets the streams' readers run. 16 KiB downloaded 25 % faster than 64 KiB on the bench
+#: network (sooner SENDMEs: the fixed windows' round trip is the bound) for 6 % more CPU;
+#: 8 and 4 KiB were no faster and cost more CPU.
+READ_CHUNK_BYTES = 16 * 1024
 
 
 async def _read_some(reader: asyncio.StreamReader, when: str = "") -> bytes:
