@@ -111,9 +111,9 @@ PREBUILD_BACKOFF_S = 1.0
 MAX_PREBUILD_BACKOFF_S = 60.0
 #: Ask exits for congestion control (prop 324) in the ntor v3 handshake, as tor 0.4.9's
 #: client does; an exit that agrees gets Vegas and XON/XOFF (:func:`negotiated_cc`). Off: with
-#: it, the exit's Vegas window follows round trips that include this client's per-cell work in
-#: Python, reads them as queueing and holds the download near 2 MiB/s in most runs on the
-#: bench network, against 5-6 MiB/s with the fixed SENDME windows (docs/builtin-mode.md).
+#: it, the exit's Vegas window holds the download near 1.8 MiB/s in most runs on the bench
+#: network, against about 9 MiB/s with the fixed SENDME windows, though our SENDMEs leave
+#: within a millisecond of their cell (docs/builtin-mode.md; the cause is not found yet).
 REQUEST_CONGESTION_CONTROL = False
 
 
