@@ -221,13 +221,15 @@ def test_page_through_bridge_middle_exit(
         peers = net.tcp_peers(middle.nickname)
         assert {bridge.nickname, exit_.nickname} <= peers, f"{middle.nickname} peers: {peers}"
         assert fetched.exit_address == LOOPBACK
-        assert fetched.congestion_control, "tor 0.4.9's exit did not negotiate CC"
+        assert not fetched.congestion_control, "CC is off by default (REQUEST_CONGESTION_CONTROL)"
 
 
 def test_twenty_concurrent_streams_on_one_circuit(
-    e2e_stack: Stack, circ_page: Page, state_dir: Path
+    e2e_stack: Stack, circ_page: Page, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """20 streams with one isolation key share one circuit and each carries 1 MiB intact."""
+    """20 streams with one isolation key share one circuit (with congestion control) and each
+    carries 1 MiB intact."""
+    monkeypatch.setattr(circuit_pool, "REQUEST_CONGESTION_CONTROL", True)
     visits_before = len(circ_page.visits)
 
     async def test(tor: TorClient) -> list[Fetched]:
@@ -250,10 +252,11 @@ def test_twenty_concurrent_streams_on_one_circuit(
 
 
 def test_upload_through_the_congestion_window(
-    e2e_stack: Stack, circ_page: Page, state_dir: Path
+    e2e_stack: Stack, circ_page: Page, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """4 MiB up through the exit's SENDMEs (each checked against the digest we recorded): the
     Vegas window grows past its 124 initial cells and the page server hashes what arrived."""
+    monkeypatch.setattr(circuit_pool, "REQUEST_CONGESTION_CONTROL", True)
     payload = circ_page.big_body * 4
 
     async def test(tor: TorClient) -> tuple[bytes, int, bool]:
@@ -278,11 +281,13 @@ def test_upload_through_the_congestion_window(
 
 
 def test_a_slow_reader_pauses_the_exit_and_resumes_it(
-    e2e_stack: Stack, circ_page: Page, state_dir: Path
+    e2e_stack: Stack, circ_page: Page, state_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A reader that reads nothing until 500 cells wait unread makes us send XOFF (the exit
-    stops reading from the page server); reading them sends XON and the rest arrives intact.
-    A lost XON would hang the read (the timeout); a malformed XOFF would end the circuit."""
+    """With congestion control, a reader that reads nothing until 500 cells wait unread makes
+    us send XOFF (the exit stops reading from the page server); reading them sends XON and the
+    rest arrives intact. A lost XON would hang the read (the timeout); a malformed XOFF would
+    end the circuit."""
+    monkeypatch.setattr(circuit_pool, "REQUEST_CONGESTION_CONTROL", True)
 
     async def test(tor: TorClient) -> tuple[bytes, int, int]:
         async with asyncio.timeout(STREAM_TIMEOUT_S):

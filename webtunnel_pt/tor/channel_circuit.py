@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from webtunnel_pt.deadlines import CIRCUIT_TIMEOUT_S, Deadline
 from webtunnel_pt.errors import (
@@ -61,6 +61,18 @@ MAX_QUEUED_CELLS_PER_CIRCUIT = CIRCUIT_WINDOW + CIRCUIT_SENDME_INCREMENT
 
 #: Makes the error a closed inbox raises: a fresh exception for each waiter.
 ErrorFactory = Callable[[], Exception]
+
+
+class InlineReceiver(Protocol):
+    """A circuit's owner that takes its cells in the channel's reader as they arrive
+    (:meth:`ChannelCircuit.receive_inline`) instead of from the inbox."""
+
+    def take_cell(self, cell: Cell) -> None:
+        """One cell for the circuit, in the reader task: must not block, and should not
+        raise (an exception here ends the whole channel)."""
+
+    def circuit_ended(self, error: Exception) -> None:
+        """No more cells will come: the channel ended (or had ended this circuit)."""
 
 
 def budget(timeout_s: float, deadline: Deadline | None) -> Deadline:
@@ -103,6 +115,16 @@ class CircuitInbox:
             self._cells.clear()
         self._changed.set()
 
+    def take_all(self) -> list[Cell]:
+        """The cells queued now, in order, without waiting."""
+        batch = list(self._cells)
+        self._cells.clear()
+        return batch
+
+    def error(self) -> Exception | None:
+        """The error the inbox was closed with (a fresh one), None while open."""
+        return None if self._error is None else self._error()
+
     async def get(self, deadline: Deadline | None = None) -> Cell:
         """The next cell; :class:`TimeoutError` at the ``deadline`` (none: no limit)."""
         if not self._cells:  # a queued cell is taken without arming a timer
@@ -142,6 +164,12 @@ class ChannelCircuit:
     @property
     def circ_id(self) -> int:
         return self.circuit.circ_id
+
+    def receive_inline(self, receiver: InlineReceiver) -> None:
+        """From now on the channel's reader hands this circuit's cells to ``receiver`` as they
+        arrive, and writes what they made the circuit queue (SENDMEs) once per read: no inbox,
+        no task switch per cell. What the inbox held is handed over first."""
+        self.channel.receive_inline(self.circ_id, self.inbox, receiver)
 
     async def next_cell(self, deadline: Deadline | None = None) -> Cell:
         """The next cell the relay sent on this circuit, as it arrived (not decrypted).

@@ -1,8 +1,8 @@
-"""A multi-hop circuit driven by its own task: built hop by hop (CREATE2, EXTEND2 in RELAY_EARLY;
-ntor or ntor v3, each hop's HTYPE kept in ``hop_htypes``), then carrying streams and resolves
-(tor-link.md §6-§9; issue 14). asyncio glue over the sans-I/O
+"""A multi-hop circuit that takes its cells as the channel reads them: built hop by hop
+(CREATE2, EXTEND2 in RELAY_EARLY; ntor or ntor v3, each hop's HTYPE kept in ``hop_htypes``),
+then carrying streams and resolves (tor-link.md §6-§9; issue 14). asyncio glue over the sans-I/O
 :class:`~webtunnel_pt.tor.circuit.Circuit`, on a channel's circuit handle
-(:class:`~webtunnel_pt.tor.channel_circuit.ChannelCircuit`: its bounded inbox).
+(:class:`~webtunnel_pt.tor.channel_circuit.ChannelCircuit`, taking its cells inline).
 
     live = LiveCircuit(channel.new_circuit(sendme_emit_version=1), path=hops, exit_relay=exit)
     await live.create(NtorHandshake(bridge_id, bridge_key), deadline)          # CREATE2
@@ -12,8 +12,9 @@ ntor or ntor v3, each hop's HTYPE kept in ``hop_htypes``), then carrying streams
     answers = await live.resolve("example.com", deadline)                      # RESOLVE
     await live.aclose()
 
-The driver task hands each event to its stream (:mod:`~webtunnel_pt.tor.stream_io`) and never
-waits on one, so a stream nobody reads holds back only itself (its window). Every way a circuit
+The channel's reader runs each cell through the circuit as it arrives and hands its events to
+their streams (:mod:`~webtunnel_pt.tor.stream_io`); it never waits on one, so a stream nobody
+reads holds back only itself (its window, or XOFF). Every way a circuit
 ends reaches its streams and waiters as one error carrying the reason: DESTROY
 (:class:`~webtunnel_pt.errors.CircuitDestroyed`), TRUNCATED
 (:class:`~webtunnel_pt.errors.CircuitTruncated`), our DESTROY for a violation (the
@@ -42,7 +43,7 @@ from webtunnel_pt.errors import (
     StreamTimeout,
     TorClientClosed,
 )
-from webtunnel_pt.tor.cells import DestroyReason, EndReason, reason_name
+from webtunnel_pt.tor.cells import Cell, DestroyReason, EndReason, reason_name
 from webtunnel_pt.tor.channel_circuit import ChannelCircuit
 from webtunnel_pt.tor.circuit import (
     VIOLATION_DESTROY_REASON,
@@ -65,29 +66,26 @@ if TYPE_CHECKING:
     from webtunnel_pt.tor.netview import Relay
     from webtunnel_pt.tor.path import PathHop
 
-__all__ = ["DRIVE_BATCH_CELLS", "LiveCircuit"]
-
-#: The driver takes at most this many queued cells at a time, writes what they called for
-#: (SENDMEs) once per batch, and lets the streams' readers run before the next batch: small
-#: enough that a SENDME waits for at most this many cells' work, large enough to spare a write
-#: and a wake-up per cell.
-DRIVE_BATCH_CELLS = 8
+__all__ = ["LiveCircuit"]
 
 
 class LiveCircuit:
-    """A circuit driven by its own task: built hop by hop (CREATE2, EXTEND2), then carrying
-    streams (:class:`~webtunnel_pt.tor.stream_io.TorStream`) and resolves.
+    """A circuit built hop by hop (CREATE2, EXTEND2), then carrying streams
+    (:class:`~webtunnel_pt.tor.stream_io.TorStream`) and resolves.
 
-    The driver task takes the inbox's cells in batches (:data:`DRIVE_BATCH_CELLS`), runs each
-    through the sans-I/O circuit and hands its events to their streams, then writes what the
-    batch queued (SENDMEs, DESTROY) and lets the streams' readers run before the next batch.
-    It never waits on a stream, so a stream nobody reads holds back only itself (its window).
-    Everything the circuit queues is written at once through the channel
+    Its cells reach :meth:`take_cell` in the channel's reader task as they arrive
+    (:meth:`ChannelCircuit.receive_inline`): each runs through the sans-I/O circuit (decrypt,
+    digest, windows) and its events go to their streams and waiters; the channel writes what
+    a read's cells queued (SENDMEs, XON/XOFF, DESTROY) in one write at the end of the read.
+    So a SENDME leaves within one read of the cell that called for it, with no task switch
+    per cell. It never waits on a stream: a stream nobody reads holds back only itself (its
+    window or XOFF; the sans-I/O circuit destroys a circuit whose relay overruns them).
+    Everything else the circuit queues is written at once through the channel
     (:meth:`Channel.write_pending`).
 
     When the circuit ends (DESTROY, TRUNCATED, a protocol violation, the channel's end, or
     :meth:`aclose`) every stream and every waiter gets the error that ended it, carrying the
-    reason. The task belongs to this object: :meth:`aclose` cancels and awaits it.
+    reason.
     """
 
     def __init__(
@@ -116,9 +114,7 @@ class LiveCircuit:
         self._resolving: dict[int, asyncio.Future[list[ResolvedAnswer]]] = {}
         self._hop_waiter: asyncio.Future[int] | None = None
         self._error: Exception | None = None
-        self._task = asyncio.get_running_loop().create_task(
-            self._drive(), name=f"tor circuit {self.circ_id:#010x}"
-        )
+        handle.receive_inline(self)
 
     @property
     def circ_id(self) -> int:
@@ -308,30 +304,25 @@ class LiveCircuit:
     def _write(self) -> None:
         self.channel.write_pending(self.circuit)
 
-    async def _drive(self) -> None:
+    def take_cell(self, cell: Cell) -> None:
+        """One of the circuit's cells, in the channel's reader as it arrives: run through the
+        sans-I/O circuit, its events handed to their streams and waiters. The channel writes
+        what it queued (SENDMEs) after the read. A bug here ends this circuit, not the
+        channel."""
+        if self._error is not None:
+            return
         try:
-            while self._error is None:
-                for cell in await self.handle.next_cells(DRIVE_BATCH_CELLS):
-                    try:
-                        events = self.circuit.receive_cell(cell)
-                    except LinkProtocolError as exc:
-                        self.circuit.destroy(VIOLATION_DESTROY_REASON)
-                        self._write()
-                        self._finish(exc)
-                        return
-                    for event in events:
-                        self._dispatch(event)
-                    if self._error is not None:
-                        break  # the circuit ended: the rest of the batch is dropped
-                self._write()  # the batch's SENDMEs (and DESTROY) in one write
-                if self.handle.inbox:
-                    # More cells wait: let the streams' readers take this batch's data first,
-                    # so their stream SENDMEs go out now, not after the whole inbox.
-                    await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the inbox closed (ChannelClosed, ...), or a bug
+            for event in self.circuit.receive_cell(cell):
+                self._dispatch(event)
+        except LinkProtocolError as exc:  # receive_cell reports the relay's as events
+            self.circuit.destroy(VIOLATION_DESTROY_REASON)
             self._finish(exc)
+        except Exception as exc:  # a bug: this circuit ends, the channel goes on
+            self._finish(exc)
+
+    def circuit_ended(self, error: Exception) -> None:
+        """The channel ended (ChannelClosed, ...): so does the circuit."""
+        self._finish(error)
 
     def _dispatch(self, event: CircuitEvent) -> None:
         if isinstance(event, (CircuitOpen, CircuitExtended)):
@@ -403,8 +394,6 @@ class LiveCircuit:
             self.circuit.destroy(DestroyReason.NONE)
             self._write()
             self._finish(TorClientClosed("the circuit was closed"))
-        self._task.cancel()
-        await asyncio.wait({self._task})
 
 
 def _closed_error(event: CircuitClosed) -> Exception:

@@ -2,7 +2,8 @@
 they name, an inbox holds at most MAX_QUEUED_CELLS_PER_CIRCUIT cells (a flood destroys that
 circuit), SENDMEs go out only as cells are taken, the end of the link wakes every waiter with
 ChannelClosed, waits end at their Deadline, and aclose() leaves no task behind; an inbox hands
-out its queued cells in bounded batches (the circuit driver's get_batch).
+out its queued cells in bounded batches (get_batch); an inline receiver gets the queued cells,
+then each arrival, then the link's end.
 """
 
 from __future__ import annotations
@@ -330,3 +331,64 @@ def test_an_inbox_hands_out_what_is_queued_in_bounded_batches_then_its_error() -
             await CircuitInbox().get_batch(3, Deadline.after(0.01))
 
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+class Recorder:
+    """An InlineReceiver that keeps what the channel hands it."""
+
+    def __init__(self) -> None:
+        self.cells: list[bytes] = []
+        self.ended: list[Exception] = []
+        self.got_two = asyncio.Event()
+
+    def take_cell(self, cell: Cell) -> None:
+        self.cells.append(cell.payload[:2])
+        if len(self.cells) == 2:
+            self.got_two.set()
+
+    def circuit_ended(self, error: Exception) -> None:
+        self.ended.append(error)
+
+
+def test_inline_receivers_get_queued_cells_then_arrivals_then_the_links_end(
+    tmp_path: Path,
+) -> None:
+    """receive_inline: what the inbox held first, in order, then each cell as it is read (in
+    the reader, no inbox); an ended circuit is reported at once; the link's end reaches the
+    receiver as ChannelClosed, once."""
+    ids: asyncio.Queue[int] = asyncio.Queue()
+    more = asyncio.Event()
+
+    async def script(reader: Reader, writer: Writer, parser: CellParser) -> None:
+        circ_id = await ids.get()
+        send(writer, *(Cell(circ_id, CellCommand.RELAY, b"q%d" % i) for i in range(2)))
+        await writer.drain()
+        await more.wait()
+        send(writer, *(Cell(circ_id, CellCommand.RELAY, b"r%d" % i) for i in range(3)))
+        await writer.drain()
+        writer.close()  # the link ends
+
+    async def body(channel: Channel) -> None:
+        live, gone = channel.new_circuit(), channel.new_circuit()
+        await ids.put(live.circ_id)
+        async with asyncio.timeout(5):
+            while len(live.inbox) < 2:  # both queued before the circuit goes inline
+                await asyncio.sleep(0.01)
+        receiver = Recorder()
+        live.receive_inline(receiver)
+        assert receiver.cells == [b"q0", b"q1"] and len(live.inbox) == 0
+        channel.end_circuit(gone.circ_id, lambda: LinkProtocolError("gone"))
+        ended = Recorder()
+        gone.receive_inline(ended)
+        assert [type(e) for e in ended.ended] == [LinkProtocolError]
+        more.set()
+        async with asyncio.timeout(5):
+            while not receiver.ended:
+                await asyncio.sleep(0.01)
+        assert receiver.cells == [b"q0", b"q1", b"r0", b"r1", b"r2"]
+        assert len(live.inbox) == 0
+        assert [type(e) for e in receiver.ended] == [ChannelClosed]
+        await channel.aclose()
+        assert len(receiver.ended) == 1  # the close does not report it again
+
+    run_on_channel(tmp_path, script, body)
