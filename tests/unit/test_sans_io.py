@@ -82,6 +82,7 @@ IO = frozenset(
         "__main__",
         "cli",
         "logs",
+        "stop_signal",
         "pt.__init__",
         "pt.listener",
         "pt.managed",

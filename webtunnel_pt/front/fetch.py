@@ -33,17 +33,16 @@ from webtunnel_pt.front.internal import internal_reason
 from webtunnel_pt.front.options import FrontOptions
 from webtunnel_pt.front.session import (
     ClientFactory,
-    StopSignal,
     bootstrap,
     default_client_factory,
     load_options,
     make_client,
     print_line,
     register_secrets,
-    watching_signals,
 )
 from webtunnel_pt.front.tls_stream import READ_CHUNK_BYTES, TlsStream
 from webtunnel_pt.logs import Redactor
+from webtunnel_pt.stop_signal import StopSignal, watching_signals
 
 __all__ = ["add_arguments", "epilog", "fetch", "run"]
 

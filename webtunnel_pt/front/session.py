@@ -20,8 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Protocol, TextIO
 
 from webtunnel_pt.deadlines import FRONT_BOOTSTRAP_TIMEOUT_S
@@ -30,6 +29,7 @@ from webtunnel_pt.front.options import FrontOptions, front_options
 from webtunnel_pt.front.progress import ProgressLines
 from webtunnel_pt.front.torrc import MAX_TORRC_BYTES
 from webtunnel_pt.logs import Redactor
+from webtunnel_pt.stop_signal import StopSignal
 from webtunnel_pt.webtunnel.bridge import bridge_config_from_args, parse_bridge_line
 
 log = logging.getLogger("webtunnel_pt.front")
@@ -144,33 +144,3 @@ async def bootstrap_unless_stopped(
     with contextlib.suppress(asyncio.CancelledError):
         await boot
     return False
-
-
-class StopSignal:
-    """Set by SIGINT or SIGTERM (or by a test); remembers which."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
-
-
-@contextlib.contextmanager
-def watching_signals(stop: StopSignal) -> Iterator[StopSignal]:
-    """SIGINT and SIGTERM set ``stop`` while inside (where the loop allows signal handlers)."""
-    loop = asyncio.get_running_loop()
-    installed: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signum, stop.set, signal.Signals(signum).name)
-            installed.append(signum)
-    try:
-        yield stop
-    finally:
-        for installed_signum in installed:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(installed_signum)

@@ -45,7 +45,6 @@ from webtunnel_pt.front.internal import internal_reason
 from webtunnel_pt.front.options import FrontOptions
 from webtunnel_pt.front.session import (
     ClientFactory,
-    StopSignal,
     TorClientLike,
     bootstrap_unless_stopped,
     default_client_factory,
@@ -53,7 +52,6 @@ from webtunnel_pt.front.session import (
     make_client,
     print_line,
     register_secrets,
-    watching_signals,
 )
 from webtunnel_pt.front.socks_proto import (
     RESOLVE,
@@ -64,6 +62,7 @@ from webtunnel_pt.front.socks_proto import (
 from webtunnel_pt.front.socks_reply import reply_for_end_reason, reply_for_failure
 from webtunnel_pt.logs import NOTICE, REDACTED, Redactor
 from webtunnel_pt.socks.codes import SOCKS5_REPLY_TEXT, SocksReply, authority
+from webtunnel_pt.stop_signal import StopSignal, watching_signals
 from webtunnel_pt.tor.cells import EndReason
 
 __all__ = ["add_arguments", "run", "serve"]

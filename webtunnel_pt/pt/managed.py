@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping
 
@@ -30,6 +29,7 @@ from webtunnel_pt.pt.env import (
     parse_client_environment,
 )
 from webtunnel_pt.pt.listener import ServerOptions, SocksServer
+from webtunnel_pt.stop_signal import StopSignal, watch_signals
 from webtunnel_pt.webtunnel.dial import DialOptions
 
 log = logging.getLogger(__name__)
@@ -78,35 +78,6 @@ def _announce_proxy(proxy: ProxyConfig | None, out: PtStdout) -> ProxyConfig | N
     out.write_line(pt_messages.proxy_done())
     log.info("bridges are reached through the %s", proxy.describe())
     return proxy
-
-
-class StopSignal:
-    """Set by SIGTERM/SIGINT or EOF on stdin; what ended the run is kept for the log."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.reason = ""
-
-    def set(self, reason: str) -> None:
-        if not self.event.is_set():
-            self.reason = reason
-            self.event.set()
-
-
-def _watch_signals(loop: asyncio.AbstractEventLoop, stop: StopSignal) -> Callable[[], None]:
-    """SIGTERM and SIGINT set ``stop``; returns the function that removes the handlers."""
-    installed: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set, signal.Signals(signum).name)
-            installed.append(signum)
-
-    def remove() -> None:
-        for signum in installed:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signum)
-
-    return remove
 
 
 def _watch_stdin(
@@ -213,7 +184,7 @@ async def serve(
     # and their connections awaited, the stdin watcher cancelled and awaited, signal handlers
     # removed), whether serving ends normally or by an exception.
     async with contextlib.AsyncExitStack() as owned:
-        owned.callback(_watch_signals(loop, stop))
+        owned.callback(watch_signals(loop, stop))
         group = await owned.enter_async_context(asyncio.TaskGroup())
         if config.exit_on_stdin_close:
             owned.callback(_watch_stdin(loop, stop, group))

@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 from tests.integration.front.fake_client import FakeNetwork
 from tests.unit.front.vectors import BRIDGE
 from webtunnel_pt.front.options import FrontOptions, add_client_arguments, front_options
-from webtunnel_pt.front.session import StopSignal
 from webtunnel_pt.front.socks_front import serve
 from webtunnel_pt.logs import Redactor
+from webtunnel_pt.stop_signal import StopSignal
 
 T = TypeVar("T")
 

@@ -25,9 +25,9 @@ from tests.integration.front.servers import echo_server, http_server
 from tests.support.socks_client import socks_connect
 from tests.unit.front.vectors import FINGERPRINT, SECRET_PATH
 from webtunnel_pt.errors import CircuitDestroyed, ConsensusStale, StreamRefused
-from webtunnel_pt.front.session import StopSignal
 from webtunnel_pt.front.socks_front import serve
 from webtunnel_pt.logs import Redactor
+from webtunnel_pt.stop_signal import StopSignal
 from webtunnel_pt.tor.cells import DestroyReason, EndReason
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
