@@ -14,8 +14,10 @@ Per connection (:mod:`webtunnel_pt.front.socks_proto` parses it):
   warning unless ``--allow-internal-addresses``;
 - a failure gets tor's reply for its END reason (:mod:`webtunnel_pt.front.socks_reply`).
 
-Bytes are relayed both ways by two pumps that each hold one read (:data:`READ_CHUNK_BYTES`) and
-wait for the other side's ``drain()`` before reading more. When one side ends, the other is
+Bytes are relayed both ways by managed mode's stream pumps
+(:func:`~webtunnel_pt.webtunnel.relay.relay_streams`), which each hold one read
+(:data:`~webtunnel_pt.webtunnel.relay.READ_CHUNK_BYTES`) and wait for the other side's
+``drain()`` before reading more. When one side ends, the other is
 half-closed if it can be and may go on until it ends too or stays silent for
 :data:`~webtunnel_pt.deadlines.HALF_CLOSED_IDLE_S`. Destinations are not logged (tor's
 SafeLogging) unless ``--unsafe-logging``.
@@ -64,13 +66,12 @@ from webtunnel_pt.logs import NOTICE, REDACTED, Redactor
 from webtunnel_pt.socks.codes import SOCKS5_REPLY_TEXT, SocksReply, authority
 from webtunnel_pt.stop_signal import StopSignal, watching_signals
 from webtunnel_pt.tor.cells import EndReason
+from webtunnel_pt.webtunnel.relay import relay_streams
 
 __all__ = ["add_arguments", "run", "serve"]
 
 log = logging.getLogger("webtunnel_pt.front.socks")
 
-#: One read per pump: what a pump holds at most before the other side drained it.
-READ_CHUNK_BYTES = 64 * 1024
 EXIT_OK = 0
 EXIT_CONFIG = 1
 
@@ -98,40 +99,13 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-async def _pump(reader: Any, writer: Any, moved: list[int]) -> None:
-    while data := await reader.read(READ_CHUNK_BYTES):
-        moved[0] += len(data)
-        writer.write(data)
-        await writer.drain()
-    can_eof = getattr(writer, "can_write_eof", None)
-    if can_eof is not None and can_eof():
-        with contextlib.suppress(OSError, RuntimeError):
-            writer.write_eof()
-
-
 async def relay(a_reader: Any, a_writer: Any, b_reader: Any, b_writer: Any) -> tuple[int, int]:
     """Copy a->b and b->a until both end, or one ended and the other went silent for
-    HALF_CLOSED_IDLE_S, or either fails; return (bytes a->b, bytes b->a)."""
-    up, down = [0], [0]
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = {
-                group.create_task(_pump(a_reader, b_writer, up)): up,
-                group.create_task(_pump(b_reader, a_writer, down)): down,
-            }
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task, moved in tasks.items():
-                while not task.done():
-                    before = moved[0]
-                    done, _ = await asyncio.wait([task], timeout=HALF_CLOSED_IDLE_S)
-                    if not done and moved[0] == before:
-                        task.cancel()
-                        break
-    except* (ConnectionError, OSError, TimeoutError) as group:
-        log.debug("relay ended: %s", group.exceptions[0])
-    except* Exception as group:  # a stream of the client failing: end both sides
-        log.debug("relay ended: %s", describe_failure(group.exceptions[0])[2])
-    return up[0], down[0]
+    HALF_CLOSED_IDLE_S, or either fails (a tor stream's error included); return (bytes a->b,
+    bytes b->a). Managed mode's stream relay with every failure ending it."""
+    return await relay_streams(
+        a_reader, a_writer, b_reader, b_writer, HALF_CLOSED_IDLE_S, ends=(Exception,)
+    )
 
 
 async def _close(writer: Any) -> None:

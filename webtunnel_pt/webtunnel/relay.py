@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from typing import Any
 
 from webtunnel_pt.deadlines import CLOSE_TIMEOUT_S, HALF_CLOSED_IDLE_S
 
@@ -197,12 +198,12 @@ async def relay(
         tor = tor_writer.transport
         bridge = bridge_writer.transport
         if not (isinstance(tor, asyncio.Transport) and isinstance(bridge, asyncio.Transport)):
-            return await _relay_streams(
+            return await relay_streams(
                 tor_reader, tor_writer, bridge_reader, bridge_writer, half_closed_idle_s
             )
         held = [_take_buffered(tor_reader), _take_buffered(bridge_reader)]
         if held[0] is None or held[1] is None:
-            return await _relay_streams(
+            return await relay_streams(
                 tor_reader, tor_writer, bridge_reader, bridge_writer, half_closed_idle_s
             )
         wake = asyncio.Event()
@@ -258,9 +259,11 @@ async def _wait_ended(up: _Leg, down: _Leg, wake: asyncio.Event, idle_s: float) 
 # ---- fallback: two stream pumps -------------------------------------------------------------
 
 
-async def _pump(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: list[int]
-) -> None:
+#: What ends a relay quietly (logged at debug): the peer went away or the network failed.
+RELAY_ENDS: tuple[type[Exception], ...] = (ConnectionError, OSError, TimeoutError)
+
+
+async def _pump(reader: Any, writer: Any, count: list[int]) -> None:
     while data := await reader.read(READ_CHUNK_BYTES):
         count[0] += len(data)
         writer.write(data)
@@ -270,20 +273,25 @@ async def _pump(
             writer.write_eof()
 
 
-async def _relay_streams(
-    tor_reader: asyncio.StreamReader,
-    tor_writer: asyncio.StreamWriter,
-    bridge_reader: asyncio.StreamReader,
-    bridge_writer: asyncio.StreamWriter,
+async def relay_streams(
+    a_reader: Any,
+    a_writer: Any,
+    b_reader: Any,
+    b_writer: Any,
     idle_s: float,
+    *,
+    ends: tuple[type[Exception], ...] = RELAY_ENDS,
 ) -> tuple[int, int]:
-    """The same policy with ``read()`` / ``drain()`` pumps, for transports the legs can't take."""
+    """The same policy with ``read()`` / ``drain()`` pumps, for transports the legs can't take
+    and for any pair of objects shaped like asyncio's streams (the built-in client's tor
+    streams): copy a->b and b->a until both end, or one ended and the other moved nothing for
+    ``idle_s``, or one fails with one of ``ends``; return (bytes a->b, bytes b->a)."""
     sent, received = [0], [0]
     try:
         async with asyncio.TaskGroup() as group:
             tasks = {
-                group.create_task(_pump(tor_reader, bridge_writer, sent)): sent,
-                group.create_task(_pump(bridge_reader, tor_writer, received)): received,
+                group.create_task(_pump(a_reader, b_writer, sent)): sent,
+                group.create_task(_pump(b_reader, a_writer, received)): received,
             }
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task, count in tasks.items():
@@ -293,6 +301,6 @@ async def _relay_streams(
                     if not done and count[0] == before:
                         task.cancel()
                         break
-    except* (ConnectionError, OSError, TimeoutError) as group_error:
+    except* ends as group_error:
         log.debug("relay ended: %s", group_error.exceptions[0])
     return sent[0], received[0]
