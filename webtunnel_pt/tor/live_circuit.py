@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from webtunnel_pt.deadlines import Deadline
 from webtunnel_pt.errors import (
@@ -67,6 +67,8 @@ if TYPE_CHECKING:
     from webtunnel_pt.tor.path import PathHop
 
 __all__ = ["LiveCircuit"]
+
+_T = TypeVar("_T")
 
 
 class LiveCircuit:
@@ -227,16 +229,8 @@ class LiveCircuit:
         waiter: asyncio.Future[StreamConnected] = asyncio.get_running_loop().create_future()
         self._connecting[stream_id] = (waiter, stream)
         self._write()
-        seconds = deadline.remaining()
         try:
-            async with asyncio.timeout(seconds):
-                await waiter
-        except TimeoutError as exc:
-            self._abandon(stream_id)
-            raise StreamTimeout(f"no CONNECTED from the exit within {seconds:.3g} s") from exc
-        except asyncio.CancelledError:
-            self._abandon(stream_id)
-            raise
+            await self._exit_answer(waiter, stream_id, deadline, "CONNECTED")
         finally:
             self._connecting.pop(stream_id, None)
         return stream
@@ -248,18 +242,26 @@ class LiveCircuit:
         waiter: asyncio.Future[list[ResolvedAnswer]] = asyncio.get_running_loop().create_future()
         self._resolving[stream_id] = waiter
         self._write()
+        try:
+            return await self._exit_answer(waiter, stream_id, deadline, "RESOLVED")
+        finally:
+            self._resolving.pop(stream_id, None)
+
+    async def _exit_answer(
+        self, waiter: asyncio.Future[_T], stream_id: int, deadline: Deadline, what: str
+    ) -> _T:
+        """The exit's answer to a BEGIN or RESOLVE; on timeout or cancellation the request is
+        abandoned (END) first."""
         seconds = deadline.remaining()
         try:
             async with asyncio.timeout(seconds):
                 return await waiter
         except TimeoutError as exc:
             self._abandon(stream_id)
-            raise StreamTimeout(f"no RESOLVED from the exit within {seconds:.3g} s") from exc
+            raise StreamTimeout(f"no {what} from the exit within {seconds:.3g} s") from exc
         except asyncio.CancelledError:
             self._abandon(stream_id)
             raise
-        finally:
-            self._resolving.pop(stream_id, None)
 
     def _abandon(self, stream_id: int) -> None:
         """A BEGIN we no longer wait for: END it (if the circuit still lives)."""
