@@ -56,6 +56,7 @@ from pathlib import Path
 
 from tests.e2e.client import PT_ENV_VAR, find_pt, pt_argv, start_client
 from tests.e2e.ports import LOOPBACK
+from tests.e2e.procs import terminate
 from tests.e2e.stack import Page, Stack, running_stack, serving_page
 from tests.support.pt_process import pt_command
 from tests.support.socks_client import socks_connect
@@ -113,13 +114,7 @@ def builtin_client(stack: Stack, state_dir: Path, log_path: Path) -> Iterator[Ru
     reader.start()
 
     def stop() -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc)
         reader.join(timeout=10)
 
     try:

@@ -55,6 +55,19 @@ def wait_until(
         time.sleep(POLL_INTERVAL_S)
 
 
+def terminate(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
+    """A Popen child the harness started itself (not in a :class:`ProcessGroup`): SIGTERM,
+    then SIGKILL if it has not exited within ``grace_s``; reaped either way."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def read_text(path: Path) -> str:
     try:
         return path.read_text(errors="replace")

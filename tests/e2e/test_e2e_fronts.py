@@ -13,7 +13,6 @@ import os
 import queue
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -29,6 +28,7 @@ from tests.support.secrets import record_output, register_secret
 from webtunnel_pt.front.exit_codes import ExitStatus
 
 from .ports import LOOPBACK, free_port
+from .procs import terminate
 from .stack import EXIT_ONLY_NAME, Page, Stack
 from .test_e2e_probe import assert_no_secrets
 
@@ -161,13 +161,7 @@ def socks_front(
             )
         yield front
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc)
         reader.join(timeout=10)
         record_output("webtunnel-pt socks stdout", "\n".join(stdout))
         record_output("webtunnel-pt socks stderr", front.stderr())
