@@ -15,9 +15,10 @@ from pathlib import Path
 
 from tests.support.socks_client import socks_connect
 
-from .network import BOOTSTRAPPED_100, TorNetwork
+from .network import TorNetwork
 from .ports import free_port
 from .procs import Child, ProcessGroup, read_text, tail, wait_until
+from .readiness import BOOTSTRAPPED_100
 
 PT_ENV_VAR = "WEBTUNNEL_PT"
 PT_NAME = "webtunnel-pt"

@@ -20,9 +20,9 @@ from .client import (
     pt_argv,
     running_client,
 )
-from .network import BOOTSTRAPPED_100
 from .ports import LOOPBACK
 from .procs import foreign_sockets, wait_until
+from .readiness import BOOTSTRAPPED_100
 from .stack import missing_binaries, running_stack, serving_page
 
 

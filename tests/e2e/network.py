@@ -218,6 +218,19 @@ class TorNetwork:
     def foreign_sockets(self) -> list[SocketEntry]:
         return foreign_sockets(self.processes.pids())
 
+    def resolver_sockets_only(self, entries: Sequence[SocketEntry]) -> bool:
+        """Whether ``entries`` are all an exit's DNS socket: unconnected UDP on 0.0.0.0, which
+        libevent leaves after an exit resolved a name through the loopback name server (the
+        kernel autobinds it on the first query). A restart of the exits clears them."""
+        exit_pids = {self.processes.find(n.nickname).pid for n in self.exits}
+        return all(
+            e.pid in exit_pids
+            and e.proto == "udp"
+            and str(e.local[0]) == "0.0.0.0"
+            and e.remote[1] == 0
+            for e in entries
+        )
+
     # ---- nodes and their processes ---------------------------------------------------------
 
     def node(self, nickname: str) -> Node:

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from .client import TorClient, pt_argv, running_client
-from .network import BOOTSTRAPPED_100, synthetic_bridge_address
+from .network import synthetic_bridge_address
 from .nginx import TLS_NAME
 from .ports import LOOPBACK, free_port
 from .procs import foreign_sockets, inet_sockets, is_running, read_text
+from .readiness import BOOTSTRAPPED_100
 from .stack import Page, Stack
 
 pytestmark = pytest.mark.e2e
