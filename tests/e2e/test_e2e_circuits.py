@@ -82,6 +82,9 @@ class Fetched:
     exit_address: str | None
     congestion_control: bool  # the exit negotiated it (prop 324)
     htypes: tuple[int, ...]  # each hop's CREATE2 / EXTEND2 handshake type, bridge first
+    conflux_paths: tuple[tuple[str, ...], ...] = ()  # each leg's path, when linked (prop 329)
+    conflux_received: tuple[int, ...] = ()  # multiplexed messages each leg carried, so far
+    conflux_switches: int = 0  # the exit's SWITCH messages, so far
 
 
 # ---- fixtures -----------------------------------------------------------------------------
@@ -144,6 +147,7 @@ def _body_of(response: bytes) -> bytes:
 
 
 def _fetched(body: bytes, writer: TorStreamWriter) -> Fetched:
+    sequencer = writer.get_extra_info("tor_conflux_sequencer")
     return Fetched(
         body,
         writer.get_extra_info("tor_circuit_id"),
@@ -151,6 +155,9 @@ def _fetched(body: bytes, writer: TorStreamWriter) -> Fetched:
         writer.get_extra_info("exit_address"),
         writer.get_extra_info("tor_congestion_control"),
         writer.get_extra_info("tor_hop_htypes"),
+        writer.get_extra_info("tor_conflux_paths"),
+        tuple(sequencer.received) if sequencer is not None else (),
+        sum(sequencer.switches) if sequencer is not None else 0,
     )
 
 
@@ -195,6 +202,16 @@ def _assert_ntor_v3_past_the_bridge(fetched: Fetched) -> None:
     assert fetched.htypes == (NTOR, NTOR_V3, NTOR_V3), f"handshake types {fetched.htypes}"
 
 
+def _assert_conflux_legs(net: TorNetwork, fetched: Fetched) -> None:
+    """The stream's circuit is one leg of a linked pair (prop 329): both legs run bridge,
+    middle, exit to the same exit through different middles."""
+    legs = fetched.conflux_paths
+    assert len(legs) == 2 and fetched.path in legs, f"conflux legs {legs}"
+    hops = [_assert_three_distinct_relays(net, leg) for leg in legs]
+    assert hops[0][2] == hops[1][2], "the legs end at different exits"
+    assert hops[0][1] != hops[1][1], "the legs share their middle"
+
+
 # ---- the tests ----------------------------------------------------------------------------
 
 
@@ -203,7 +220,10 @@ def test_page_through_bridge_middle_exit(
 ) -> None:
     """The page and 1 MiB arrive intact through three distinct relays, and the network agrees
     on which ones: the exit held the page server's peer socket, the middle holds channels
-    with the bridge and the exit."""
+    with the bridge and the exit. By default, as with tor 0.4.9, the exit negotiated
+    congestion control and linked the circuit with a second one into a conflux set (prop 329):
+    the exit sent on both legs, switching between them, and what arrived is in order (the
+    hash of the MiB)."""
     net = e2e_stack.network
 
     async def test(tor: TorClient) -> tuple[Fetched, Fetched]:
@@ -221,7 +241,10 @@ def test_page_through_bridge_middle_exit(
         peers = net.tcp_peers(middle.nickname)
         assert {bridge.nickname, exit_.nickname} <= peers, f"{middle.nickname} peers: {peers}"
         assert fetched.exit_address == LOOPBACK
-        assert not fetched.congestion_control, "CC is off by default (REQUEST_CONGESTION_CONTROL)"
+        assert fetched.congestion_control, "no congestion control (on by default, as in tor)"
+        _assert_conflux_legs(net, fetched)
+    assert all(big.conflux_received), f"a leg carried nothing: {big.conflux_received}"
+    assert big.conflux_switches >= 1, "the exit never switched legs"
 
 
 def test_twenty_concurrent_streams_on_one_circuit(

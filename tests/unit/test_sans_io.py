@@ -104,6 +104,7 @@ IO = frozenset(
         "tor.channel",
         "tor.channel_circuit",
         "tor.circuit_pool",
+        "tor.conflux_set",
         "tor.client",
         "tor.live_circuit",
         "tor.stream_io",

@@ -14,6 +14,8 @@ Sans-I/O cores (no asyncio, socket or ssl imports; feed them bytes, read events)
     circuit_events.py  what a circuit reports: CircuitOpen, StreamData, CircuitClosed, ...
     circuit_flow.py  circuit windows per hop and authenticated SENDMEs (§8.4, prop 289)
     circuit_streams.py  stream ids, stream windows, half-closed streams (§8)
+    conflux.py       conflux (prop 329): LINK/LINKED/SWITCH bodies, the in-order sequencer
+    conflux_leg.py   one circuit's part in a conflux set: LINKED checks, routing to the set
     relay_msgs.py    CREATE2/EXTEND2/BEGIN/CONNECTED/END/RESOLVED/SENDME bodies (§6-§8)
     directory.py     HTTP/1.0 over a directory stream and the bridge server descriptor (§10)
     descriptor_sig.py  the server descriptor's Ed25519 and RSA signatures (dir-spec §2.1.1)
@@ -42,6 +44,7 @@ asyncio glue, and file I/O::
     stream_io.py     a stream as an asyncio-style reader/writer, SENDMEs as the application reads
     stream_transport.py  a stream as an asyncio Transport: start_tls to the destination
     circuit_pool.py  3-hop ntor builds, retries, reuse until dirty, isolation, pre-built circuits
+    conflux_set.py   two legs to one exit, linked (prop 329), or a plain circuit as fallback
     bridge_link.py   bridge line -> verified channel, descriptor and ntor key; failover
     client.py        TorClient: bootstrap with progress, open_connection, resolve
 

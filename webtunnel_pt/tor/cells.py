@@ -97,6 +97,10 @@ class RelayCommand(IntEnum):
     BEGIN_DIR = 13
     EXTEND2 = 14
     EXTENDED2 = 15
+    CONFLUX_LINK = 19  # conflux (prop 329; tor-spec "Conflux")
+    CONFLUX_LINKED = 20
+    CONFLUX_LINKED_ACK = 21
+    CONFLUX_SWITCH = 22
     XOFF = 43  # flow control (prop 344; tor-spec "Flow control")
     XON = 44
 

@@ -84,6 +84,8 @@ from webtunnel_pt.tor.circuit_types import (
     Completes,
     allocate_circ_id,
 )
+from webtunnel_pt.tor.conflux import MULTIPLEXED_COMMANDS, LinkBody
+from webtunnel_pt.tor.conflux_leg import CONFLUX_COMMANDS, ConfluxLeg
 from webtunnel_pt.tor.congestion import CongestionParams, CongestionWindow
 from webtunnel_pt.tor.flow_control import StreamFlow
 from webtunnel_pt.tor.onionskin import CreateFastHandshake, HopKeys
@@ -179,6 +181,8 @@ class Circuit:
         self._streams = StreamTable()
         self._outgoing: list[Cell] = []
         self._relay_early_left = MAX_RELAY_EARLY
+        #: This circuit's part in a conflux set (prop 329), once it sent CONFLUX_LINK.
+        self.conflux: ConfluxLeg | None = None
 
     @property
     def hops(self) -> int:
@@ -261,6 +265,22 @@ class Circuit:
         """An open stream's XON/XOFF state; None without congestion control."""
         stream = self._streams.streams.get(stream_id)
         return stream.flow if stream is not None else None
+
+    def conflux_link(self, nonce: bytes) -> None:
+        """Send CONFLUX_LINK to the exit (prop 329 §2.2): a fresh set's leg, asking for
+        throughput. The exit must have accepted congestion control, and no stream may have
+        used the circuit; its LINKED comes back as :class:`ConfluxLinked`."""
+        self._check_idle()
+        if self.conflux is not None or self.congestion_control(-1) is None:
+            raise LocalProtocolError("conflux needs an unlinked circuit with congestion control")
+        if len(self._streams) or self._streams.half_closed:
+            raise LocalProtocolError("a circuit that carried streams cannot join a conflux set")
+        self.conflux = ConfluxLeg(nonce)
+        self.send_conflux(RelayCell(RelayCommand.CONFLUX_LINK, 0, LinkBody(nonce).encode()))
+
+    def send_conflux(self, message: RelayCell) -> None:
+        """A conflux control message to the exit (LINK, LINKED_ACK)."""
+        self._send_relay(message, self.hops - 1)
 
     def _check_idle(self) -> None:
         """Open, and not waiting for EXTENDED2 (the last hop is about to change)."""
@@ -439,31 +459,50 @@ class Circuit:
         except LinkProtocolError as exc:
             raise CircuitProtocolError(str(exc)) from exc
         hop, command = inbound.hop, message.command
-        if command == RelayCommand.DATA:
-            return self._on_data(hop, message, inbound.digest)
         if command == RelayCommand.SENDME:
             return self._on_sendme(hop, message)
+        if command == RelayCommand.DATA:
+            self._count_data(hop, inbound.digest)  # per circuit, before any reordering
+        if self.conflux is not None and (
+            command in MULTIPLEXED_COMMANDS or command in CONFLUX_COMMANDS
+        ):
+            return self.conflux.receive(self, hop, message)
+        if command in CONFLUX_COMMANDS:
+            raise CircuitProtocolError(
+                f"relay sent {RelayCommand(command).name} on a circuit we never linked"
+            )
+        if command == RelayCommand.EXTENDED2:
+            return self._on_extended2(hop, message)
+        if command == RelayCommand.TRUNCATED:
+            return self._on_truncated(hop, message)
+        return self.deliver_stream_message(hop, message)
+
+    def deliver_stream_message(self, hop: int, message: RelayCell) -> list[CircuitEvent]:
+        """A stream's message from ``hop``, in order: straight from :meth:`_on_relay`, or
+        through a conflux set's sequencer when this circuit keeps the set's streams."""
+        command = message.command
+        if command == RelayCommand.DATA:
+            return self._on_data(hop, message)
         if command in (RelayCommand.CONNECTED, RelayCommand.END, RelayCommand.RESOLVED):
             return self._streams.reply(hop, message)
         windows = self._windows[hop]
         if command in (RelayCommand.XOFF, RelayCommand.XON) and windows.flow_control:
             return self._streams.flow_message(hop, message, windows.package > 0)
-        if command == RelayCommand.EXTENDED2:
-            return self._on_extended2(hop, message)
-        if command == RelayCommand.TRUNCATED:
-            return self._on_truncated(hop, message)
         if command in _FORWARD_ONLY:
             raise CircuitProtocolError(
                 f"relay sent {RelayCommand(command).name}, a client's command"
             )
         return []  # DROP, padding, unknown commands (tor-spec §6.1)
 
-    def _on_data(self, hop: int, message: RelayCell, digest: bytes) -> list[CircuitEvent]:
-        """Count DATA against the hop's and the stream's deliver windows (tor-spec §7.3, §7.4)."""
+    def _count_data(self, hop: int, digest: bytes) -> None:
+        """Count DATA against the hop's deliver window (or congestion window): a circuit
+        SENDME with this cell's digest when it calls for one (tor-spec §7.3, prop 289)."""
         if self._windows[hop].delivered(hop):
-            # The digest of the DATA cell that brought the window to a multiple of 100.
             body = sendme_body(self.sendme_emit_version, digest)
             self._send_relay(RelayCell(RelayCommand.SENDME, 0, body), hop)
+
+    def _on_data(self, hop: int, message: RelayCell) -> list[CircuitEvent]:
+        """Count DATA against the stream's deliver window (tor-spec §7.4) or its XON/XOFF."""
         target = self._streams.target(hop, message)
         if isinstance(target, HalfClosed):
             target.delivered()

@@ -8,6 +8,7 @@
             case StreamWritable(sid): ...             # a SENDME reopened a package window
             case StreamClosed(sid, reason) | StreamResolved(sid, answers): ...
             case CircuitClosed(reason, truncated, message): ...   # every stream ends with it
+            case ConfluxLinked(desired_ux): ...       # the exit linked this leg (prop 329)
 
 Sans-I/O.
 """
@@ -46,6 +47,14 @@ class CircuitClosed:
     truncated: bool = False
     message: str = ""
     error: LinkProtocolError | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class ConfluxLinked:
+    """The exit answered our CONFLUX_LINK with a valid LINKED (we queued LINKED_ACK): this
+    leg waits to join its set. ``desired_ux`` is how the exit would like us to send."""
+
+    desired_ux: int
 
 
 @dataclass(frozen=True)
@@ -92,6 +101,7 @@ CircuitEvent = (
     CircuitOpen
     | CircuitExtended
     | CircuitClosed
+    | ConfluxLinked
     | StreamConnected
     | StreamData
     | StreamWritable

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -114,7 +115,7 @@ MAX_PREBUILD_BACKOFF_S = 60.0
 #: it, the exit's Vegas window holds the download near 1.8 MiB/s in most runs on the bench
 #: network, against about 9 MiB/s with the fixed SENDME windows, though our SENDMEs leave
 #: within a millisecond of their cell (docs/builtin-mode.md; the cause is not found yet).
-REQUEST_CONGESTION_CONTROL = False
+REQUEST_CONGESTION_CONTROL = True
 
 
 class PoolCircuit(Protocol):
@@ -373,26 +374,30 @@ async def build_circuit(
     clock: Callable[[], float] = time.monotonic,
     exclude: frozenset[bytes] = frozenset(),
     on_failed_hop: Callable[[bytes], None] | None = None,
+    exit_relay: Relay | None = None,
+    avoid: frozenset[bytes] = frozenset(),
 ) -> LiveCircuit:
     """One 3-hop circuit on ``channel``: the bridge, then a middle and an exit chosen from
-    ``selector``'s view for ``port``. On any failure the circuit is destroyed.
+    ``selector``'s view for ``port`` (or ``exit_relay``: a conflux set's second leg). On any
+    failure the circuit is destroyed.
 
     Relays in ``exclude`` (RSA ids: ones that failed lately) are avoided while a path without
-    them exists; ``on_failed_hop`` hears the RSA id of a middle or exit that did not extend."""
+    them exists, those in ``avoid`` (the other legs' middles) always; ``on_failed_hop`` hears
+    the RSA id of a middle or exit that did not extend."""
+    choose = functools.partial(
+        selector.choose,
+        first_hop=first_hop.hop,
+        port=port,
+        rng=rng,
+        distinct_subnets=distinct_subnets,
+        exit_relay=exit_relay,
+    )
     try:
-        chosen = selector.choose(
-            first_hop=first_hop.hop,
-            port=port,
-            rng=rng,
-            distinct_subnets=distinct_subnets,
-            exclude=exclude,
-        )
+        chosen = choose(exclude=exclude | avoid)
     except NoPathError:
         if not exclude:
             raise
-        chosen = selector.choose(
-            first_hop=first_hop.hop, port=port, rng=rng, distinct_subnets=distinct_subnets
-        )
+        chosen = choose(exclude=avoid)
     emit, accept = sendme_versions(selector.view)
     handle = channel.new_circuit(sendme_emit_version=emit, sendme_accept_version=accept)
     live = LiveCircuit(

@@ -64,10 +64,11 @@ from webtunnel_pt.tor.circuit_pool import (
     CircuitPool,
     build_circuit,
 )
+from webtunnel_pt.tor.conflux_set import build_conflux_set, conflux_legs
 from webtunnel_pt.tor.dircache import DirectoryCache
 from webtunnel_pt.tor.dirmgr import DIRECTORY_TIMEOUT_S, fetch_network_view
 from webtunnel_pt.tor.live_circuit import LiveCircuit
-from webtunnel_pt.tor.netview import NetworkView
+from webtunnel_pt.tor.netview import NetworkView, Relay
 from webtunnel_pt.tor.path import PathSelector
 from webtunnel_pt.tor.stream_io import TorStreamReader, TorStreamWriter
 from webtunnel_pt.webtunnel.dial import DialOptions
@@ -378,21 +379,33 @@ class TorClient:
             return link
 
     async def _build_circuit(self, port: int | None) -> LiveCircuit:
+        """A circuit for the pool: with an exit that takes conflux, the set it is linked into
+        (:mod:`~webtunnel_pt.tor.conflux_set`), else a plain circuit."""
         link = await self._ensure_link()
         selector = self._selector
         if selector is None:
             raise TorClientClosed("no network view: bootstrap first")
-        return await build_circuit(
-            link.channel,
-            link.first_hop,
-            selector,
-            port=port,
-            rng=self._rng,
-            distinct_subnets=self.distinct_subnets,
-            on_close=self._circuit_closed,
-            exclude=self._suspects(),
-            on_failed_hop=self._suspect,
-        )
+
+        async def build(
+            exit_relay: Relay | None = None, avoid: frozenset[bytes] = frozenset()
+        ) -> LiveCircuit:
+            return await build_circuit(
+                link.channel,
+                link.first_hop,
+                selector,
+                port=port,
+                rng=self._rng,
+                distinct_subnets=self.distinct_subnets,
+                on_close=self._circuit_closed,
+                exclude=self._suspects(),
+                on_failed_hop=self._suspect,
+                exit_relay=exit_relay,
+                avoid=avoid,
+            )
+
+        first = await build()
+        legs = conflux_legs(first, selector.view)
+        return await build_conflux_set(first, legs=legs, build_leg=build)
 
     def _circuit_closed(self, circuit: LiveCircuit) -> None:
         """A circuit ended: when the relays ended it (DESTROY, TRUNCATED), its exit is avoided

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,7 +44,7 @@ from webtunnel_pt.errors import (
     StreamTimeout,
     TorClientClosed,
 )
-from webtunnel_pt.tor.cells import Cell, DestroyReason, EndReason, reason_name
+from webtunnel_pt.tor.cells import Cell, DestroyReason, EndReason, RelayCell, reason_name
 from webtunnel_pt.tor.channel_circuit import ChannelCircuit
 from webtunnel_pt.tor.circuit import (
     VIOLATION_DESTROY_REASON,
@@ -59,6 +60,8 @@ from webtunnel_pt.tor.circuit import (
     StreamResolved,
     StreamWritable,
 )
+from webtunnel_pt.tor.circuit_events import ConfluxLinked
+from webtunnel_pt.tor.conflux import ConfluxSequencer
 from webtunnel_pt.tor.congestion import CongestionParams, CongestionWindow, overshoot_cap_cells
 from webtunnel_pt.tor.stream_io import TorStream
 
@@ -69,6 +72,8 @@ if TYPE_CHECKING:
 __all__ = ["LiveCircuit"]
 
 _T = TypeVar("_T")
+#: Events about streams: on a conflux leg they go to the leg that keeps the set's streams.
+_STREAM_EVENTS = (StreamData, StreamWritable, StreamConnected, StreamResolved, StreamClosed)
 
 
 class LiveCircuit:
@@ -115,6 +120,13 @@ class LiveCircuit:
         self._connecting: dict[int, tuple[asyncio.Future[StreamConnected], TorStream]] = {}
         self._resolving: dict[int, asyncio.Future[list[ResolvedAnswer]]] = {}
         self._hop_waiter: asyncio.Future[int] | None = None
+        self._linked_waiter: asyncio.Future[ConfluxLinked] | None = None
+        #: The legs of this circuit's conflux set (this one among them), once joined.
+        self.conflux_legs: tuple[LiveCircuit, ...] = ()
+        #: The set's sequencer (what each leg carried), once joined.
+        self.conflux_sequencer: ConfluxSequencer[RelayCell] | None = None
+        #: The leg whose circuit keeps the set's streams (this one without conflux).
+        self._stream_owner: LiveCircuit = self
         self._error: Exception | None = None
         handle.receive_inline(self)
 
@@ -185,6 +197,44 @@ class LiveCircuit:
         """The exit's congestion window (cwnd, inflight, RTTs), None with fixed windows."""
         return self.circuit.congestion_control(-1)
 
+    # ---- conflux (prop 329) ------------------------------------------------------------------
+
+    async def link_conflux(self, nonce: bytes, deadline: Deadline) -> float:
+        """CONFLUX_LINK to the exit; the seconds until its LINKED (checked; LINKED_ACK
+        queued and written). The leg then waits for :meth:`join_conflux`."""
+        self._check_open()
+        waiter: asyncio.Future[ConfluxLinked] = asyncio.get_running_loop().create_future()
+        self._linked_waiter = waiter
+        self.circuit.conflux_link(nonce)
+        started = time.monotonic()
+        self._write()
+        seconds = deadline.remaining()
+        try:
+            async with asyncio.timeout(seconds):
+                await waiter
+        except TimeoutError as exc:
+            what = f"no CONFLUX_LINKED from the exit within {seconds:.3g} s"
+            raise CircuitBuildTimeout(what) from exc
+        finally:
+            self._linked_waiter = None
+        return time.monotonic() - started
+
+    def join_conflux(
+        self,
+        sequencer: ConfluxSequencer[RelayCell],
+        legs: tuple[LiveCircuit, ...],
+        owner: LiveCircuit,
+    ) -> None:
+        """This linked leg joins its set: the exit's stream messages, on any leg, reach the
+        streams of ``owner`` in order; when one leg ends, every leg does."""
+        leg = self.circuit.conflux
+        if leg is None:
+            raise LocalProtocolError("join_conflux before link_conflux")
+        leg.join(sequencer, legs.index(self), owner.circuit)
+        self.conflux_legs = legs
+        self.conflux_sequencer = sequencer
+        self._stream_owner = owner
+
     def _expect_hop(self) -> asyncio.Future[int]:
         self._hop_waiter = asyncio.get_running_loop().create_future()
         return self._hop_waiter
@@ -224,6 +274,8 @@ class LiveCircuit:
             tor_congestion_window=self.congestion_control,
             tor_stream_flow=self.circuit.stream_flow(stream_id),
             tor_hop_htypes=tuple(self.hop_htypes),
+            tor_conflux_paths=tuple(leg.fingerprints() for leg in self.conflux_legs),
+            tor_conflux_sequencer=self.conflux_sequencer,
         )
         stream = TorStream(self, stream_id, peername=(host, port), extra=info)
         waiter: asyncio.Future[StreamConnected] = asyncio.get_running_loop().create_future()
@@ -316,6 +368,8 @@ class LiveCircuit:
         try:
             for event in self.circuit.receive_cell(cell):
                 self._dispatch(event)
+            if self._stream_owner is not self:
+                self._stream_owner._write()  # its streams' XON/XOFF
         except LinkProtocolError as exc:  # receive_cell reports the relay's as events
             self.circuit.destroy(VIOLATION_DESTROY_REASON)
             self._finish(exc)
@@ -327,7 +381,12 @@ class LiveCircuit:
         self._finish(error)
 
     def _dispatch(self, event: CircuitEvent) -> None:
-        if isinstance(event, (CircuitOpen, CircuitExtended)):
+        if self._stream_owner is not self and isinstance(event, _STREAM_EVENTS):
+            self._stream_owner._dispatch(event)
+        elif isinstance(event, ConfluxLinked):
+            if self._linked_waiter is not None and not self._linked_waiter.done():
+                self._linked_waiter.set_result(event)
+        elif isinstance(event, (CircuitOpen, CircuitExtended)):
             if self._hop_waiter is not None and not self._hop_waiter.done():
                 self._hop_waiter.set_result(self.circuit.hops)
         elif isinstance(event, StreamData):
@@ -374,8 +433,9 @@ class LiveCircuit:
         self._error = error
         waiters: list[asyncio.Future[Any]] = [w for w, _ in self._connecting.values()]
         waiters.extend(self._resolving.values())
-        if self._hop_waiter is not None:
-            waiters.append(self._hop_waiter)
+        for pending in (self._hop_waiter, self._linked_waiter):
+            if pending is not None:
+                waiters.append(pending)
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(_copy_error(error))
@@ -385,6 +445,16 @@ class LiveCircuit:
         self.channel.end_circuit(self.circ_id, lambda: _copy_error(error), discard=True)
         if self._on_close is not None:
             self._on_close(self)
+        for leg in self.conflux_legs:
+            leg._set_ended(error)
+
+    def _set_ended(self, error: Exception) -> None:
+        """Another leg of this circuit's conflux set ended: so does this one (no resumption,
+        as in tor: the set's data may have been on it)."""
+        if self._error is None:
+            self.circuit.destroy(DestroyReason.NONE)
+            self._write()
+            self._finish(_copy_error(error))
 
     def _check_open(self) -> None:
         if self._error is not None:

@@ -58,6 +58,9 @@ PARAM_BOUNDS: Mapping[str, tuple[int, int, int]] = {
     "ExtendByEd25519ID": (0, 0, 1),
     # Congestion control (prop 324) as tor 0.4.8+ reads it (congestion_control_common.c,
     # congestion_control_vegas.c for exit circuits): cells unless named otherwise.
+    # Conflux (prop 329) as tor's conflux_params.c reads it.
+    "cfx_enabled": (1, 0, 1),
+    "cfx_num_legs_set": (2, 0, 8),  # legs a client links per set
     "cc_alg": (2, 0, 3),  # 0: fixed windows, 2: Vegas (NUM_CC_ALGS - 1 is 3)
     "cc_sendme_inc": (31, 1, 254),  # cells per circuit SENDME, as negotiated with an exit
     "cc_cwnd_init": (124, 31, 10000),

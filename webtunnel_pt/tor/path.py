@@ -370,18 +370,22 @@ class PathSelector:
         rng: random.Random | None = None,
         distinct_subnets: bool = True,
         exclude: frozenset[bytes] = frozenset(),
+        exit_relay: Relay | None = None,
     ) -> ChosenPath:
         """The exit, then the middle; raises :class:`NoPathError` saying what was missing.
         Each position is drawn among Fast (and, for a long-lived port, Stable) relays first,
-        and without those flags only when none of them can take it."""
+        and without those flags only when none of them can take it. With ``exit_relay`` (a
+        conflux set's second leg) only the middle is drawn."""
         if port is not None and not 1 <= port <= 65535:
             raise NoPathError(f"port {port} is not a TCP port")
         rng = rng if rng is not None else random.SystemRandom()
         rules = _Rules(distinct_subnets, self._use_family_lists, self._use_family_ids)
         bridge = _member(first_hop, self._families)
         needs = _NEED_FAST_STABLE if port in LONG_LIVED_PORTS else _NEED_FAST
-        exit_relay = self._pick(self._exit_table(port, needs), [bridge], exclude, rules, rng)
-        relaxed = exit_relay is None
+        relaxed = False
+        if exit_relay is None:
+            exit_relay = self._pick(self._exit_table(port, needs), [bridge], exclude, rules, rng)
+            relaxed = exit_relay is None
         if exit_relay is None:
             exits = self._exit_table(port, _NEED_NOTHING)
             if not exits.relays:

@@ -76,10 +76,10 @@ def test_others_get_ntor(target: Relay) -> None:
         hop_handshake(target, request_cc=True)
 
 
-def test_the_cc_request_is_off_by_default() -> None:
-    """Off: the built-in client downloads faster with fixed windows (docs/builtin-mode.md)."""
-    assert circuit_pool.REQUEST_CONGESTION_CONTROL is False
-    assert not wants_congestion_control(relay(), view())
+def test_the_cc_request_is_on_by_default() -> None:
+    """On, as in tor 0.4.9's client: conflux needs it, and an exit can't tell us apart by it."""
+    assert circuit_pool.REQUEST_CONGESTION_CONTROL is True
+    assert wants_congestion_control(relay(), view())
 
 
 def test_no_cc_request_while_the_switch_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
