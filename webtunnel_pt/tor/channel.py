@@ -322,7 +322,7 @@ class Channel:
         the link ends; after each read, one write for what the receivers' circuits queued."""
         try:
             while True:
-                while (cell := self._parser.next_cell()) is not None:
+                for cell in self._parser.take_cells():
                     self._route(cell)
                 if self._touched:
                     self._write_touched()

@@ -26,8 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -39,7 +38,6 @@ AES_BLOCK = 16
 _ZERO_IV = bytes(AES_BLOCK)
 _ZERO_DIGEST = bytes(4)
 #: The relay header's Recognized (bytes 1-2) and Digest (bytes 5-8) fields (§7.1).
-_RECOGNIZED = slice(1, 3)
 _DIGEST_START, _DIGEST_END = 5, 9
 
 
@@ -72,10 +70,10 @@ class HopCrypto:
         return cls(AesCtr(keys.kf), AesCtr(keys.kb), hashlib.sha1(keys.df), hashlib.sha1(keys.db))
 
 
-@dataclass(frozen=True)
-class InboundRelay:
+class InboundRelay(NamedTuple):
     """A relay cell a hop recognized: ``payload`` is plaintext, ``digest`` the hop's full
-    backward digest right after this cell (what an authenticated SENDME carries)."""
+    backward digest right after this cell (what an authenticated SENDME carries). A named
+    tuple: one is made per cell received."""
 
     hop: int
     payload: bytes
@@ -112,16 +110,18 @@ class RelayCrypto:
         circuit must be torn down (see the module docstring)."""
         if len(cell) != PAYLOAD_LEN:
             raise LinkProtocolError("relay payload is not 509 bytes")
-        for index, hop in enumerate(self.hops):
+        index = 0
+        for hop in self.hops:
             cell = hop.backward.process(cell)
-            if cell[_RECOGNIZED] != b"\0\0":
-                continue
-            digest = hop.backward_digest.copy()
-            digest.update(cell[:_DIGEST_START])
-            digest.update(_ZERO_DIGEST)
-            digest.update(cell[_DIGEST_END:])
-            full: bytes = digest.digest()
-            if hmac.compare_digest(full[:4], cell[_DIGEST_START:_DIGEST_END]):
-                hop.backward_digest = digest
-                return InboundRelay(index, cell, full)
+            if cell[1] == 0 and cell[2] == 0:  # Recognized is zero: maybe ours (§7.3)
+                view = memoryview(cell)
+                digest = hop.backward_digest.copy()
+                digest.update(view[:_DIGEST_START])
+                digest.update(_ZERO_DIGEST)
+                digest.update(view[_DIGEST_END:])
+                full: bytes = digest.digest()
+                if hmac.compare_digest(full[:4], view[_DIGEST_START:_DIGEST_END]):
+                    hop.backward_digest = digest
+                    return InboundRelay(index, cell, full)
+            index += 1
         raise LinkProtocolError("relay cell not recognized by any hop")

@@ -222,3 +222,56 @@ def test_relay_payload_bounds() -> None:
     bad[9:11] = (499).to_bytes(2, "big")
     with pytest.raises(LinkProtocolError):
         decode_relay_payload(bytes(bad))
+
+
+# ---- take_cells: the channel's batch parse --------------------------------------------------
+
+_CELLS = st.lists(
+    st.one_of(
+        st.builds(
+            Cell,
+            st.integers(0, 2**32 - 1),
+            st.sampled_from([CellCommand.RELAY, CellCommand.DESTROY, CellCommand.PADDING]),
+            st.binary(max_size=PAYLOAD_LEN),
+        ),
+        st.builds(
+            Cell,
+            st.integers(0, 2**32 - 1),
+            st.sampled_from([CellCommand.VPADDING, CellCommand.CERTS]),
+            st.binary(max_size=1200),
+        ),
+    ),
+    max_size=12,
+)
+
+
+@given(_CELLS, st.lists(st.integers(1, 3000), max_size=12))
+def test_take_cells_is_next_cell_in_one_pass(sent: list[Cell], cuts: list[int]) -> None:
+    """Whatever the read boundaries, the batch parse yields exactly the cells next_cell
+    yields, in order, and keeps a partial cell for the next read."""
+    wire = b"".join(encode_cell(cell, 5) for cell in sent)
+    one, batch = CellParser(), CellParser()
+    one.link_version = batch.link_version = 5
+    by_one: list[Cell] = []
+    by_batch: list[Cell] = []
+    offset = 0
+    for cut in [*cuts, len(wire)]:
+        chunk, offset = wire[offset : offset + cut], offset + cut
+        one.receive_data(chunk)
+        batch.receive_data(chunk)
+        while (cell := one.next_cell()) is not None:
+            by_one.append(cell)
+        by_batch.extend(batch.take_cells())
+        assert batch.buffered == one.buffered
+    by_batch.extend(batch.take_cells())
+    expected = [cell if is_variable_length(cell.command) else _padded(cell) for cell in sent]
+    assert by_batch == by_one == expected
+
+
+def _padded(cell: Cell) -> Cell:
+    return Cell(cell.circ_id, cell.command, cell.payload.ljust(PAYLOAD_LEN, b"\0"))
+
+
+def test_take_cells_needs_the_link_version() -> None:
+    with pytest.raises(LocalProtocolError, match="link version"):
+        CellParser().take_cells()
