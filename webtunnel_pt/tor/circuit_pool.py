@@ -28,7 +28,7 @@ The pool's rules, each as tor has them:
 - **Handshakes.** A middle or exit whose consensus ``pr`` lists ``Relay=4`` and that has an
   Ed25519 identity is extended to with ntor v3 (HTYPE 3, :func:`hop_handshake`), as tor 0.4.9
   does; the others with ntor. The exit's ntor v3 message asks for congestion control (prop
-  324 §10) when :data:`REQUEST_CONGESTION_CONTROL` is on (off by default), it lists
+  324 §10) when :data:`REQUEST_CONGESTION_CONTROL` is on (as by default), it lists
   ``FlowCtrl=2`` and the consensus ``cc_alg`` is not 0; its answer goes to
   :func:`negotiated_cc`. Every other ntor v3 message is the empty extension list, which tor
   requires.
@@ -111,10 +111,8 @@ MAINTENANCE_INTERVAL_S = 30.0
 PREBUILD_BACKOFF_S = 1.0
 MAX_PREBUILD_BACKOFF_S = 60.0
 #: Ask exits for congestion control (prop 324) in the ntor v3 handshake, as tor 0.4.9's
-#: client does; an exit that agrees gets Vegas and XON/XOFF (:func:`negotiated_cc`). Off: with
-#: it, the exit's Vegas window holds the download near 1.8 MiB/s in most runs on the bench
-#: network, against about 9 MiB/s with the fixed SENDME windows, though our SENDMEs leave
-#: within a millisecond of their cell (docs/builtin-mode.md; the cause is not found yet).
+#: client does; an exit that agrees gets Vegas and XON/XOFF (:func:`negotiated_cc`), and the
+#: circuit may join a conflux set (:mod:`~webtunnel_pt.tor.conflux_set`), which needs it.
 REQUEST_CONGESTION_CONTROL = True
 
 
