@@ -273,10 +273,11 @@ class Circuit:
         self._check_idle()
         if self.conflux is not None or self.congestion_control(-1) is None:
             raise LocalProtocolError("conflux needs an unlinked circuit with congestion control")
-        if len(self._streams) or self._streams.half_closed:
+        if self._streams.opened:
             raise LocalProtocolError("a circuit that carried streams cannot join a conflux set")
+        body = LinkBody(nonce).encode()
         self.conflux = ConfluxLeg(nonce)
-        self.send_conflux(RelayCell(RelayCommand.CONFLUX_LINK, 0, LinkBody(nonce).encode()))
+        self.send_conflux(RelayCell(RelayCommand.CONFLUX_LINK, 0, body))
 
     def send_conflux(self, message: RelayCell) -> None:
         """A conflux control message to the exit (LINK, LINKED_ACK)."""

@@ -175,6 +175,8 @@ class StreamTable:
         self.streams: dict[int, Stream] = {}
         self.half_closed: OrderedDict[int, HalfClosed] = OrderedDict()
         self._next_id = 1
+        #: Streams ever opened here (ended ones too).
+        self.opened = 0
 
     def __len__(self) -> int:
         return len(self.streams)
@@ -194,6 +196,7 @@ class StreamTable:
             self._allocate(), kind, hop, consume_on_delivery=consume_on_delivery, flow=flow
         )
         self.streams[stream.stream_id] = stream
+        self.opened += 1
         return stream
 
     def _allocate(self) -> int:

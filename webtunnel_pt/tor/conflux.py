@@ -92,6 +92,10 @@ class LinkBody:
     def encode(self) -> bytes:
         if len(self.nonce) != NONCE_LEN:
             raise LocalProtocolError(f"a conflux nonce is {NONCE_LEN} bytes")
+        if not (0 <= self.last_seqno_sent <= _MAX_SEQ and 0 <= self.last_seqno_recv <= _MAX_SEQ):
+            raise LocalProtocolError("conflux sequence numbers are 64-bit")
+        if not 0 <= self.desired_ux <= ConfluxUx.LOW_MEM_THROUGHPUT:
+            raise LocalProtocolError(f"unknown conflux UX {self.desired_ux}")
         return _LINK.pack(
             CONFLUX_VERSION,
             self.nonce,

@@ -152,11 +152,6 @@ def test_conflux_link_after_we_ended_a_stream_is_refused() -> None:
         circuit.conflux_link(NONCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conflux_link is accepted on a circuit whose stream the exit ended (END leaves "
-    "no half-closed record), though 'no stream may have used the circuit'",
-)
 def test_conflux_link_after_the_exit_ended_a_stream_is_refused() -> None:
     circuit, path, _clock = cc_circuit()
     stream = circuit.begin("example.com", 443)
@@ -167,11 +162,6 @@ def test_conflux_link_after_the_exit_ended_a_stream_is_refused() -> None:
         circuit.conflux_link(NONCE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="conflux_link sets circuit.conflux before LinkBody.encode refuses the nonce: the "
-    "refused call leaves a LINKING leg behind (CONNECTED then destroys the circuit)",
-)
 def test_a_refused_nonce_leaves_the_circuit_unlinked() -> None:
     circuit, path, _clock = cc_circuit()
     with pytest.raises(LocalProtocolError, match="32 bytes"):
