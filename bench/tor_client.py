@@ -396,29 +396,30 @@ def section(result: str, size_mib: int, samples: int) -> str:
 
 `make bench-tor` (`bench/tor_client.py`) runs the built-in client (`webtunnel-pt socks`) and a
 real tor with the same bridge through `webtunnel-pt` in managed mode, one after the other, on
-the private Tor network of the e2e tests (3 authorities, 2 middles, 1 exit, the bridge behind
+the private Tor network of the e2e tests (3 authorities, 2 middles, 2 exits, the bridge behind
 nginx and a WebTunnel server; all on 127.0.0.1). Both are measured through their SOCKS port:
 bootstrap cold (empty directory cache) and warm (the cache of the cold run) to the first usable
 circuit; time to first byte of a GET on a fresh stream (median of {samples}); one {size_mib} MiB
-download through the three hops, and the client's CPU time during it; RSS after the warm
-bootstrap (tor + PT: both processes, for CPU and RSS). These
-are figures, not test assertions: on loopback the network costs nothing, so they compare the
-clients' own work. tor's bootstrap includes starting the PT (a Python process) and its
-own waits. tor negotiates congestion control with the exit (prop 324, Vegas) and flow
-control per stream (prop 344, XON/XOFF); the built-in client does not by default
-(`REQUEST_CONGESTION_CONTROL` is off) and keeps the fixed SENDME windows (1000 cells per
-circuit, 500 per stream). It takes each cell in its channel's reader as it arrives (decrypt,
-digest, windows; 16 KiB reads, about 32 cells) and writes the SENDMEs a read called for at the
-end of that read: from a cell's arrival in the channel to its SENDME's write, 0.8-0.9 ms
-median and 1.1-1.3 ms at the 90th percentile (8-9 ms and 19-26 ms with the inbox and driver
-task per circuit of before). With fixed windows the download is bound by the round trip of
-the 500-cell stream window. With congestion control on, the exit's Vegas window holds the
-download near 1.8 MiB/s in most runs (1.7 to 8.6 MiB/s seen), although the client idles, sends
-no XOFF and its SENDMEs leave within a millisecond: in interleaved runs on one stack, median
-1.76 MiB/s with it against 8.92 without. What caps it is not found yet. Before these changes
-(congestion control on, the inbox path) the table read 7.22 against tor's 14.33 MiB/s (0.50).
-The machine is shared with other jobs: figures move by some 10 % between runs, more when
-other jobs load both cores (tor's own download ranged 7.9-15.4 MiB/s on this day).
+download through the three hops, the client's CPU time during it (tor + PT: both processes)
+and the whole machine's (every process: the relays, nginx, the WebTunnel server, the bench's
+reader); RSS after the warm bootstrap. These are figures, not test assertions. tor's
+bootstrap includes starting the PT (a Python process) and its own waits.
+
+Both clients now do what tor 0.4.9 does by default: congestion control with the exit (prop
+324, Vegas; XON/XOFF per stream, prop 344) and conflux (prop 329: each download goes over two
+circuits to one exit, linked, and the exit sends on whichever has room). The relays' info logs
+(`E2E_TOR_LOG=info`) show why conflux matters on this network: the exit's Vegas measures a
+minimum RTT of 4-16 ms on an idle circuit and 25-70 ms under load, for tor's client as for
+ours, so each circuit's window settles near 200-500 cells; tor's client got its speed from two
+such windows. With one circuit and congestion control the built-in client held 2-4 MiB/s; with
+conflux, 5-9 MiB/s (about what the fixed SENDME windows gave before).
+
+What bounds the built-in client now is CPU: the machine has 2 cores for everything above, and
+during the built-in client's download they are busy, the client itself taking 4-5 s of CPU for
+50 MiB against 1.2-1.3 s for tor and its PT (it decrypts two TLS layers and three onion layers
+per cell in one Python process). The in-process queue this leaves is what the exit's Vegas
+sees as a longer round trip. The machine is shared with other jobs: throughput moves by
+20-40 % between runs on this day (tor's own download 12.7-15.6 MiB/s).
 Last run {when} ({machine()}):
 
 {result}

@@ -52,7 +52,8 @@ severities.
     │  └─ StreamTimeout                     no CONNECTED/RESOLVED before the deadline
     ├─ ChannelClosed (also ConnectionError) the Tor channel's stream ended
     ├─ CircuitDestroyed                     the relay sent DESTROY (carries the reason, §9)
-    │  └─ CircuitTruncated                  a hop sent TRUNCATED: the path behind it is gone
+    │  ├─ CircuitTruncated                  a hop sent TRUNCATED: the path behind it is gone
+    │  └─ ConfluxSetEnded                   another leg of the circuit's conflux set ended
     ├─ StreamEnded                          the relay sent END on a stream (carries the reason)
     │  ├─ StreamRefused                     END before CONNECTED: the exit refused or failed
     │  └─ ResolveFailed                     RESOLVED with only errors, or END on a RESOLVE
@@ -412,6 +413,12 @@ def end_reason_reply(reason: int) -> SocksReply:
 class CircuitTruncated(CircuitDestroyed):
     """A hop of the circuit sent RELAY_TRUNCATED: the part of the path behind it is gone and the
     circuit is no longer usable; ``reason`` is the DESTROY reason it reported (§9)."""
+
+
+class ConfluxSetEnded(CircuitDestroyed):
+    """Another circuit ("leg") of this circuit's conflux set ended (prop 329): the exit may have
+    sent the set's data on it, so the whole set and its streams end. ``reason`` is that leg's
+    DESTROY reason when the relays destroyed it, else 0 (NONE)."""
 
 
 class StreamRefused(StreamEnded):

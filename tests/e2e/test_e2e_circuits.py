@@ -42,6 +42,7 @@ import pytest
 
 from webtunnel_pt.errors import (
     CircuitDestroyed,
+    ConfluxSetEnded,
     ResolveFailed,
     SocksReply,
     StreamEnded,
@@ -478,3 +479,41 @@ def test_killing_the_exit_mid_stream(
     others = {n.fingerprint for n in net.exits} - {killed[0].fingerprint}
     assert after.path[2] in others, f"the new circuit exits at {after.path[2]}"
     assert circ_page.visits[-1].who == _node(net, after.path[2])
+
+
+def test_one_legs_end_ends_the_conflux_set(
+    e2e_stack: Stack, circ_page: Page, state_dir: Path
+) -> None:
+    """When the leg that does not keep the streams is closed (DESTROY to the relays) in the
+    middle of a download, the set ends with it: the stream on the other leg fails rather than
+    wait for data the exit may have sent on the closed leg, as tor tears a set down; the next
+    stream gets a new set."""
+
+    async def test(tor: TorClient) -> tuple[Fetched, BaseException, bool, Fetched]:
+        reader, writer = await tor.open_connection(LOOPBACK, circ_page.port, isolation="legs")
+        first = _fetched(b"", writer)
+        owner = next(c for c in tor.circuits if c.circ_id == first.circuit_id)
+        other = next(leg for leg in owner.conflux_legs if leg is not owner)
+        async with asyncio.timeout(STREAM_TIMEOUT_S):
+            writer.write(_request(LOOPBACK, circ_page.port, "/big"))
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(PARTIAL_READ_BYTES)
+            await other.aclose()
+            try:
+                while await reader.read(65536):
+                    pass
+            except WebtunnelError as exc:
+                error: BaseException = exc
+            else:
+                raise AssertionError("the stream ended cleanly after its set lost a leg")
+            writer.close()
+            after = await _fetch(tor, LOOPBACK, circ_page.port, isolation="legs")
+        return first, error, owner.is_open, after
+
+    first, error, owner_open, after = _run(e2e_stack, state_dir, test)
+    assert len(first.conflux_paths) == 2, "the stream's circuit was not linked"
+    assert isinstance(error, ConfluxSetEnded), repr(error)
+    assert not owner_open, "the leg that kept the streams outlived its set"
+    assert after.body == circ_page.body and after.circuit_id != first.circuit_id
+    _assert_conflux_legs(e2e_stack.network, after)

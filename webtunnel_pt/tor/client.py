@@ -404,7 +404,8 @@ class TorClient:
             )
 
         first = await build()
-        legs = conflux_legs(first, selector.view)
+        view = self._view
+        legs = conflux_legs(first, view) if view is not None else 0
         return await build_conflux_set(first, legs=legs, build_leg=build)
 
     def _circuit_closed(self, circuit: LiveCircuit) -> None:

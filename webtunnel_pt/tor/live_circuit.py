@@ -36,6 +36,7 @@ from webtunnel_pt.errors import (
     CircuitBuildTimeout,
     CircuitDestroyed,
     CircuitTruncated,
+    ConfluxSetEnded,
     LinkProtocolError,
     LocalProtocolError,
     ResolveFailed,
@@ -454,7 +455,10 @@ class LiveCircuit:
         if self._error is None:
             self.circuit.destroy(DestroyReason.NONE)
             self._write()
-            self._finish(_copy_error(error))
+            reason = error.reason if isinstance(error, CircuitDestroyed) else DestroyReason.NONE
+            ended = ConfluxSetEnded(reason, f"another leg of the conflux set ended: {error}")
+            ended.__cause__ = error
+            self._finish(ended)
 
     def _check_open(self) -> None:
         if self._error is not None:

@@ -72,6 +72,8 @@ class FakeCircuit:
         self.is_open = True
         self.stream_count = 0
         self.closed = False
+        self.exit_relay = None  # no exit to link a conflux set with: a plain circuit
+        self.congestion_control = None
 
     def allows_port(self, port: int | None) -> bool:
         return True
