@@ -17,6 +17,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from webtunnel_pt.errors import LinkProtocolError, LocalProtocolError
 
@@ -142,9 +143,9 @@ def circ_id_len(link_version: int | None) -> int:
     return 4 if link_version is not None and link_version >= 4 else 2
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One cell. ``command`` stays an ``int``: unknown commands must be ignorable."""
+class Cell(NamedTuple):
+    """One cell. ``command`` stays an ``int``: unknown commands must be ignorable. (A named
+    tuple rather than a frozen dataclass: one is made per cell, and this is cheaper.)"""
 
     circ_id: int
     command: int
@@ -220,7 +221,7 @@ class CellParser:
         cells: list[Cell] = []
         while size - offset > id_len:
             command = buffer[offset + id_len]
-            if is_variable_length(command):
+            if command >= 128 or command == CellCommand.VERSIONS:  # is_variable_length
                 if size - offset < id_len + 3:
                     break
                 (length,) = struct.unpack_from(">H", buffer, offset + id_len + 1)
@@ -341,9 +342,9 @@ def decode_destroy(payload: bytes) -> int:
 # ---- RELAY payload (§7.1) -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RelayCell:
-    """A relay message: what is left of the 509-byte payload once decrypted and checked."""
+class RelayCell(NamedTuple):
+    """A relay message: what is left of the 509-byte payload once decrypted and checked. (A
+    named tuple: one is made per relay cell.)"""
 
     command: int
     stream_id: int

@@ -276,7 +276,7 @@ class Circuit:
         if self._streams.opened:
             raise LocalProtocolError("a circuit that carried streams cannot join a conflux set")
         body = LinkBody(nonce).encode()
-        self.conflux = ConfluxLeg(nonce)
+        self.conflux = ConfluxLeg(nonce, self.hops - 1)
         self.send_conflux(RelayCell(RelayCommand.CONFLUX_LINK, 0, body))
 
     def send_conflux(self, message: RelayCell) -> None:

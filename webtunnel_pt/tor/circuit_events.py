@@ -16,6 +16,7 @@ Sans-I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from webtunnel_pt.errors import LinkProtocolError
 from webtunnel_pt.tor.relay_msgs import ResolvedAnswer
@@ -66,9 +67,9 @@ class StreamConnected:
     ttl: int | None = None
 
 
-@dataclass(frozen=True)
-class StreamData:
-    """DATA on a stream; report it with :meth:`Circuit.consumed` once the application took it."""
+class StreamData(NamedTuple):
+    """DATA on a stream; report it with :meth:`Circuit.consumed` once the application took it.
+    (A named tuple: one is made per DATA cell.)"""
 
     stream_id: int
     data: bytes

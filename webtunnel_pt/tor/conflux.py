@@ -168,6 +168,10 @@ class ConfluxSequencer(Generic[_Item]):
     def arrive(self, leg: int, item: _Item) -> list[_Item]:
         """A multiplexed message on ``leg``: what can be delivered now, in order."""
         seq = self.last_seq_recv[leg] + 1
+        if seq == self.last_seq_delivered + 1 and not self._queue:  # the usual case
+            self.last_seq_recv[leg] = self.last_seq_delivered = seq
+            self.received[leg] += 1
+            return [item]
         if seq > _MAX_SEQ:
             raise CircuitProtocolError("conflux sequence number overflow")
         self.last_seq_recv[leg] = seq

@@ -3,7 +3,7 @@ exit, checks the LINKED that answers (and queues LINKED_ACK), and once the set i
 the exit's multiplexed messages through the set's :class:`~webtunnel_pt.tor.conflux.
 ConfluxSequencer` to the circuit that owns the streams.
 
-    leg = ConfluxLeg(nonce)                  # Circuit.conflux_link(nonce) makes and sends it
+    leg = ConfluxLeg(nonce, exit_hop)        # Circuit.conflux_link(nonce) makes and sends it
     events = leg.receive(circuit, hop, msg)  # LINKED, SWITCH and multiplexed messages
     leg.join(sequencer, index, owner)        # all legs linked: from now on, in order
 
@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Protocol
 from webtunnel_pt.errors import CircuitProtocolError, LocalProtocolError
 from webtunnel_pt.tor.cells import RelayCell, RelayCommand
 from webtunnel_pt.tor.circuit_events import CircuitEvent, ConfluxLinked
-from webtunnel_pt.tor.conflux import ConfluxSequencer, LinkBody, decode_switch
+from webtunnel_pt.tor.conflux import (
+    MULTIPLEXED_COMMANDS,
+    ConfluxSequencer,
+    LinkBody,
+    decode_switch,
+)
 
 if TYPE_CHECKING:
     from webtunnel_pt.tor.circuit import Circuit
@@ -59,32 +64,42 @@ class LegState(Enum):
 class ConfluxLeg:
     """The conflux state of one circuit."""
 
-    def __init__(self, nonce: bytes) -> None:
+    def __init__(self, nonce: bytes, exit_hop: int) -> None:
         self.nonce = nonce
+        #: The hop the set's messages come from (a linked circuit is never extended).
+        self.exit_hop = exit_hop
         self.state = LegState.LINKING
         #: The exit's LINKED (its desired UX), once received.
         self.linked: LinkBody | None = None
         self._sequencer: ConfluxSequencer[RelayCell] | None = None
         self._index = 0
-        self._owner: StreamOwner | None = None
+        self._owner: StreamOwner | None = None  # set once joined
+        self._owner_exit_hop = 0
 
-    def join(self, sequencer: ConfluxSequencer[RelayCell], index: int, owner: StreamOwner) -> None:
+    def join(
+        self,
+        sequencer: ConfluxSequencer[RelayCell],
+        index: int,
+        owner: StreamOwner,
+    ) -> None:
         """All legs are linked: this one is leg ``index`` of the set whose streams ``owner``
         keeps."""
         if self.state is not LegState.LINKED:
             raise LocalProtocolError(f"a conflux leg in state {self.state.value} cannot join")
         self._sequencer, self._index, self._owner = sequencer, index, owner
+        self._owner_exit_hop = owner.hops - 1
         self.state = LegState.JOINED
 
     def receive(self, circuit: Circuit, hop: int, message: RelayCell) -> list[CircuitEvent]:
         """A conflux or multiplexed message from ``hop`` of ``circuit`` (after its windows
         counted it)."""
-        if hop != circuit.hops - 1:
-            raise CircuitProtocolError(
-                f"conflux message {RelayCommand(message.command).name} from hop {hop + 1}, "
-                "not the exit"
-            )
         command = message.command
+        if self._owner is not None and command in MULTIPLEXED_COMMANDS and hop == self.exit_hop:
+            return self._deliver(message)  # the usual case: a joined leg's stream message
+        if hop != self.exit_hop:
+            raise CircuitProtocolError(
+                f"conflux message {RelayCommand(command).name} from hop {hop + 1}, not the exit"
+            )
         if command == RelayCommand.CONFLUX_LINKED:
             return self._on_linked(circuit, message)
         if command in (RelayCommand.CONFLUX_LINK, RelayCommand.CONFLUX_LINKED_ACK):
@@ -97,10 +112,18 @@ class ConfluxLeg:
         if command == RelayCommand.CONFLUX_SWITCH:
             self._sequencer.switch(self._index, decode_switch(message.data))
             return []
+        return self._deliver(message)
+
+    def _deliver(self, message: RelayCell) -> list[CircuitEvent]:
+        """Through the sequencer to the owner's streams, in order."""
+        assert self._sequencer is not None and self._owner is not None
         owner = self._owner
+        ready = self._sequencer.arrive(self._index, message)
+        if len(ready) == 1:
+            return owner.deliver_stream_message(self._owner_exit_hop, ready[0])
         events: list[CircuitEvent] = []
-        for ready in self._sequencer.arrive(self._index, message):
-            events.extend(owner.deliver_stream_message(owner.hops - 1, ready))
+        for each in ready:
+            events.extend(owner.deliver_stream_message(self._owner_exit_hop, each))
         return events
 
     def _on_linked(self, circuit: Circuit, message: RelayCell) -> list[CircuitEvent]:
