@@ -322,8 +322,7 @@ class Channel:
         the link ends; after each read, one write for what the receivers' circuits queued."""
         try:
             while True:
-                for cell in self._parser.take_cells():
-                    self._route(cell)
+                self._route_read(self._parser.take_cells())
                 if self._touched:
                     self._write_touched()
                     # The streams' readers take this read's data before the next read (their
@@ -344,6 +343,29 @@ class Channel:
         if cells and self._closed is None:
             version = self.link_version
             self._writer.write(b"".join(encode_cell(c, version) for c in cells))
+
+    def _route_read(self, cells: list[Cell]) -> None:
+        """One read's cells: each inline circuit takes its own together, in their order
+        (circuits are independent, so their cells need not interleave as they came); the
+        others' go to their inboxes one by one."""
+        if len(cells) == 1:
+            self._route(cells[0])
+            return
+        runs: dict[int, list[Cell]] = {}
+        for cell in cells:
+            run = runs.get(cell.circ_id)
+            if run is None:
+                runs[cell.circ_id] = [cell]
+            else:
+                run.append(cell)
+        for circ_id, run in runs.items():
+            receiver = self._receivers.get(circ_id)
+            if receiver is None or len(run) == 1:
+                for cell in run:
+                    self._route(cell)
+            else:
+                self._touched[circ_id] = self._circuits[circ_id]
+                receiver.take_cells(run)
 
     def _route(self, cell: Cell) -> None:
         receiver = self._receivers.get(cell.circ_id)

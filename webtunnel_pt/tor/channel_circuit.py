@@ -71,6 +71,9 @@ class InlineReceiver(Protocol):
         """One cell for the circuit, in the reader task: must not block, and should not
         raise (an exception here ends the whole channel)."""
 
+    def take_cells(self, cells: list[Cell]) -> None:
+        """The circuit's cells of one read, in order; the same rules."""
+
     def circuit_ended(self, error: Exception) -> None:
         """No more cells will come: the channel ended (or had ended this circuit)."""
 

@@ -89,7 +89,7 @@ from webtunnel_pt.tor.conflux_leg import CONFLUX_COMMANDS, ConfluxLeg
 from webtunnel_pt.tor.congestion import CongestionParams, CongestionWindow
 from webtunnel_pt.tor.flow_control import StreamFlow
 from webtunnel_pt.tor.onionskin import CreateFastHandshake, HopKeys
-from webtunnel_pt.tor.relay_crypto import RelayCrypto
+from webtunnel_pt.tor.relay_crypto import InboundRelay, RelayCrypto
 from webtunnel_pt.tor.relay_msgs import (
     ResolvedAnswer,
     begin_body,
@@ -451,11 +451,46 @@ class Circuit:
         self._windows.append(HopWindows())
         self._pending = None
 
+    def receive_cells(self, cells: list[Cell]) -> list[CircuitEvent]:
+        """:meth:`receive_cell` for each of ``cells`` (one read's cells for this circuit), in
+        order, with the same events; the relay cells of an open circuit are decrypted
+        together (:meth:`RelayCrypto.decrypt_inbound_batch`, one CTR call per hop)."""
+        if (
+            len(cells) < 2
+            or self.state is not CircuitState.OPEN
+            or self._pending is not None
+            or any(cell.command != CellCommand.RELAY for cell in cells)
+        ):
+            events: list[CircuitEvent] = []
+            for cell in cells:
+                events.extend(self.receive_cell(cell))
+            return events
+        done, error = self.crypto.decrypt_inbound_batch([cell.payload for cell in cells])
+        events = []
+        try:
+            for inbound in done:
+                if self.state is not CircuitState.OPEN:
+                    return events  # destroyed by an earlier cell: the rest are dropped
+                events.extend(self._on_inbound(inbound))
+            if error is not None:
+                raise CircuitProtocolError(str(error)) from error
+        except LinkProtocolError as exc:
+            self.destroy(VIOLATION_DESTROY_REASON)
+            events.append(CircuitClosed(DestroyReason.PROTOCOL, False, str(exc), exc))
+        return events
+
     def _on_relay(self, payload: bytes) -> list[CircuitEvent]:
         if self.state is not CircuitState.OPEN:
             raise CircuitProtocolError("relay cell on a circuit that is not open")
         try:
             inbound = self.crypto.decrypt_inbound(payload)
+        except LinkProtocolError as exc:
+            raise CircuitProtocolError(str(exc)) from exc
+        return self._on_inbound(inbound)
+
+    def _on_inbound(self, inbound: InboundRelay) -> list[CircuitEvent]:
+        """A relay cell a hop recognized: by its command."""
+        try:
             message = decode_relay_payload(inbound.payload)
         except LinkProtocolError as exc:
             raise CircuitProtocolError(str(exc)) from exc

@@ -5,6 +5,7 @@ tor-spec §5.5, §6.1).
     crypto.add_hop(keys)                               # one per hop, first hop first
     wire = crypto.encrypt_outbound(payload, hop=-1)    # digest for that hop, then all layers
     inbound = crypto.decrypt_inbound(wire)             # -> InboundRelay(hop, payload, digest)
+    done, error = crypto.decrypt_inbound_batch(wires)  # the same for cells that came together
 
 Each hop has one AES-128-CTR stream per direction (IV 0), continuous for the life of the
 circuit: a persistent OpenSSL CTR context per hop and direction, so a layer is one C call.
@@ -17,6 +18,12 @@ keystreams are no longer in step with the relays'. That cell is a protocol viola
 (:class:`LinkProtocolError`), and the caller must tear the circuit down and never decrypt
 another cell on it: :meth:`Circuit.receive_cell` destroys the circuit on it, and a destroyed
 circuit drops every later cell. tor does the same (it closes the circuit, no rollback).
+
+:meth:`RelayCrypto.decrypt_inbound_batch` peels the cells of one read together: one CTR call
+per hop for all the cells still travelling (a stream cipher: the keystream is the same whether
+it is applied cell by cell or to the cells joined), then the Recognized and digest checks cell
+by cell, in order. Its results are exactly :meth:`~RelayCrypto.decrypt_inbound`'s, one cell
+after the other, up to the first cell no hop recognizes.
 
 Sans-I/O.
 """
@@ -114,14 +121,63 @@ class RelayCrypto:
         for hop in self.hops:
             cell = hop.backward.process(cell)
             if cell[1] == 0 and cell[2] == 0:  # Recognized is zero: maybe ours (§7.3)
-                view = memoryview(cell)
-                digest = hop.backward_digest.copy()
-                digest.update(view[:_DIGEST_START])
-                digest.update(_ZERO_DIGEST)
-                digest.update(view[_DIGEST_END:])
-                full: bytes = digest.digest()
-                if hmac.compare_digest(full[:4], view[_DIGEST_START:_DIGEST_END]):
-                    hop.backward_digest = digest
+                full = self._recognized(hop, cell)
+                if full is not None:
                     return InboundRelay(index, cell, full)
             index += 1
         raise LinkProtocolError("relay cell not recognized by any hop")
+
+    def decrypt_inbound_batch(
+        self, cells: list[bytes]
+    ) -> tuple[list[InboundRelay], LinkProtocolError | None]:
+        """:meth:`decrypt_inbound` for each of ``cells`` in order: the recognized cells up to
+        the first that no hop recognizes, and that violation (None if every cell was
+        recognized). After a violation the keystreams are out of step, as with one cell."""
+        for cell in cells:
+            if len(cell) != PAYLOAD_LEN:
+                return [], LinkProtocolError("relay payload is not 509 bytes")
+        count = len(cells)
+        found: list[InboundRelay | None] = [None] * count
+        travelling = list(range(count))  # cells no hop has recognized yet, in order
+        blob = b"".join(cells)
+        for index, hop in enumerate(self.hops):
+            blob = hop.backward.process(blob)
+            left: list[int] = []
+            for position, cell_index in enumerate(travelling):
+                start = position * PAYLOAD_LEN
+                if blob[start + 1] == 0 and blob[start + 2] == 0:  # maybe ours (§7.3)
+                    cell = blob[start : start + PAYLOAD_LEN]
+                    full = self._recognized(hop, cell)
+                    if full is not None:
+                        found[cell_index] = InboundRelay(index, cell, full)
+                        continue
+                left.append(cell_index)
+            if not left:
+                break
+            if len(left) != len(travelling):  # some stopped here: the rest go on, joined
+                keep = {cell_index: position for position, cell_index in enumerate(travelling)}
+                blob = b"".join(
+                    blob[keep[i] * PAYLOAD_LEN : (keep[i] + 1) * PAYLOAD_LEN] for i in left
+                )
+            travelling = left
+        done: list[InboundRelay] = []
+        for inbound in found:
+            if inbound is None:
+                return done, LinkProtocolError("relay cell not recognized by any hop")
+            done.append(inbound)
+        return done, None
+
+    @staticmethod
+    def _recognized(hop: HopCrypto, cell: bytes) -> bytes | None:
+        """The hop's full digest after ``cell`` when its Digest field matches (the hop's
+        running digest then moves on), else None."""
+        view = memoryview(cell)
+        digest = hop.backward_digest.copy()
+        digest.update(view[:_DIGEST_START])
+        digest.update(_ZERO_DIGEST)
+        digest.update(view[_DIGEST_END:])
+        full: bytes = digest.digest()
+        if hmac.compare_digest(full[:4], view[_DIGEST_START:_DIGEST_END]):
+            hop.backward_digest = digest
+            return full
+        return None

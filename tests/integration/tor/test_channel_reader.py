@@ -346,6 +346,10 @@ class Recorder:
         if len(self.cells) == 2:
             self.got_two.set()
 
+    def take_cells(self, cells: list[Cell]) -> None:
+        for cell in cells:
+            self.take_cell(cell)
+
     def circuit_ended(self, error: Exception) -> None:
         self.ended.append(error)
 

@@ -132,3 +132,50 @@ def test_outbound_needs_hops_and_zero_digest() -> None:
     crypto = three_hops()
     with pytest.raises(LocalProtocolError):
         crypto.encrypt_outbound(b"\x02" + b"\x01" * 508)
+
+
+# ---- one read's cells together: decrypt_inbound_batch --------------------------------------
+
+
+def _wires(origins: list[int]) -> list[bytes]:
+    """Cells from the given hops, each with the layers of the hops before it, in order."""
+    relays = [FakeRelayHop(HopKeys.from_material(k)) for k in (K1, K2, K3)]
+    wires = []
+    for n, origin in enumerate(origins):
+        wire = relays[origin].originate(RelayCell(2, 7, f"cell {n} from hop {origin}".encode()))
+        for hop in range(origin - 1, -1, -1):
+            wire = relays[hop].backward.process(wire)
+        wires.append(wire)
+    return wires
+
+
+@pytest.mark.parametrize(
+    "origins", [[2] * 40, [2, 2, 0, 2, 1, 2, 2], [0, 0, 1], [1, 2, 0, 2], [2], []]
+)
+def test_a_batch_decrypts_as_cells_one_by_one(origins: list[int]) -> None:
+    """Cells of every hop mixed in one batch (a hop's cell stops there and the others go on
+    through the remaining layers): the same hops, payloads and digests as one by one, and
+    the crypto state after it is the same (the next cell decrypts the same way too)."""
+    wires = _wires([*origins, 2])
+    one, batch = three_hops(), three_hops()
+    expected = [one.decrypt_inbound(wire) for wire in wires[:-1]]
+    done, error = batch.decrypt_inbound_batch(wires[:-1])
+    assert error is None
+    assert done == expected
+    assert batch.decrypt_inbound(wires[-1]) == one.decrypt_inbound(wires[-1])
+
+
+def test_a_batch_stops_at_the_first_cell_no_hop_recognizes() -> None:
+    wires = _wires([2, 2, 2, 2])
+    corrupt = bytearray(wires[2])
+    corrupt[200] ^= 0x01
+    wires[2] = bytes(corrupt)
+    crypto = three_hops()
+    done, error = crypto.decrypt_inbound_batch(wires)
+    assert [inbound.payload[11:22] for inbound in done] == [b"cell 0 from", b"cell 1 from"]
+    assert isinstance(error, LinkProtocolError) and "not recognized" in str(error)
+
+
+def test_a_batch_refuses_a_payload_of_another_length() -> None:
+    done, error = three_hops().decrypt_inbound_batch([bytes(PAYLOAD_LEN), bytes(10)])
+    assert done == [] and isinstance(error, LinkProtocolError)
