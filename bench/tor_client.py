@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import datetime
 import os
 import platform
@@ -298,45 +299,62 @@ class Figures:
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Contender:
+    """A client under measurement: how to start it, what was measured."""
+
+    name: str
+    start: Callable[[str], AbstractContextManager[Running]]
+    figures: Figures = field(default_factory=Figures)
+    runs: list[tuple[float, float, float]] = field(default_factory=list)  # MiB/s, CPU, machine
+
+
 def measure(
-    name: str,
-    start: Callable[[str], AbstractContextManager[Running]],
+    contenders: list[Contender],
     page: Page,
     samples: int,
     profile: Path | None = None,
     syscalls: Path | None = None,
     downloads: int = 3,
-) -> Figures:
-    """Cold bootstrap, then warm (same state) with the stream measurements: throughput and
-    CPU are the medians of ``downloads`` downloads; ``profile``: py-spy on the first of the
-    warm client's processes during them."""
-    figures = Figures()
-    with start("cold") as cold:
-        figures.cold_s = cold.bootstrap_s
-    with start("warm") as warm:
-        figures.warm_s = warm.bootstrap_s
-        figures.rss_kib = rss_kib(warm.pids)
-        figures.ttfb_s = time_to_first_byte(warm.socks_port, page, samples)
-        runs: list[tuple[float, float, float]] = []
-        with profiled(warm.pids[0], profile), syscalls_counted(warm.pids[0], syscalls):
+) -> None:
+    """Each client's cold bootstrap; then all of them warm (same state) at once, and their
+    downloads taken in turns (A B A B ...), so a slow spell of the shared machine falls on
+    each alike. Throughput and CPU are the medians of ``downloads`` downloads; ``profile``
+    and ``syscalls`` watch the first client's first process during them."""
+    for contender in contenders:
+        with contender.start("cold") as cold:
+            contender.figures.cold_s = cold.bootstrap_s
+    with contextlib.ExitStack() as running:
+        warm: list[Running] = []
+        for contender in contenders:
+            client = running.enter_context(contender.start("warm"))
+            contender.figures.warm_s = client.bootstrap_s
+            contender.figures.rss_kib = rss_kib(client.pids)
+            warm.append(client)
+        for contender, client in zip(contenders, warm, strict=True):
+            contender.figures.ttfb_s = time_to_first_byte(client.socks_port, page, samples)
+        with profiled(warm[0].pids[0], profile), syscalls_counted(warm[0].pids[0], syscalls):
             for _ in range(downloads):
-                cpu_before = cpu_seconds(warm.pids)
-                machine_before = machine_cpu_seconds()
-                mib_s = throughput_mib_s(warm.socks_port, page)
-                cpu_s = cpu_seconds(warm.pids) - cpu_before
-                runs.append((mib_s, cpu_s, machine_cpu_seconds() - machine_before))
+                for contender, client in zip(contenders, warm, strict=True):
+                    cpu_before = cpu_seconds(client.pids)
+                    machine_before = machine_cpu_seconds()
+                    mib_s = throughput_mib_s(client.socks_port, page)
+                    cpu_s = cpu_seconds(client.pids) - cpu_before
+                    contender.runs.append((mib_s, cpu_s, machine_cpu_seconds() - machine_before))
+    for contender in contenders:
+        figures = contender.figures
         figures.mib_s, figures.cpu_s, figures.machine_cpu_s = (
-            statistics.median(column) for column in zip(*runs, strict=True)
+            statistics.median(column) for column in zip(*contender.runs, strict=True)
         )
-        figures.notes.append(" ".join(f"{mib_s:.2f}" for mib_s, _, _ in runs))
-    print(
-        f"{name:9} cold {figures.cold_s:6.2f} s  warm {figures.warm_s:6.2f} s  "
-        f"TTFB {figures.ttfb_s * 1000:7.1f} ms  {figures.mib_s:6.2f} MiB/s  "
-        f"RSS {figures.rss_kib / 1024:6.1f} MiB  download CPU {figures.cpu_s:6.2f} s "
-        f"(machine {figures.machine_cpu_s:6.2f} s); MiB/s of each download: {figures.notes[-1]}",
-        flush=True,
-    )
-    return figures
+        figures.notes.append(" ".join(f"{mib_s:.2f}" for mib_s, _, _ in contender.runs))
+        print(
+            f"{contender.name:9} cold {figures.cold_s:6.2f} s  warm {figures.warm_s:6.2f} s  "
+            f"TTFB {figures.ttfb_s * 1000:7.1f} ms  {figures.mib_s:6.2f} MiB/s  "
+            f"RSS {figures.rss_kib / 1024:6.1f} MiB  download CPU {figures.cpu_s:6.2f} s "
+            f"(machine {figures.machine_cpu_s:6.2f} s); MiB/s of each download: "
+            f"{figures.notes[-1]}",
+            flush=True,
+        )
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -404,14 +422,16 @@ def section(result: str, size_mib: int, samples: int, downloads: int, runs: str)
     return f"""{DOC_HEADING}
 
 `make bench-tor` (`bench/tor_client.py`) runs the built-in client (`webtunnel-pt socks`) and a
-real tor with the same bridge through `webtunnel-pt` in managed mode, one after the other, on
-the private Tor network of the e2e tests (3 authorities, 2 middles, 2 exits, the bridge behind
-nginx and a WebTunnel server; all on 127.0.0.1). Both are measured through their SOCKS port:
-bootstrap cold (empty directory cache) and warm (the cache of the cold run) to the first usable
-circuit; time to first byte of a GET on a fresh stream (median of {samples}); {downloads}
-downloads of {size_mib} MiB through the three hops (the table gives medians), the client's CPU
-time during each (tor + PT: both processes) and the whole machine's (every process: the
-relays, nginx, the WebTunnel server, the bench's reader); RSS after the warm bootstrap. These
+real tor with the same bridge through `webtunnel-pt` in managed mode on the private Tor
+network of the e2e tests (3 authorities, 2 middles, 2 exits, the bridge behind nginx and a
+WebTunnel server; all on 127.0.0.1). Both are measured through their SOCKS port: bootstrap
+cold (empty directory cache) and warm (the cache of the cold run) to the first usable circuit,
+one client after the other; then, with both running: time to first byte of a GET on a fresh
+stream (median of {samples}), and {downloads} downloads of {size_mib} MiB each through the
+three hops, taken in turns (built-in, tor, built-in, ...: a slow spell of the shared machine
+falls on both alike; the table gives medians), with the client's CPU time during each (tor +
+PT: both processes) and the whole machine's (every process: the relays, nginx, the WebTunnel
+server, the bench's reader); RSS after the warm bootstrap. These
 are figures, not test assertions. tor's bootstrap includes starting the PT (a Python process)
 and its own waits.
 
@@ -463,9 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         def tor(run: str) -> AbstractContextManager[Running]:
             return tor_client(stack, work / "tor-data")
 
-        ours = measure(
-            "built-in",
-            builtin,
+        ours = Contender("built-in", builtin)
+        theirs = Contender("tor", tor)
+        contenders = [ours] if args.builtin_only else [ours, theirs]
+        measure(
+            contenders,
             page,
             args.ttfb_samples,
             args.profile,
@@ -474,11 +496,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         if args.builtin_only:
             return 0
-        theirs = measure("tor", tor, page, args.ttfb_samples, downloads=args.downloads)
-    result = table(ours, theirs, args.size_mib)
+    result = table(ours.figures, theirs.figures, args.size_mib)
     print(result)
     if args.update_doc is not None:
-        runs = f"built-in {ours.notes[-1]}; tor {theirs.notes[-1]}"
+        runs = f"built-in {ours.figures.notes[-1]}; tor {theirs.figures.notes[-1]}"
         text = section(result, args.size_mib, args.ttfb_samples, args.downloads, runs)
         update_doc(args.update_doc, text)
         print(f"[bench-tor] wrote {args.update_doc}", file=sys.stderr)
