@@ -214,29 +214,35 @@ class CellParser:
         if self.link_version is None:
             raise LocalProtocolError("take_cells needs the negotiated link version")
         id_len = circ_id_len(self.link_version)
-        buffer = self._buffer
-        size = len(buffer)
+        circ_id_at = (_CIRC_ID_4 if id_len == 4 else _CIRC_ID_2).unpack_from
+        data = bytes(self._buffer)  # one copy; each payload is then one slice of it
+        size = len(data)
         fixed = id_len + 1 + PAYLOAD_LEN
         offset = 0
         cells: list[Cell] = []
+        append = cells.append
         while size - offset > id_len:
-            command = buffer[offset + id_len]
+            command = data[offset + id_len]
             if command >= 128 or command == CellCommand.VERSIONS:  # is_variable_length
                 if size - offset < id_len + 3:
                     break
-                (length,) = struct.unpack_from(">H", buffer, offset + id_len + 1)
+                (length,) = _LENGTH.unpack_from(data, offset + id_len + 1)
                 start = offset + id_len + 3
                 end = start + length
             else:
                 start, end = offset + id_len + 1, offset + fixed
             if end > size:
                 break
-            circ_id = int.from_bytes(buffer[offset : offset + id_len], "big")
-            cells.append(Cell(circ_id, command, bytes(buffer[start:end])))
+            append(Cell(circ_id_at(data, offset)[0], command, data[start:end]))
             offset = end
         if offset:
-            del buffer[:offset]
+            del self._buffer[:offset]
         return cells
+
+
+_CIRC_ID_2 = struct.Struct(">H")
+_CIRC_ID_4 = struct.Struct(">I")
+_LENGTH = struct.Struct(">H")
 
 
 # ---- VERSIONS (§4.1) ------------------------------------------------------------------------

@@ -171,13 +171,10 @@ class RelayCrypto:
     def _recognized(hop: HopCrypto, cell: bytes) -> bytes | None:
         """The hop's full digest after ``cell`` when its Digest field matches (the hop's
         running digest then moves on), else None."""
-        view = memoryview(cell)
         digest = hop.backward_digest.copy()
-        digest.update(view[:_DIGEST_START])
-        digest.update(_ZERO_DIGEST)
-        digest.update(view[_DIGEST_END:])
+        digest.update(cell[:_DIGEST_START] + _ZERO_DIGEST + cell[_DIGEST_END:])
         full: bytes = digest.digest()
-        if hmac.compare_digest(full[:4], view[_DIGEST_START:_DIGEST_END]):
+        if hmac.compare_digest(full[:4], cell[_DIGEST_START:_DIGEST_END]):
             hop.backward_digest = digest
             return full
         return None
