@@ -440,16 +440,17 @@ Both clients now do what tor 0.4.9 does by default: congestion control with the 
 circuits to one exit, linked, and the exit sends on whichever has room). The relays' info logs
 (`E2E_TOR_LOG=info`) show why conflux matters on this network: the exit's Vegas measures a
 minimum RTT of 4-16 ms on an idle circuit and 25-70 ms under load, for tor's client as for
-ours, so each circuit's window settles near 200-500 cells; tor's client got its speed from two
-such windows. With one circuit and congestion control the built-in client held 2-4 MiB/s; with
-conflux, 5-9 MiB/s (about what the fixed SENDME windows gave before).
+ours, so each circuit's window settles near 200-500 cells; tor's client gets its speed from two
+such windows. With one circuit and congestion control the built-in client held 2-4 MiB/s.
 
-What bounds the built-in client now is CPU: the machine has 2 cores for everything above, and
-during the built-in client's download they are busy, the client itself taking 4-5 s of CPU for
-50 MiB against 1.2-1.3 s for tor and its PT (it decrypts two TLS layers and three onion layers
-per cell in one Python process). The in-process queue this leaves is what the exit's Vegas
-sees as a longer round trip. The machine is shared with other jobs: throughput moves by
-20-40 % between runs on this day (tor's own download 12.7-15.6 MiB/s).
+What bounds the built-in client is CPU: the machine has 2 cores for everything above, and the
+client decrypts two TLS layers and three onion layers per cell in one Python process. Its CPU
+for 50 MiB went from 4.3-5.2 s to 3.0-3.8 s this session (tor and its PT: 1.2-1.6 s): one
+read's cells of a circuit are decrypted together (one AES-CTR call per hop), the cells of a
+read are framed in one pass, and the per-cell objects are named tuples. The queue its slower
+processing leaves is what the exit's Vegas sees as a longer round trip. The machine is shared
+with other jobs: single downloads moved by 20-40 % between runs on this day, hence the
+medians and the turns.
 Last run {when} ({machine()}):
 
 {result}
