@@ -240,6 +240,7 @@ class CellParser:
         return cells
 
 
+_RELAY_HEADER = struct.Struct(">BHHIH")  # command, recognized, stream id, digest, length
 _CIRC_ID_2 = struct.Struct(">H")
 _CIRC_ID_4 = struct.Struct(">I")
 _LENGTH = struct.Struct(">H")
@@ -395,7 +396,7 @@ def decode_relay_payload(payload: bytes) -> RelayCell:
     """Parse a recognized relay payload; ``Length`` above 498 is a protocol error (§7.1)."""
     if len(payload) != PAYLOAD_LEN:
         raise LinkProtocolError("relay payload is not 509 bytes")
-    command, _recognized, stream_id, _digest, length = struct.unpack_from(">BHHIH", payload)
+    command, _recognized, stream_id, _digest, length = _RELAY_HEADER.unpack_from(payload)
     if length > MAX_RELAY_DATA:
         raise LinkProtocolError(f"relay cell length {length} exceeds {MAX_RELAY_DATA}")
     data = payload[RELAY_HEADER_LEN : RELAY_HEADER_LEN + length]

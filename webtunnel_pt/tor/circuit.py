@@ -455,17 +455,18 @@ class Circuit:
         """:meth:`receive_cell` for each of ``cells`` (one read's cells for this circuit), in
         order, with the same events; the relay cells of an open circuit are decrypted
         together (:meth:`RelayCrypto.decrypt_inbound_batch`, one CTR call per hop)."""
+        payloads = [cell.payload for cell in cells if cell.command == CellCommand.RELAY]
         if (
             len(cells) < 2
+            or len(payloads) != len(cells)
             or self.state is not CircuitState.OPEN
             or self._pending is not None
-            or any(cell.command != CellCommand.RELAY for cell in cells)
         ):
             events: list[CircuitEvent] = []
             for cell in cells:
                 events.extend(self.receive_cell(cell))
-            return events
-        done, error = self.crypto.decrypt_inbound_batch([cell.payload for cell in cells])
+            return _joined_data(events)
+        done, error = self.crypto.decrypt_inbound_batch(payloads)
         events = []
         try:
             for inbound in done:
@@ -477,7 +478,7 @@ class Circuit:
         except LinkProtocolError as exc:
             self.destroy(VIOLATION_DESTROY_REASON)
             events.append(CircuitClosed(DestroyReason.PROTOCOL, False, str(exc), exc))
-        return events
+        return _joined_data(events)
 
     def _on_relay(self, payload: bytes) -> list[CircuitEvent]:
         if self.state is not CircuitState.OPEN:
@@ -587,3 +588,29 @@ class Circuit:
         self.destroy_reason = reason
         name = reason_name(DestroyReason, reason)
         return [CircuitClosed(reason, True, f"hop {hop + 1} truncated the circuit: {name}")]
+
+
+def _joined_data(events: list[CircuitEvent]) -> list[CircuitEvent]:
+    """Consecutive StreamData events of one stream as one (their data joined, in order): a
+    read's DATA cells reach the stream's buffer in one step."""
+    out: list[CircuitEvent] = []
+    run: list[bytes] = []
+    run_stream = -1
+    for event in events:
+        if isinstance(event, StreamData):
+            if event.stream_id == run_stream:
+                run.append(event.data)
+                continue
+            _flush_run(out, run_stream, run)
+            run, run_stream = [event.data], event.stream_id
+            continue
+        _flush_run(out, run_stream, run)
+        run, run_stream = [], -1
+        out.append(event)
+    _flush_run(out, run_stream, run)
+    return out
+
+
+def _flush_run(out: list[CircuitEvent], stream_id: int, run: list[bytes]) -> None:
+    if run:
+        out.append(StreamData(stream_id, run[0] if len(run) == 1 else b"".join(run)))

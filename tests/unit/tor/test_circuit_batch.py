@@ -1,6 +1,7 @@
 """tor.circuit's receive_cells, what the channel calls with one read's cells for a circuit:
 the same events, the same cells sent back and the same end as receive_cell cell by cell,
-with the relay cells decrypted together."""
+with the relay cells decrypted together and a stream's consecutive DATA delivered as one
+StreamData (the same bytes, in order)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,22 @@ def _cc_pair() -> list[tuple[Circuit, FakePath, int]]:
     return pair
 
 
+def _joined(events: list) -> list:
+    """Consecutive StreamData of one stream as one, as receive_cells hands them out."""
+    out: list = []
+    for event in events:
+        last = out[-1] if out else None
+        if (
+            isinstance(event, StreamData)
+            and isinstance(last, StreamData)
+            and last.stream_id == event.stream_id
+        ):
+            out[-1] = StreamData(event.stream_id, last.data + event.data)
+        else:
+            out.append(event)
+    return out
+
+
 def _both(script: Script) -> tuple[tuple[list, list, CircuitState], ...]:
     outcomes = []
     for batched, (circuit, path, stream) in zip((False, True), _cc_pair(), strict=True):
@@ -42,19 +59,21 @@ def _both(script: Script) -> tuple[tuple[list, list, CircuitState], ...]:
         if batched:
             events = circuit.receive_cells(cells)
         else:
-            events = [event for cell in cells for event in circuit.receive_cell(cell)]
+            events = _joined([event for cell in cells for event in circuit.receive_cell(cell)])
         messages = sent(circuit, path) if circuit.state is CircuitState.OPEN else []
         outcomes.append((events, messages, circuit.state))
     return tuple(outcomes)
 
 
 def test_data_and_sendmes_as_one_by_one() -> None:
-    """100 DATA cells: 100 StreamData events in order and the same 3 circuit SENDMEs."""
+    """100 DATA cells: their data in order, in one StreamData, and the same 3 circuit
+    SENDMEs."""
     one, batch = _both(lambda path, stream: _data(path, stream, 100))
     assert batch == one
     events, messages, _state = batch
-    assert [e.data for e in events] == [f"data {n}".encode() for n in range(100)]
-    assert all(isinstance(e, StreamData) for e in events)
+    (event,) = events
+    assert isinstance(event, StreamData)
+    assert event.data == b"".join(f"data {n}".encode() for n in range(100))
     assert [m.command for m in messages] == [RelayCommand.SENDME] * 3
 
 
@@ -69,7 +88,7 @@ def test_cells_from_the_middle_among_the_exits() -> None:
         ]
 
     one, batch = _both(script)
-    assert batch == one and len(batch[0]) == 6
+    assert batch == one and len(batch[0]) == 1  # the DROP makes no event
 
 
 @pytest.mark.parametrize("where", [0, 5, 9])
@@ -85,7 +104,9 @@ def test_a_violation_ends_the_batch_as_it_ends_the_circuit(where: int) -> None:
 
     one, batch = _both(script)
     assert batch[2] is one[2] is CircuitState.DESTROYED
-    assert batch[0][:-1] == one[0][:-1] and len(batch[0]) == where + 1
+    assert batch[0] == one[0] and len(batch[0]) == (2 if where else 1)
+    if where:
+        assert batch[0][0] == StreamData(batch[0][0].stream_id, b"x" * where)
     closed = batch[0][-1]
     assert isinstance(closed, CircuitClosed) and "unknown stream" in closed.message
 
@@ -100,8 +121,9 @@ def test_an_unrecognized_cell_ends_the_batch() -> None:
 
     one, batch = _both(script)
     assert batch[2] is one[2] is CircuitState.DESTROYED
-    assert len(batch[0]) == 4 and batch[0][:3] == one[0][:3]
-    assert isinstance(batch[0][3], CircuitClosed) and "not recognized" in batch[0][3].message
+    assert batch[0] == one[0] and len(batch[0]) == 2
+    assert batch[0][0].data == b"data 0data 1data 2"
+    assert isinstance(batch[0][1], CircuitClosed) and "not recognized" in batch[0][1].message
 
 
 def test_a_destroy_in_the_batch_is_taken_in_order() -> None:
