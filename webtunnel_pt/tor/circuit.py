@@ -62,6 +62,7 @@ from webtunnel_pt.tor.circuit_events import (
     StreamData,
     StreamResolved,
     StreamWritable,
+    join_stream_data,
 )
 from webtunnel_pt.tor.circuit_flow import (
     CIRCUIT_SENDME_INCREMENT,
@@ -465,7 +466,7 @@ class Circuit:
             events: list[CircuitEvent] = []
             for cell in cells:
                 events.extend(self.receive_cell(cell))
-            return _joined_data(events)
+            return join_stream_data(events)
         done, error = self.crypto.decrypt_inbound_batch(payloads)
         events = []
         try:
@@ -478,7 +479,7 @@ class Circuit:
         except LinkProtocolError as exc:
             self.destroy(VIOLATION_DESTROY_REASON)
             events.append(CircuitClosed(DestroyReason.PROTOCOL, False, str(exc), exc))
-        return _joined_data(events)
+        return join_stream_data(events)
 
     def _on_relay(self, payload: bytes) -> list[CircuitEvent]:
         if self.state is not CircuitState.OPEN:
@@ -588,29 +589,3 @@ class Circuit:
         self.destroy_reason = reason
         name = reason_name(DestroyReason, reason)
         return [CircuitClosed(reason, True, f"hop {hop + 1} truncated the circuit: {name}")]
-
-
-def _joined_data(events: list[CircuitEvent]) -> list[CircuitEvent]:
-    """Consecutive StreamData events of one stream as one (their data joined, in order): a
-    read's DATA cells reach the stream's buffer in one step."""
-    out: list[CircuitEvent] = []
-    run: list[bytes] = []
-    run_stream = -1
-    for event in events:
-        if isinstance(event, StreamData):
-            if event.stream_id == run_stream:
-                run.append(event.data)
-                continue
-            _flush_run(out, run_stream, run)
-            run, run_stream = [event.data], event.stream_id
-            continue
-        _flush_run(out, run_stream, run)
-        run, run_stream = [], -1
-        out.append(event)
-    _flush_run(out, run_stream, run)
-    return out
-
-
-def _flush_run(out: list[CircuitEvent], stream_id: int, run: list[bytes]) -> None:
-    if run:
-        out.append(StreamData(stream_id, run[0] if len(run) == 1 else b"".join(run)))

@@ -10,6 +10,9 @@
             case CircuitClosed(reason, truncated, message): ...   # every stream ends with it
             case ConfluxLinked(desired_ux): ...       # the exit linked this leg (prop 329)
 
+``join_stream_data(events)`` merges a stream's consecutive StreamData (what
+``Circuit.receive_cells`` hands out for one read).
+
 Sans-I/O.
 """
 
@@ -109,3 +112,29 @@ CircuitEvent = (
     | StreamClosed
     | StreamResolved
 )
+
+
+def join_stream_data(events: list[CircuitEvent]) -> list[CircuitEvent]:
+    """Consecutive StreamData events of one stream as one (their data joined, in order): a
+    read's DATA cells reach the stream's buffer in one step."""
+    out: list[CircuitEvent] = []
+    run: list[bytes] = []
+    run_stream = -1
+    for event in events:
+        if isinstance(event, StreamData):
+            if event.stream_id == run_stream:
+                run.append(event.data)
+                continue
+            _flush_run(out, run_stream, run)
+            run, run_stream = [event.data], event.stream_id
+            continue
+        _flush_run(out, run_stream, run)
+        run, run_stream = [], -1
+        out.append(event)
+    _flush_run(out, run_stream, run)
+    return out
+
+
+def _flush_run(out: list[CircuitEvent], stream_id: int, run: list[bytes]) -> None:
+    if run:
+        out.append(StreamData(stream_id, run[0] if len(run) == 1 else b"".join(run)))
