@@ -451,6 +451,7 @@ read are framed in one pass, and the per-cell objects are named tuples. The queu
 processing leaves is what the exit's Vegas sees as a longer round trip. The machine is shared
 with other jobs: single downloads moved by 20-40 % between runs on this day, hence the
 medians and the turns.
+
 Last run {when} ({machine()}):
 
 {result}
