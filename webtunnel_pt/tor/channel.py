@@ -79,6 +79,18 @@ __all__ = [
 READ_CHUNK_BYTES = 16 * 1024
 
 
+#: While more has arrived than one read takes, what the inline circuits queued over several
+#: reads (SENDMEs, XON/XOFF) leaves in one write, at the latest after this many cells: under
+#: load, fewer and fuller writes (each a TLS record in a TLS record, then a hop through nginx,
+#: the WebTunnel server and the relays); once the reader has caught up, at once.
+FLUSH_AFTER_CELLS = 128
+
+
+def _has_buffered(reader: asyncio.StreamReader) -> bool:
+    """Whether the next read returns at once (asyncio has no public way to ask)."""
+    return bool(getattr(reader, "_buffer", b""))
+
+
 async def _read_some(reader: asyncio.StreamReader, when: str = "") -> bytes:
     """Up to :data:`READ_CHUNK_BYTES`; the end of the link or a failed read is ChannelClosed."""
     where = f" {when}" if when else ""
@@ -190,7 +202,8 @@ class Channel:
         self._circuits: dict[int, Circuit] = {}
         self._inboxes: dict[int, CircuitInbox] = {}
         self._receivers: dict[int, InlineReceiver] = {}
-        self._touched: dict[int, Circuit] = {}  # circuits inline cells went to in this read
+        self._touched: dict[int, Circuit] = {}  # circuits inline cells went to since a write
+        self._unflushed = 0  # cells taken since their circuits' queued cells were last written
         self._closed: ChannelClosed | None = None
         self._failure: Exception | None = None
         self._reader_task = asyncio.get_running_loop().create_task(
@@ -322,9 +335,13 @@ class Channel:
         the link ends; after each read, one write for what the receivers' circuits queued."""
         try:
             while True:
-                self._route_read(self._parser.take_cells())
+                batch = self._parser.take_cells()
+                self._route_read(batch)
+                self._unflushed += len(batch)
                 if self._touched:
-                    self._write_touched()
+                    if self._unflushed >= FLUSH_AFTER_CELLS or not _has_buffered(self._reader):
+                        self._unflushed = 0
+                        self._write_touched()
                     # The streams' readers take this read's data before the next read (their
                     # stream SENDMEs, XON): a read from a full buffer would not yield.
                     await asyncio.sleep(0)
