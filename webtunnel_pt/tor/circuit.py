@@ -456,10 +456,11 @@ class Circuit:
         """:meth:`receive_cell` for each of ``cells`` (one read's cells for this circuit), in
         order, with the same events; the relay cells of an open circuit are decrypted
         together (:meth:`RelayCrypto.decrypt_inbound_batch`, one CTR call per hop)."""
+        if len(cells) < 2:
+            return self.receive_cell(cells[0]) if cells else []
         payloads = [cell.payload for cell in cells if cell.command == CellCommand.RELAY]
         if (
-            len(cells) < 2
-            or len(payloads) != len(cells)
+            len(payloads) != len(cells)
             or self.state is not CircuitState.OPEN
             or self._pending is not None
         ):
@@ -472,10 +473,11 @@ class Circuit:
         try:
             for inbound in done:
                 if self.state is not CircuitState.OPEN:
-                    return events  # destroyed by an earlier cell: the rest are dropped
+                    break  # destroyed by an earlier cell: the rest are dropped
                 events.extend(self._on_inbound(inbound))
-            if error is not None:
-                raise CircuitProtocolError(str(error)) from error
+            else:
+                if error is not None:
+                    raise CircuitProtocolError(str(error)) from error
         except LinkProtocolError as exc:
             self.destroy(VIOLATION_DESTROY_REASON)
             events.append(CircuitClosed(DestroyReason.PROTOCOL, False, str(exc), exc))

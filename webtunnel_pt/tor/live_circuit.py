@@ -359,9 +359,16 @@ class LiveCircuit:
     def _write(self) -> None:
         self.channel.write_pending(self.circuit)
 
+    def take_cell(self, cell: Cell) -> None:
+        """One of the circuit's cells, in the channel's reader as it arrives: as
+        :meth:`take_cells` with one cell."""
+        self.take_cells([cell])
+
     def take_cells(self, cells: list[Cell]) -> None:
-        """The circuit's cells of one read, in order: as :meth:`take_cell` each, decrypted
-        together (:meth:`Circuit.receive_cells`)."""
+        """The circuit's cells of one read, in the channel's reader as they arrive, in order:
+        run through the sans-I/O circuit (decrypted together, :meth:`Circuit.receive_cells`),
+        their events handed to their streams and waiters. The channel writes what they queued
+        (SENDMEs) after the read. A bug here ends this circuit, not the channel."""
         if self._error is not None:
             return
         try:
@@ -370,24 +377,6 @@ class LiveCircuit:
             if self._stream_owner is not self:
                 self._stream_owner._write()  # its streams' XON/XOFF
         except LinkProtocolError as exc:  # receive_cells reports the relay's as events
-            self.circuit.destroy(VIOLATION_DESTROY_REASON)
-            self._finish(exc)
-        except Exception as exc:  # a bug: this circuit ends, the channel goes on
-            self._finish(exc)
-
-    def take_cell(self, cell: Cell) -> None:
-        """One of the circuit's cells, in the channel's reader as it arrives: run through the
-        sans-I/O circuit, its events handed to their streams and waiters. The channel writes
-        what it queued (SENDMEs) after the read. A bug here ends this circuit, not the
-        channel."""
-        if self._error is not None:
-            return
-        try:
-            for event in self.circuit.receive_cell(cell):
-                self._dispatch(event)
-            if self._stream_owner is not self:
-                self._stream_owner._write()  # its streams' XON/XOFF
-        except LinkProtocolError as exc:  # receive_cell reports the relay's as events
             self.circuit.destroy(VIOLATION_DESTROY_REASON)
             self._finish(exc)
         except Exception as exc:  # a bug: this circuit ends, the channel goes on
